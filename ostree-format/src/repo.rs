@@ -1,0 +1,327 @@
+//! An archive repository on the local file system: its `config`, its refs, its objects.
+//!
+//! This reads; it never writes, locks or repairs anything. Serving files to clients is the
+//! server's business (with its own guards against symlinks); this module only reads metadata
+//! objects and refs by names it builds itself from checksums and validated ref names.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::checksum::Checksum;
+use crate::object::ObjectName;
+use crate::refs::{CollectionId, RefName};
+use crate::walk::ObjectSource;
+
+/// Why a repository could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{}: no such directory", .path.display())]
+    Missing { path: PathBuf },
+    #[error("{} is not an OSTree repository: it has no `config` file", .path.display())]
+    NotARepo { path: PathBuf },
+    #[error("{}/config, line {line}: {message}", .path.display())]
+    BadConfig {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "{} is a repository in mode `{mode}`; only archive repositories (mode=archive-z2) can be \
+         served over HTTP. Make one with `ostree init --mode=archive --repo=NEW` and \
+         `ostree pull-local --repo=NEW {}`",
+        .path.display(), .path.display()
+    )]
+    NotArchive { path: PathBuf, mode: String },
+    #[error("{}: {reason}", .path.display())]
+    BadRef { path: PathBuf, reason: String },
+    #[error("reading {}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What tollgate needs from a repository's `config` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoConfig {
+    /// `[core] mode`; `archive-z2` and its alias `archive` are the same format.
+    pub mode: String,
+    /// `[core] collection-id`, when the repository has one.
+    pub collection_id: Option<CollectionId>,
+}
+
+impl RepoConfig {
+    /// Parses the GKeyFile-style `config`: `[group]` headers, `key=value` lines, `#` comments.
+    pub fn parse(text: &str, path: &Path) -> Result<RepoConfig, RepoError> {
+        let bad = |line: usize, message: String| RepoError::BadConfig {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let mut group = None;
+        let mut mode = None;
+        let mut collection_id = None;
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[') {
+                let name = name
+                    .strip_suffix(']')
+                    .ok_or_else(|| bad(index + 1, format!("unterminated group header {raw:?}")))?;
+                group = Some(name);
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| bad(index + 1, format!("expected key=value, found {raw:?}")))?;
+            match (group, key.trim()) {
+                (Some("core"), "mode") => mode = Some(value.trim().to_owned()),
+                (Some("core"), "collection-id") => {
+                    let id = CollectionId::new(value.trim())
+                        .map_err(|e| bad(index + 1, e.to_string()))?;
+                    collection_id = Some(id);
+                }
+                _ => {}
+            }
+        }
+        // OSTree's default mode, when the key is absent, is bare.
+        let mode = mode.unwrap_or_else(|| "bare".to_owned());
+        Ok(RepoConfig {
+            mode,
+            collection_id,
+        })
+    }
+
+    pub fn is_archive(&self) -> bool {
+        matches!(self.mode.as_str(), "archive-z2" | "archive")
+    }
+}
+
+/// An archive repository opened for reading.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    root: PathBuf,
+    config: RepoConfig,
+}
+
+impl Repo {
+    /// Opens the archive repository at `path`, refusing anything else with a [`RepoError`] that
+    /// says what the path is instead.
+    pub fn open(path: &Path) -> Result<Repo, RepoError> {
+        let io_err = |source| RepoError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(RepoError::Missing {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(RepoError::Missing {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) => return Err(io_err(e)),
+        }
+        let config_path = path.join("config");
+        let text = match std::fs::read(&config_path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
+                ) =>
+            {
+                return Err(RepoError::NotARepo {
+                    path: path.to_owned(),
+                });
+            }
+            Err(source) => {
+                return Err(RepoError::Io {
+                    path: config_path,
+                    source,
+                });
+            }
+        };
+        let config = RepoConfig::parse(&text, path)?;
+        if !config.is_archive() {
+            return Err(RepoError::NotArchive {
+                path: path.to_owned(),
+                mode: config.mode,
+            });
+        }
+        if !path.join("objects").is_dir() {
+            return Err(RepoError::NotARepo {
+                path: path.to_owned(),
+            });
+        }
+        Ok(Repo {
+            root: path.to_owned(),
+            config,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// Every ref under `refs/heads`, sorted by name.
+    pub fn heads(&self) -> Result<Vec<(RefName, Checksum)>, RepoError> {
+        let mut refs = Vec::new();
+        self.collect_refs(&self.root.join("refs/heads"), "", &mut refs)?;
+        refs.sort();
+        Ok(refs)
+    }
+
+    /// Every ref under `refs/mirrors/<collection-id>/`, sorted.
+    pub fn mirrors(&self) -> Result<Vec<(CollectionId, RefName, Checksum)>, RepoError> {
+        let dir = self.root.join("refs/mirrors");
+        let mut out = Vec::new();
+        for (name, path) in read_dir_sorted(&dir)? {
+            let cid = CollectionId::new(&name).map_err(|e| RepoError::BadRef {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let mut refs = Vec::new();
+            self.collect_refs(&path, "", &mut refs)?;
+            out.extend(refs.into_iter().map(|(r, c)| (cid.clone(), r, c)));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn collect_refs(
+        &self,
+        dir: &Path,
+        prefix: &str,
+        out: &mut Vec<(RefName, Checksum)>,
+    ) -> Result<(), RepoError> {
+        for (name, path) in read_dir_sorted(dir)? {
+            let full = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let file_type = std::fs::symlink_metadata(&path)
+                .map_err(|source| RepoError::Io {
+                    path: path.clone(),
+                    source,
+                })?
+                .file_type();
+            if file_type.is_dir() {
+                self.collect_refs(&path, &full, out)?;
+                continue;
+            }
+            let bad = |reason: String| RepoError::BadRef {
+                path: path.clone(),
+                reason,
+            };
+            let name = RefName::new(&full).map_err(|e| bad(e.to_string()))?;
+            let text = std::fs::read_to_string(&path).map_err(|source| RepoError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let checksum = Checksum::from_hex(text.trim_end_matches('\n'))
+                .map_err(|e| bad(format!("not a ref file: {e}")))?;
+            out.push((name, checksum));
+        }
+        Ok(())
+    }
+
+    pub fn object_path(&self, object: &ObjectName) -> PathBuf {
+        self.root.join(object.relative_path())
+    }
+}
+
+/// The entries of `dir` as (name, path), sorted; a missing directory has none.
+fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, PathBuf)>, RepoError> {
+    let io_err = |source| RepoError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err)?;
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|name| RepoError::BadRef {
+                path: entry.path(),
+                reason: format!("{name:?} is not UTF-8"),
+            })?;
+        out.push((name, entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl ObjectSource for Repo {
+    fn read(&self, object: &ObjectName) -> io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.object_path(object)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn exists(&self, object: &ObjectName) -> io::Result<bool> {
+        match std::fs::symlink_metadata(self.object_path(object)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files() {
+        let path = Path::new("/r");
+        let check = |text: &str, mode: &str, cid: Option<&str>| {
+            let config = RepoConfig::parse(text, path).unwrap();
+            assert_eq!(config.mode, mode);
+            assert_eq!(config.collection_id.as_ref().map(CollectionId::as_str), cid);
+        };
+        check(
+            "[core]\nrepo_version=1\nmode=archive-z2\n",
+            "archive-z2",
+            None,
+        );
+        check(
+            "# c\n[core]\nmode = archive\ncollection-id=org.example.Os\n\n[flatpak]\nmode=x\n",
+            "archive",
+            Some("org.example.Os"),
+        );
+        check("[core]\nrepo_version=1\n", "bare", None);
+        check("[remote \"x\"]\nmode=archive\n", "bare", None);
+
+        for (bad, bad_line) in [
+            ("[core\nmode=archive", 1),
+            ("[core]\nmode", 2),
+            ("[core]\n\ncollection-id=x", 3),
+        ] {
+            match RepoConfig::parse(bad, path) {
+                Err(RepoError::BadConfig { line, .. }) => assert_eq!(line, bad_line, "{bad:?}"),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The `tollgate` command line: every subcommand and flag, and the entry point `main` calls.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::repos::RepoArg;
+
+/// tollgate serves OSTree and Flatpak repositories over HTTP, so that people install with the
+/// ordinary `flatpak install` and `ostree pull`.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve OSTree archive repositories over HTTP.
+    Serve(ServeArgs),
+    /// Build a small Flatpak repository with the real flatpak tools, serve it, and print the
+    /// commands that install from it.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// An OSTree archive repository to serve. `PATH` serves it at `/`; `NAME=PATH` serves it at
+    /// `/NAME/`. Repeat to serve several (at most one at `/`).
+    #[arg(long = "repo", value_name = "[NAME=]PATH", required = true)]
+    pub repos: Vec<RepoArg>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to build the demo repository (in DIR/repo) and keep the server's data
+    /// (DIR/data). An existing demo repository there is served again as it is.
+    /// [default: <data dir>/demo]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// The address to listen on. Port 0 picks a free port; the address chosen is logged as
+    /// "listening on http://ADDR/".
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080",
+        env = "TOLLGATE_LISTEN"
+    )]
+    pub listen: SocketAddr,
+    /// Where tollgate keeps its own state (signing keys and database, in later versions);
+    /// created with mode 0700 if missing. [default: $XDG_DATA_HOME/tollgate, or
+    /// ~/.local/share/tollgate]
+    #[arg(long, value_name = "DIR", env = "TOLLGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => default_data_dir(),
+        }
+    }
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("tollgate"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("neither XDG_DATA_HOME nor HOME is set; give a data directory with --data-dir")?;
+    Ok(PathBuf::from(home).join(".local/share/tollgate"))
+}
+
+/// Parses the command line, runs the command, and turns an error into one line on stderr
+/// (the whole chain of causes) and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::logging::init();
+    let result = match cli.command {
+        Command::Serve(args) => crate::serve::serve(args),
+        Command::Demo(args) => crate::demo::demo(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

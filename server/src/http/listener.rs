@@ -1,0 +1,174 @@
+//! Accepting connections and running the routes on them, with an access log.
+//!
+//! Connections are accepted here rather than by `warp::serve` so that each socket gets
+//! `TCP_NODELAY` (small responses must not wait on Nagle's algorithm and the client's delayed
+//! ACK, the 40 ms stall measured in flat-manager), slow clients get a header timeout, and
+//! shutdown drains in-flight requests for a bounded time.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use http::Request;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower_service::Service;
+use warp::Filter;
+use warp::reply::Response;
+
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long in-flight requests may take to finish once shutdown has begun.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `routes` on `listener` until `shutdown` completes, then drains open connections.
+pub async fn run<F>(listener: TcpListener, routes: F, shutdown: impl Future<Output = ()>)
+where
+    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    let service = warp::service(routes);
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("setting TCP_NODELAY for {peer}: {e}");
+        }
+        let service = service.clone();
+        let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let log = AccessLog::start(peer, &request);
+            let mut service = service.clone();
+            async move {
+                let response = service.call(request).await?;
+                Ok::<_, Infallible>(log.attach(response))
+            }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), handler));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection from {peer} ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!("some connections were still open after {DRAIN_TIMEOUT:?}; closing them");
+        }
+    }
+}
+
+/// One access log line, written when the response body is finished or dropped, so that it
+/// tells the bytes actually sent and the whole time taken.
+#[derive(Debug)]
+struct AccessLog {
+    peer: SocketAddr,
+    method: http::Method,
+    path: String,
+    user_agent: String,
+    start: Instant,
+    status: u16,
+    bytes: u64,
+}
+
+impl AccessLog {
+    fn start(peer: SocketAddr, request: &Request<Incoming>) -> AccessLog {
+        let user_agent = request
+            .headers()
+            .get(http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        AccessLog {
+            peer,
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            user_agent,
+            start: Instant::now(),
+            status: 0,
+            bytes: 0,
+        }
+    }
+
+    fn attach<B: Body + Unpin>(
+        mut self,
+        response: http::Response<B>,
+    ) -> http::Response<LoggedBody<B>> {
+        self.status = response.status().as_u16();
+        response.map(|inner| LoggedBody { inner, log: self })
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        tracing::info!(
+            target: "tollgate::access",
+            "{} \"{} {}\" {} {} {:.1}ms {:?}",
+            self.peer.ip(),
+            self.method,
+            self.path,
+            self.status,
+            self.bytes,
+            self.start.elapsed().as_secs_f64() * 1000.0,
+            self.user_agent,
+        );
+    }
+}
+
+/// A response body that counts what it yields into its access log entry.
+#[derive(Debug)]
+struct LoggedBody<B> {
+    inner: B,
+    log: AccessLog,
+}
+
+impl<B: Body + Unpin> Body for LoggedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.log.bytes += data.remaining() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

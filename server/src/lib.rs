@@ -1,0 +1,16 @@
+//! tollgate's server: serves OSTree archive repositories over HTTP (and, in later versions,
+//! gates each object by per-ref tokens and runs the entitlement service).
+//!
+//! Map: [`cli`] is the command line; `serve` and `demo` are its commands; `repos` opens and
+//! guards the served repositories; `http` holds the route table, the file handler, the error
+//! type and the listener. The OSTree format itself lives in the `tollgate-ostree-format` crate.
+//!
+//! The server must never serve a file outside the closed grammar of repository paths, never
+//! follow a symlink out of a repository, and never answer 5xx for a client's mistake.
+
+pub mod cli;
+mod demo;
+mod http;
+mod logging;
+mod repos;
+mod serve;

@@ -1,0 +1,16 @@
+//! Log output: human-readable lines on stderr, filtered by `RUST_LOG` (default `info`).
+//! The access log is the `tollgate::access` target; `RUST_LOG=info,tollgate::access=off`
+//! silences it.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

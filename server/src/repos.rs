@@ -1,0 +1,193 @@
+//! The repositories a server serves: `--repo [NAME=]PATH` arguments, checked and opened once
+//! at start.
+//!
+//! Each repository keeps an `O_PATH` handle on its root directory; every file is opened relative
+//! to it with `openat2(RESOLVE_BENEATH)`, so the kernel refuses any symlink or `..` that would
+//! lead out of the repository, whatever is on disk.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use tollgate_ostree_format::Repo;
+
+/// One `--repo` argument: a path, optionally prefixed by the name it is served under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoArg {
+    pub name: Option<String>,
+    pub path: PathBuf,
+}
+
+/// Top-level names a repository may not be served under, because a repository served at `/`
+/// or the server's own API already answers there.
+const RESERVED_NAMES: &[&str] = &[
+    "config",
+    "summary",
+    "summary.sig",
+    "summary.idx",
+    "summary.idx.sig",
+    "summaries",
+    "objects",
+    "deltas",
+    "delta-indexes",
+    "refs",
+    "api",
+    "metrics",
+    "healthz",
+];
+
+impl FromStr for RepoArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RepoArg, String> {
+        // A path may itself contain '=', so only a valid name before the first '=' makes one.
+        if let Some((name, path)) = s.split_once('=')
+            && is_valid_name(name)
+        {
+            if path.is_empty() {
+                return Err(format!(
+                    "`{s}` names the repository {name:?} but gives no path"
+                ));
+            }
+            if RESERVED_NAMES.contains(&name) {
+                return Err(format!(
+                    "a repository cannot be served as {name:?}: that name is reserved for the \
+                     files of a repository served at `/` and the server's own endpoints"
+                ));
+            }
+            return Ok(RepoArg {
+                name: Some(name.to_owned()),
+                path: PathBuf::from(path),
+            });
+        }
+        if s.is_empty() {
+            return Err("the repository path is empty".to_owned());
+        }
+        Ok(RepoArg {
+            name: None,
+            path: PathBuf::from(s),
+        })
+    }
+}
+
+/// Repository names are one URL path segment of letters, digits, `-`, `_` and `.`.
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A repository being served.
+#[derive(Debug)]
+pub struct ServedRepo {
+    /// `None` for the repository served at `/`.
+    pub name: Option<String>,
+    pub repo: Repo,
+    root: OwnedFd,
+}
+
+impl ServedRepo {
+    pub fn open(arg: &RepoArg) -> anyhow::Result<ServedRepo> {
+        let repo = Repo::open(&arg.path)?;
+        let root = rustix::fs::open(
+            &arg.path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("opening repository {}", arg.path.display()))?;
+        Ok(ServedRepo {
+            name: arg.name.clone(),
+            repo,
+            root,
+        })
+    }
+
+    /// Opens `relative` (a path rebuilt from a parsed `RepoPath`) for reading, refusing to leave
+    /// the repository. `Ok(None)` means there is nothing to serve there: missing, not a regular
+    /// file, or reachable only through a symlink that points out of the repository.
+    pub fn open_file(&self, relative: &str) -> io::Result<Option<File>> {
+        // O_NONBLOCK: opening a FIFO planted in the repository must not hang a worker.
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let fd = match rustix::fs::openat2(&self.root, relative, flags, Mode::empty(), resolve) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::XDEV) => {
+                tracing::warn!(
+                    repo = %self.repo.root().display(),
+                    path = relative,
+                    "refused a file that a symlink leads out of the repository"
+                );
+                return Ok(None);
+            }
+            Err(
+                rustix::io::Errno::NOENT
+                | rustix::io::Errno::NOTDIR
+                | rustix::io::Errno::LOOP
+                | rustix::io::Errno::ISDIR
+                | rustix::io::Errno::NAMETOOLONG,
+            ) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let file = File::from(fd);
+        if !file.metadata()?.is_file() {
+            return Ok(None);
+        }
+        Ok(Some(file))
+    }
+}
+
+/// Opens every repository, checking that names are unique and at most one is served at `/`.
+pub fn open_all(args: &[RepoArg]) -> anyhow::Result<Vec<ServedRepo>> {
+    if args.is_empty() {
+        bail!("no repository to serve: give one with --repo PATH (or --repo NAME=PATH)");
+    }
+    if args.iter().filter(|a| a.name.is_none()).count() > 1 {
+        bail!(
+            "more than one repository would be served at `/`; name all but one with \
+             --repo NAME=PATH"
+        );
+    }
+    for (i, a) in args.iter().enumerate() {
+        if let Some(name) = &a.name
+            && args[..i].iter().any(|b| b.name.as_ref() == Some(name))
+        {
+            bail!("two repositories are named {name:?}; each --repo NAME=PATH needs its own name");
+        }
+    }
+    args.iter().map(ServedRepo::open).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_arguments() {
+        let check = |s: &str, name: Option<&str>, path: &str| {
+            assert_eq!(
+                s.parse::<RepoArg>(),
+                Ok(RepoArg {
+                    name: name.map(str::to_owned),
+                    path: PathBuf::from(path)
+                }),
+                "{s}"
+            );
+        };
+        check("/srv/repo", None, "/srv/repo");
+        check("apps=/srv/repo", Some("apps"), "/srv/repo");
+        check("os-1.x=/srv/os", Some("os-1.x"), "/srv/os");
+        check("/srv/a=b", None, "/srv/a=b");
+        check("./weird name=x", None, "./weird name=x");
+
+        for bad in ["", "apps=", "objects=/srv/repo", "api=/x"] {
+            assert!(bad.parse::<RepoArg>().is_err(), "{bad:?}");
+        }
+    }
+}

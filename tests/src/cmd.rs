@@ -1,0 +1,134 @@
+//! Running external commands with a useful failure message.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Finds `tool` on PATH, or panics saying which Debian package provides it.
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{tool}` is not installed; this test drives the real one. Install it with \
+                 `apt-get install {package}`, or run `scripts/setup`, which installs everything \
+                 the tests need"
+            )
+        })
+}
+
+/// A command to run, with the environment and working directory a test gives it.
+#[derive(Debug)]
+pub struct Cmd {
+    command: Command,
+    display: String,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Cmd {
+    pub fn new(program: impl AsRef<OsStr>) -> Cmd {
+        let display = program.as_ref().to_string_lossy().into_owned();
+        Cmd {
+            command: Command::new(program),
+            display,
+            stdin: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
+        self.display.push(' ');
+        self.display.push_str(&arg.as_ref().to_string_lossy());
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Cmd {
+        for arg in args {
+            self = self.arg(arg);
+        }
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn envs<'a>(mut self, vars: impl IntoIterator<Item = &'a (String, PathBuf)>) -> Cmd {
+        for (key, value) in vars {
+            self.command.env(key, value);
+        }
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Cmd {
+        self.command.current_dir(dir);
+        self
+    }
+
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    /// Runs the command and returns what it did, whatever its exit status.
+    pub fn output(mut self) -> Output {
+        use std::io::Write;
+        self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.command.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = self
+            .command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", self.display));
+        if let Some(input) = self.stdin.take() {
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            stdin
+                .write_all(&input)
+                .expect("writing the command's stdin");
+        }
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for `{}`: {e}", self.display))
+    }
+
+    /// Runs the command, panics with its output unless it succeeds, and returns its stdout.
+    pub fn run(self) -> String {
+        let display = self.display.clone();
+        let output = self.output();
+        if !output.status.success() {
+            panic!(
+                "`{display}` failed ({}):\n{}",
+                output.status,
+                describe(&output)
+            );
+        }
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs the command, panics with its output if it succeeds, and returns its stderr.
+    pub fn run_fail(self) -> String {
+        let display = self.display.clone();
+        let output = self.output();
+        if output.status.success() {
+            panic!(
+                "`{display}` succeeded but should have failed:\n{}",
+                describe(&output)
+            );
+        }
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+pub fn describe(output: &Output) -> String {
+    format!(
+        "--- stdout\n{}--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

@@ -1,0 +1,226 @@
+//! Temporary directories with an isolated HOME, XDG tree and runtime dir, and builders for
+//! real OSTree and Flatpak repositories made with the real tools.
+
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+use crate::cmd::{Cmd, require_tool};
+
+/// A temporary directory that is also a private HOME: every command run through [`Fixture::cmd`]
+/// sees HOME and the XDG variables pointing inside it, so flatpak, ostree and friends never touch
+/// the real user's files.
+#[derive(Debug)]
+pub struct Fixture {
+    dir: TempDir,
+    env: Vec<(String, PathBuf)>,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture::new()
+    }
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix("tollgate-test-")
+            .tempdir()
+            .expect("temp dir");
+        let root = dir.path();
+        let env: Vec<(String, PathBuf)> = vec![
+            ("HOME".into(), root.join("home")),
+            ("XDG_DATA_HOME".into(), root.join("home/.local/share")),
+            ("XDG_CONFIG_HOME".into(), root.join("home/.config")),
+            ("XDG_CACHE_HOME".into(), root.join("home/.cache")),
+            ("XDG_STATE_HOME".into(), root.join("home/.local/state")),
+            ("XDG_RUNTIME_DIR".into(), root.join("run")),
+        ];
+        for (_, path) in &env {
+            std::fs::create_dir_all(path).expect("creating the isolated home");
+        }
+        set_mode(&root.join("run"), 0o700);
+        Fixture { dir, env }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// The isolated HOME and XDG variables.
+    pub fn env(&self) -> &[(String, PathBuf)] {
+        &self.env
+    }
+
+    /// A command running in the fixture's directory with its isolated environment.
+    pub fn cmd(&self, program: &str) -> Cmd {
+        Cmd::new(program).envs(&self.env).current_dir(self.path())
+    }
+
+    /// `ostree --repo=REPO ...`
+    pub fn ostree(&self, repo: &Path) -> Cmd {
+        require_tool("ostree", "ostree");
+        self.cmd("ostree").arg(format!("--repo={}", repo.display()))
+    }
+
+    /// `flatpak ...`, checked to be installed.
+    pub fn flatpak(&self) -> Cmd {
+        require_tool("flatpak", "flatpak");
+        self.cmd("flatpak")
+    }
+
+    /// Makes an archive repository at `name` and commits `tree` to `branch` in it; returns the
+    /// repository's path and the commit.
+    pub fn archive_repo(&self, name: &str, branch: &str, tree: &Path) -> (PathBuf, String) {
+        let repo = self.join(name);
+        self.ostree(&repo).args(["init", "--mode=archive"]).run();
+        let commit = self.commit(&repo, branch, tree, "first");
+        (repo, commit)
+    }
+
+    /// Commits `tree` to `branch` and updates the summary; returns the commit checksum.
+    pub fn commit(&self, repo: &Path, branch: &str, tree: &Path, subject: &str) -> String {
+        let out = self
+            .ostree(repo)
+            .args([
+                "commit",
+                &format!("--branch={branch}"),
+                &format!("--subject={subject}"),
+            ])
+            .arg(tree)
+            .run();
+        self.ostree(repo).args(["summary", "-u"]).run();
+        out.trim().to_owned()
+    }
+}
+
+impl Fixture {
+    /// flatpak's default architecture (`x86_64` here).
+    pub fn flatpak_arch(&self) -> String {
+        self.flatpak().arg("--default-arch").run().trim().to_owned()
+    }
+
+    /// Exports a commit of the runtime `name` (branch `stable`) into `repo` with the real
+    /// `flatpak build-export`, its files being the sample tree plus a `version` file. A
+    /// `token_type` marks it as needing a token (`--token-type`). Returns the ref.
+    pub fn flatpak_runtime(
+        &self,
+        repo: &Path,
+        name: &str,
+        version: u32,
+        token_type: Option<i32>,
+    ) -> String {
+        let arch = self.flatpak_arch();
+        let build = self.join(format!("build-{name}"));
+        write_files(
+            &build,
+            &[(
+                "metadata",
+                format!("[Runtime]\nname={name}\nruntime={name}/{arch}/stable\nsdk={name}/{arch}/stable\n")
+                    .into_bytes(),
+            )],
+        );
+        sample_tree(&build.join("files"));
+        write_files(
+            &build,
+            &[("files/version", format!("{version}\n").into_bytes())],
+        );
+        let mut export = self
+            .flatpak()
+            .args(["build-export", "--runtime", "--files=files"]);
+        if let Some(t) = token_type {
+            export = export.arg(format!("--token-type={t}"));
+        }
+        export.arg(repo).arg(&build).arg("stable").run();
+        format!("runtime/{name}/{arch}/stable")
+    }
+
+    /// `flatpak build-update-repo --generate-static-deltas`: summaries, appstream, deltas.
+    pub fn flatpak_update_repo(&self, repo: &Path) {
+        self.flatpak()
+            .args(["build-update-repo", "--generate-static-deltas"])
+            .arg(repo)
+            .run();
+    }
+}
+
+/// A small tree with the kinds of entries OSTree handles: nested directories, an empty file,
+/// an executable, a symlink, and a 300 KiB file of varied bytes (bigger than any read buffer).
+pub fn sample_tree(root: &Path) -> PathBuf {
+    write_files(
+        root,
+        &[
+            ("usr/bin/hello", b"#!/bin/sh\necho hello\n".to_vec()),
+            ("usr/share/doc/empty", Vec::new()),
+            ("usr/share/doc/README", b"tollgate test tree\n".to_vec()),
+            ("usr/lib/data.bin", pseudo_random(300 * 1024, 7)),
+            ("etc/deep/a/b/c/d/e/file", b"deep\n".to_vec()),
+        ],
+    );
+    set_mode(&root.join("usr/bin/hello"), 0o755);
+    let link = root.join("usr/bin/hi");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("hello", link).expect("symlink");
+    }
+    root.to_owned()
+}
+
+pub fn write_files(root: &Path, files: &[(&str, Vec<u8>)]) {
+    for (name, content) in files {
+        let path = root.join(name);
+        std::fs::create_dir_all(path.parent().expect("file has a parent")).expect("mkdir");
+        std::fs::write(&path, content).unwrap_or_else(|e| panic!("writing {path:?}: {e}"));
+    }
+}
+
+/// Deterministic bytes that do not compress to nothing.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {path:?}: {e}"));
+}
+
+/// Every file under `root`, as paths relative to it, sorted.
+pub fn files_under(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => walk(root, &path, out),
+                Ok(_) => out.push(
+                    path.strip_prefix(root)
+                        .expect("under root")
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}

@@ -1,0 +1,215 @@
+//! HEAD, Range, ETag and If-None-Match, Last-Modified and If-Modified-Since, caching headers
+//! and the bytes themselves, checked against the files on disk.
+
+use tollgate_ostree_format::{Checksum, ObjectName, ObjectType, Repo, commit_closure};
+
+use crate::fixture::{Fixture, files_under, sample_tree};
+use crate::http::{get, request};
+use crate::server::Server;
+
+#[test]
+fn every_file_comes_back_byte_for_byte() {
+    let fx = Fixture::new();
+    let repo = fx.join("repo");
+    fx.flatpak_runtime(&repo, "org.example.Platform", 1, None);
+    fx.flatpak_runtime(&repo, "org.example.Platform", 2, None);
+    fx.flatpak_update_repo(&repo);
+    let server = Server::serve(&["--repo", repo.to_str().unwrap()], fx.env());
+    let mut served = 0;
+    for rel in files_under(&repo) {
+        if ["tmp/", "state/", "extensions/", ".lock"]
+            .iter()
+            .any(|p| rel.starts_with(p))
+        {
+            continue;
+        }
+        let response = get(server.addr, &format!("/{rel}"));
+        assert_eq!(response.status, 200, "{rel}");
+        assert_eq!(
+            response.body,
+            std::fs::read(repo.join(&rel)).unwrap(),
+            "{rel}"
+        );
+        assert_eq!(
+            response.header("content-length"),
+            Some(response.body.len().to_string().as_str())
+        );
+        served += 1;
+    }
+    assert!(served > 30, "only {served} files");
+}
+
+#[test]
+fn head_range_etag_and_caching() {
+    let fx = Fixture::new();
+    let tree = sample_tree(&fx.join("tree"));
+    let (repo, commit) = fx.archive_repo("repo", "test/a", &tree);
+    let server = Server::serve(&["--repo", repo.to_str().unwrap()], fx.env());
+
+    // The biggest content object (the 300 KiB file; big enough to be streamed) and the commit.
+    let opened = Repo::open(&repo).unwrap();
+    let big = commit_closure(&opened, Checksum::from_hex(&commit).unwrap())
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.kind == ObjectType::File)
+        .max_by_key(|o| std::fs::metadata(opened.object_path(o)).unwrap().len())
+        .unwrap();
+    let big_bytes = std::fs::read(opened.object_path(&big)).unwrap();
+    assert!(big_bytes.len() > 256 * 1024, "{}", big_bytes.len());
+    let big_path = format!("/{}", big.relative_path());
+    let commit_path = format!(
+        "/{}",
+        ObjectName::new(Checksum::from_hex(&commit).unwrap(), ObjectType::Commit).relative_path()
+    );
+
+    // GET and HEAD agree on everything but the body.
+    for path in [&big_path, &commit_path, &"/summary".to_owned()] {
+        let full = get(server.addr, path);
+        let head = request(server.addr, "HEAD", path, &[]);
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty(), "HEAD {path} sent a body");
+        for name in [
+            "content-length",
+            "etag",
+            "last-modified",
+            "cache-control",
+            "accept-ranges",
+        ] {
+            assert!(full.header(name).is_some(), "GET {path} has no {name}");
+            assert_eq!(head.header(name), full.header(name), "{name} of {path}");
+        }
+    }
+
+    // Objects: the checksum is the ETag, cached for a year.
+    let full = get(server.addr, &big_path);
+    assert_eq!(full.body, big_bytes);
+    assert_eq!(
+        full.header("etag"),
+        Some(format!("\"{}\"", big.checksum).as_str())
+    );
+    assert_eq!(
+        full.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let etag = full.header("etag").unwrap().to_owned();
+    let revalidated = request(server.addr, "GET", &big_path, &[("If-None-Match", &etag)]);
+    assert_eq!(revalidated.status, 304);
+    assert!(revalidated.body.is_empty());
+    assert_eq!(revalidated.header("etag"), Some(etag.as_str()));
+    let other = request(
+        server.addr,
+        "GET",
+        &big_path,
+        &[("If-None-Match", "\"other\"")],
+    );
+    assert_eq!((other.status, other.body.len()), (200, big_bytes.len()));
+
+    // Ranges, on the streamed object and on a small file.
+    let len = big_bytes.len();
+    let cases: Vec<(String, usize, usize)> = vec![
+        ("bytes=0-9".into(), 0, 9),
+        ("bytes=1000-".into(), 1000, len - 1),
+        ("bytes=-300".into(), len - 300, len - 1),
+        (
+            format!("bytes={}-{}", len - 10, len + 100),
+            len - 10,
+            len - 1,
+        ),
+        ("bytes=100000-299999".into(), 100_000, 299_999),
+    ];
+    for (range, start, end) in cases {
+        let r = request(server.addr, "GET", &big_path, &[("Range", &range)]);
+        assert_eq!(r.status, 206, "{range}");
+        assert_eq!(r.body, &big_bytes[start..=end], "{range}");
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes {start}-{end}/{len}").as_str())
+        );
+        assert_eq!(
+            r.header("content-length"),
+            Some((end - start + 1).to_string().as_str())
+        );
+    }
+    let r = request(
+        server.addr,
+        "GET",
+        &big_path,
+        &[("Range", &format!("bytes={len}-"))],
+    );
+    assert_eq!(r.status, 416);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{len}").as_str())
+    );
+    let r = request(server.addr, "GET", &commit_path, &[("Range", "bytes=-4")]);
+    let commit_bytes = std::fs::read(repo.join(&commit_path[1..])).unwrap();
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (206, &commit_bytes[commit_bytes.len() - 4..])
+    );
+    let r = request(
+        server.addr,
+        "GET",
+        &commit_path,
+        &[("Range", "bytes=0-1,4-5")],
+    );
+    assert_eq!(
+        (r.status, r.body),
+        (200, commit_bytes.clone()),
+        "several ranges: the whole file"
+    );
+    let r = request(
+        server.addr,
+        "GET",
+        &commit_path,
+        &[("Range", "bytes=0-1"), ("If-Range", "\"stale\"")],
+    );
+    assert_eq!(
+        (r.status, r.body),
+        (200, commit_bytes),
+        "If-Range that no longer matches"
+    );
+
+    // The summary is revalidated, by date or by tag.
+    let summary = get(server.addr, "/summary");
+    assert_eq!(summary.header("cache-control"), Some("no-cache"));
+    let modified = summary.header("last-modified").unwrap().to_owned();
+    let r = request(
+        server.addr,
+        "GET",
+        "/summary",
+        &[("If-Modified-Since", &modified)],
+    );
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    let r = request(
+        server.addr,
+        "GET",
+        "/summary",
+        &[("If-Modified-Since", "Thu, 01 Jan 1970 00:00:01 GMT")],
+    );
+    assert_eq!(r.status, 200);
+    let tag = summary.header("etag").unwrap().to_owned();
+    assert_eq!(
+        request(server.addr, "GET", "/summary", &[("If-None-Match", &tag)]).status,
+        304
+    );
+
+    // Rewriting the summary changes its validators.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fx.ostree(&repo)
+        .args(["summary", "-u", "--add-metadata=changed='yes'"])
+        .run();
+    let r = request(server.addr, "GET", "/summary", &[("If-None-Match", &tag)]);
+    assert_eq!(r.status, 200, "a rewritten summary is not 'not modified'");
+
+    // Only GET and HEAD.
+    let r = request(server.addr, "POST", "/config", &[("Content-Length", "0")]);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let r = get(server.addr, "/objects/00/nothing.filez");
+    assert_eq!(r.status, 404);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("\"error-type\":\"not-found\""),
+        "{r:?}"
+    );
+}

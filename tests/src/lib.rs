@@ -1,0 +1,30 @@
+//! tollgate's one test harness, and the end-to-end tests that use it.
+//!
+//! The library part ([`cmd`], [`fixture`], [`server`], [`http`]) gives tests temporary
+//! directories with an isolated HOME and XDG tree, a command runner that puts a failed command's
+//! stderr into the panic message, the real `tollgate` binary started on a port it picks itself,
+//! and a raw HTTP/1.1 client that sends paths exactly as written (curl and reqwest would
+//! normalise `..` away before the server ever saw it). Other crates use it as a dev-dependency.
+//!
+//! The tests (`#[cfg(test)]` modules below) drive the real `ostree` and `flatpak`. A missing
+//! tool fails the test with a message saying what to install; nothing is skipped silently.
+
+pub mod cmd;
+pub mod fixture;
+pub mod http;
+pub mod server;
+
+#[cfg(test)]
+mod bad_input;
+#[cfg(test)]
+mod demo;
+#[cfg(test)]
+mod flatpak_install;
+#[cfg(test)]
+mod hostile_paths;
+#[cfg(test)]
+mod http_semantics;
+#[cfg(test)]
+mod ostree_pull;
+#[cfg(test)]
+mod workspace_rules;
