@@ -506,3 +506,51 @@ proptest! {
         let _ = DirTree::children(&bytes, &mut Vec::new(), &mut Vec::new());
     }
 }
+
+#[test]
+fn mirror_refs_as_ostree_pull_mirror_writes_them() {
+    let fx = Fixture::new();
+    let tree = sample_tree(&fx.join("tree"));
+    let src = fx.join("src");
+    fx.ostree(&src)
+        .args(["init", "--mode=archive", "--collection-id=org.example.Src"])
+        .run();
+    let commit = fx.commit(&src, "os/x86_64", &tree, "os");
+    let mirror = fx.join("mirror");
+    fx.ostree(&mirror)
+        .args([
+            "init",
+            "--mode=archive",
+            "--collection-id=org.example.Mirror",
+        ])
+        .run();
+    fx.ostree(&mirror)
+        .args([
+            "remote",
+            "add",
+            "--no-gpg-verify",
+            "--collection-id=org.example.Src",
+            "origin",
+        ])
+        .arg(format!("file://{}", src.display()))
+        .run();
+    fx.ostree(&mirror)
+        .args(["pull", "--mirror", "origin", "os/x86_64"])
+        .run();
+
+    let opened = Repo::open(&mirror).unwrap();
+    let mirrors: Vec<(String, String, String)> = opened
+        .mirrors()
+        .unwrap()
+        .iter()
+        .map(|(cid, r, c)| (cid.to_string(), r.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(
+        mirrors,
+        [("org.example.Src".to_owned(), "os/x86_64".to_owned(), commit)]
+    );
+    assert_eq!(
+        opened.config().collection_id.as_ref().unwrap().as_str(),
+        "org.example.Mirror"
+    );
+}

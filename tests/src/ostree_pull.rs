@@ -187,3 +187,66 @@ fn several_repositories_by_name() {
     assert_eq!(crate::http::get(server.addr, "/config").status, 404);
     assert_eq!(crate::http::get(server.addr, "/apps/config").status, 200);
 }
+
+#[test]
+fn refs_are_served_for_clients_without_a_summary() {
+    let fx = Fixture::new();
+    let tree = sample_tree(&fx.join("tree"));
+    let (repo, commit) = fx.archive_repo("srv", "os/x86_64/stable", &tree);
+    // Without a summary, ostree reads refs/heads/<ref> itself.
+    std::fs::remove_file(repo.join("summary")).unwrap();
+    let server = Server::serve(&["--repo", repo.to_str().unwrap()], fx.env());
+    let cli = client(&fx, &server.url());
+    let mark = server.log().len();
+    fx.ostree(&cli)
+        .args(["pull", "origin", "os/x86_64/stable"])
+        .run();
+    assert_eq!(rev(&fx, &cli, "origin:os/x86_64/stable"), commit);
+    fsck(&fx, &cli);
+    let requests = server.requests_since(mark);
+    assert!(
+        requests
+            .iter()
+            .any(|a| a.path == "/refs/heads/os/x86_64/stable" && a.status == 200),
+        "{requests:?}"
+    );
+
+    // Mirrored refs of another collection, as `ostree pull --mirror` writes them.
+    let mirror = fx.join("mirror");
+    fx.ostree(&mirror)
+        .args([
+            "init",
+            "--mode=archive",
+            "--collection-id=org.example.Mirror",
+        ])
+        .run();
+    let src = fx.join("src");
+    fx.ostree(&src)
+        .args(["init", "--mode=archive", "--collection-id=org.example.Src"])
+        .run();
+    let src_commit = fx.commit(&src, "os/x86_64", &tree, "os");
+    fx.ostree(&mirror)
+        .args([
+            "remote",
+            "add",
+            "--no-gpg-verify",
+            "--collection-id=org.example.Src",
+            "origin",
+        ])
+        .arg(format!("file://{}", src.display()))
+        .run();
+    fx.ostree(&mirror)
+        .args(["pull", "--mirror", "origin", "os/x86_64"])
+        .run();
+    let server = Server::serve(&["--repo", mirror.to_str().unwrap()], fx.env());
+    let response = crate::http::get(server.addr, "/refs/mirrors/org.example.Src/os/x86_64");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&response.body),
+        format!("{src_commit}\n")
+    );
+    assert_eq!(
+        crate::http::get(server.addr, "/refs/mirrors/org.example.Src/os").status,
+        404
+    );
+}
