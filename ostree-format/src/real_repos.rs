@@ -511,32 +511,7 @@ proptest! {
 fn mirror_refs_as_ostree_pull_mirror_writes_them() {
     let fx = Fixture::new();
     let tree = sample_tree(&fx.join("tree"));
-    let src = fx.join("src");
-    fx.ostree(&src)
-        .args(["init", "--mode=archive", "--collection-id=org.example.Src"])
-        .run();
-    let commit = fx.commit(&src, "os/x86_64", &tree, "os");
-    let mirror = fx.join("mirror");
-    fx.ostree(&mirror)
-        .args([
-            "init",
-            "--mode=archive",
-            "--collection-id=org.example.Mirror",
-        ])
-        .run();
-    fx.ostree(&mirror)
-        .args([
-            "remote",
-            "add",
-            "--no-gpg-verify",
-            "--collection-id=org.example.Src",
-            "origin",
-        ])
-        .arg(format!("file://{}", src.display()))
-        .run();
-    fx.ostree(&mirror)
-        .args(["pull", "--mirror", "origin", "os/x86_64"])
-        .run();
+    let (mirror, commit) = fx.mirror_repo("os/x86_64", &tree);
 
     let opened = Repo::open(&mirror).unwrap();
     let mirrors: Vec<(String, String, String)> = opened

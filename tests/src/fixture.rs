@@ -83,6 +83,39 @@ impl Fixture {
         (repo, commit)
     }
 
+    /// A repository (collection `org.example.Mirror`) holding a mirror of `branch` from another
+    /// (collection `org.example.Src`), made with the real `ostree pull --mirror`, which writes
+    /// `refs/mirrors/org.example.Src/<branch>`. Returns the mirror's path and the commit.
+    pub fn mirror_repo(&self, branch: &str, tree: &Path) -> (PathBuf, String) {
+        let src = self.join("mirror-src");
+        self.ostree(&src)
+            .args(["init", "--mode=archive", "--collection-id=org.example.Src"])
+            .run();
+        let commit = self.commit(&src, branch, tree, "mirrored");
+        let mirror = self.join("mirror");
+        self.ostree(&mirror)
+            .args([
+                "init",
+                "--mode=archive",
+                "--collection-id=org.example.Mirror",
+            ])
+            .run();
+        self.ostree(&mirror)
+            .args([
+                "remote",
+                "add",
+                "--no-gpg-verify",
+                "--collection-id=org.example.Src",
+                "origin",
+            ])
+            .arg(format!("file://{}", src.display()))
+            .run();
+        self.ostree(&mirror)
+            .args(["pull", "--mirror", "origin", branch])
+            .run();
+        (mirror, commit)
+    }
+
     /// Commits `tree` to `branch` and updates the summary; returns the commit checksum.
     pub fn commit(&self, repo: &Path, branch: &str, tree: &Path, subject: &str) -> String {
         let out = self

@@ -212,32 +212,7 @@ fn refs_are_served_for_clients_without_a_summary() {
     );
 
     // Mirrored refs of another collection, as `ostree pull --mirror` writes them.
-    let mirror = fx.join("mirror");
-    fx.ostree(&mirror)
-        .args([
-            "init",
-            "--mode=archive",
-            "--collection-id=org.example.Mirror",
-        ])
-        .run();
-    let src = fx.join("src");
-    fx.ostree(&src)
-        .args(["init", "--mode=archive", "--collection-id=org.example.Src"])
-        .run();
-    let src_commit = fx.commit(&src, "os/x86_64", &tree, "os");
-    fx.ostree(&mirror)
-        .args([
-            "remote",
-            "add",
-            "--no-gpg-verify",
-            "--collection-id=org.example.Src",
-            "origin",
-        ])
-        .arg(format!("file://{}", src.display()))
-        .run();
-    fx.ostree(&mirror)
-        .args(["pull", "--mirror", "origin", "os/x86_64"])
-        .run();
+    let (mirror, src_commit) = fx.mirror_repo("os/x86_64", &tree);
     let server = Server::serve(&["--repo", mirror.to_str().unwrap()], fx.env());
     let response = crate::http::get(server.addr, "/refs/mirrors/org.example.Src/os/x86_64");
     assert_eq!(response.status, 200);
