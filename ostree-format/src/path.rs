@@ -111,13 +111,23 @@ impl RepoPath {
         self.to_string()
     }
 
-    /// Whether the file's content can never change under this name. Objects, deltas and
-    /// flatpak's sub-summaries are named after what they hold; the rest is rewritten on publish.
+    /// Whether the file's content can never change under this name: objects named after what
+    /// they hold, delta superblocks and parts, and flatpak's sub-summaries. Detached metadata
+    /// (`.commitmeta`, a delta's `meta` and `commitmeta`) is rewritten when a commit is signed
+    /// again, and the summaries, refs, `config` and delta indexes on every publish.
     pub fn is_immutable(&self) -> bool {
-        matches!(
-            self,
-            RepoPath::Object(_) | RepoPath::Delta { .. } | RepoPath::SubSummary(_)
-        )
+        match self {
+            RepoPath::Object(object) => object.kind != ObjectType::CommitMeta,
+            RepoPath::Delta { file, .. } => {
+                matches!(file, DeltaFile::Superblock | DeltaFile::Part(_))
+            }
+            RepoPath::SubSummary(_) => true,
+            RepoPath::Config
+            | RepoPath::Summary(_)
+            | RepoPath::DeltaIndex(_)
+            | RepoPath::Head(_)
+            | RepoPath::Mirror(..) => false,
+        }
     }
 }
 
@@ -373,5 +383,8 @@ mod tests {
         assert!(!accepted("summary").is_immutable());
         assert!(!accepted("refs/heads/a").is_immutable());
         assert!(!accepted(&format!("delta-indexes/8g/{}.index", &B64[2..])).is_immutable());
+        assert!(!accepted(&format!("objects/f2/{}.commitmeta", &HEX[2..])).is_immutable());
+        assert!(!accepted(&format!("deltas/8g/{}/meta", &B64[2..])).is_immutable());
+        assert!(!accepted(&format!("deltas/8g/{}/commitmeta", &B64[2..])).is_immutable());
     }
 }

@@ -394,6 +394,20 @@ fn repos_of_other_kinds_are_refused_by_name() {
         Repo::open(&fx.join("empty")),
         Err(RepoError::NotARepo { .. })
     ));
+    std::fs::write(fx.join("a-file"), "x").unwrap();
+    assert!(matches!(
+        Repo::open(&fx.join("a-file")),
+        Err(RepoError::NotADirectory { .. })
+    ));
+    // A copied config without the objects next to it.
+    std::fs::create_dir(fx.join("half")).unwrap();
+    std::fs::write(fx.join("half/config"), "[core]\nmode=archive-z2\n").unwrap();
+    let err = Repo::open(&fx.join("half")).unwrap_err();
+    assert!(matches!(err, RepoError::NoObjects { .. }), "{err:?}");
+    assert!(
+        err.to_string().ends_with("has no `objects` folder"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -7,9 +7,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::checksum::Checksum;
+use crate::checksum::{Checksum, ChecksumError};
 use crate::object::ObjectName;
-use crate::refs::{CollectionId, RefName};
+use crate::refs::{CollectionId, NameError, RefName};
 use crate::walk::ObjectSource;
 
 /// Why a repository could not be opened or read.
@@ -17,13 +17,24 @@ use crate::walk::ObjectSource;
 pub enum RepoError {
     #[error("{}: no such directory", .path.display())]
     Missing { path: PathBuf },
+    #[error("{} is not a directory", .path.display())]
+    NotADirectory { path: PathBuf },
     #[error("{} is not an OSTree repository: it has no `config` file", .path.display())]
     NotARepo { path: PathBuf },
-    #[error("{}/config, line {line}: {message}", .path.display())]
-    BadConfig {
+    #[error("{} is not a whole OSTree repository: it has no `objects` folder", .path.display())]
+    NoObjects { path: PathBuf },
+    #[error("{}/config, line {line}: expected `[group]` or `key=value`, found {text:?}", .path.display())]
+    ConfigSyntax {
         path: PathBuf,
         line: usize,
-        message: String,
+        text: String,
+    },
+    #[error("{}/config, line {line}", .path.display())]
+    ConfigCollectionId {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: NameError,
     },
     #[error(
         "{} is a repository in mode `{mode}`; only archive repositories (mode=archive-z2) can be \
@@ -32,8 +43,20 @@ pub enum RepoError {
         .path.display(), .path.display()
     )]
     NotArchive { path: PathBuf, mode: String },
-    #[error("{}: {reason}", .path.display())]
-    BadRef { path: PathBuf, reason: String },
+    #[error("{}: not a valid ref", .path.display())]
+    RefName {
+        path: PathBuf,
+        #[source]
+        source: NameError,
+    },
+    #[error("{}: not a ref file (64 hex digits and a newline)", .path.display())]
+    RefContent {
+        path: PathBuf,
+        #[source]
+        source: ChecksumError,
+    },
+    #[error("{}: the name is not UTF-8", .path.display())]
+    NonUtf8Name { path: PathBuf },
     #[error("reading {}", .path.display())]
     Io {
         path: PathBuf,
@@ -54,10 +77,10 @@ pub struct RepoConfig {
 impl RepoConfig {
     /// Parses the GKeyFile-style `config`: `[group]` headers, `key=value` lines, `#` comments.
     pub fn parse(text: &str, path: &Path) -> Result<RepoConfig, RepoError> {
-        let bad = |line: usize, message: String| RepoError::BadConfig {
+        let syntax = |line: usize, text: &str| RepoError::ConfigSyntax {
             path: path.to_owned(),
             line,
-            message,
+            text: text.to_owned(),
         };
         let mut group = None;
         let mut mode = None;
@@ -70,18 +93,21 @@ impl RepoConfig {
             if let Some(name) = line.strip_prefix('[') {
                 let name = name
                     .strip_suffix(']')
-                    .ok_or_else(|| bad(index + 1, format!("unterminated group header {raw:?}")))?;
+                    .ok_or_else(|| syntax(index + 1, raw))?;
                 group = Some(name);
                 continue;
             }
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| bad(index + 1, format!("expected key=value, found {raw:?}")))?;
+            let (key, value) = line.split_once('=').ok_or_else(|| syntax(index + 1, raw))?;
             match (group, key.trim()) {
                 (Some("core"), "mode") => mode = Some(value.trim().to_owned()),
                 (Some("core"), "collection-id") => {
-                    let id = CollectionId::new(value.trim())
-                        .map_err(|e| bad(index + 1, e.to_string()))?;
+                    let id = CollectionId::new(value.trim()).map_err(|source| {
+                        RepoError::ConfigCollectionId {
+                            path: path.to_owned(),
+                            line: index + 1,
+                            source,
+                        }
+                    })?;
                     collection_id = Some(id);
                 }
                 _ => {}
@@ -98,6 +124,48 @@ impl RepoConfig {
     pub fn is_archive(&self) -> bool {
         matches!(self.mode.as_str(), "archive-z2" | "archive")
     }
+}
+
+/// `[core]` keys that describe the repository's format, which `ostree pull` reads.
+const CLIENT_CORE_KEYS: &[&str] = &[
+    "repo_version",
+    "mode",
+    "collection-id",
+    "indexed-deltas",
+    "tombstone-commits",
+];
+
+/// The part of a repository's `config` that clients need: the `[core]` keys that describe the
+/// format, and flatpak's `[flatpak]` group. The rest stays on the server: `[remote ...]` groups
+/// hold upstream URLs (sometimes with credentials) and client key paths, and other `[core]` keys
+/// local paths such as `parent`.
+pub fn client_config(text: &str) -> String {
+    let mut out = String::new();
+    let mut group = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|g| g.strip_suffix(']')) {
+            group = Some(name);
+            if matches!(name, "core" | "flatpak") {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(trimmed);
+                out.push('\n');
+            }
+            continue;
+        }
+        let keep = match (group, trimmed.split_once('=')) {
+            (Some("core"), Some((key, _))) => CLIENT_CORE_KEYS.contains(&key.trim()),
+            (Some("flatpak"), Some(_)) => true,
+            _ => false,
+        };
+        if keep {
+            out.push_str(trimmed);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// An archive repository opened for reading.
@@ -118,7 +186,7 @@ impl Repo {
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
-                return Err(RepoError::Missing {
+                return Err(RepoError::NotADirectory {
                     path: path.to_owned(),
                 });
             }
@@ -157,7 +225,7 @@ impl Repo {
             });
         }
         if !path.join("objects").is_dir() {
-            return Err(RepoError::NotARepo {
+            return Err(RepoError::NoObjects {
                 path: path.to_owned(),
             });
         }
@@ -188,9 +256,9 @@ impl Repo {
         let dir = self.root.join("refs/mirrors");
         let mut out = Vec::new();
         for (name, path) in read_dir_sorted(&dir)? {
-            let cid = CollectionId::new(&name).map_err(|e| RepoError::BadRef {
+            let cid = CollectionId::new(&name).map_err(|source| RepoError::RefName {
                 path: path.clone(),
-                reason: e.to_string(),
+                source,
             })?;
             let mut refs = Vec::new();
             self.collect_refs(&path, "", &mut refs)?;
@@ -222,17 +290,20 @@ impl Repo {
                 self.collect_refs(&path, &full, out)?;
                 continue;
             }
-            let bad = |reason: String| RepoError::BadRef {
+            let name = RefName::new(&full).map_err(|source| RepoError::RefName {
                 path: path.clone(),
-                reason,
-            };
-            let name = RefName::new(&full).map_err(|e| bad(e.to_string()))?;
+                source,
+            })?;
             let text = std::fs::read_to_string(&path).map_err(|source| RepoError::Io {
                 path: path.clone(),
                 source,
             })?;
-            let checksum = Checksum::from_hex(text.trim_end_matches('\n'))
-                .map_err(|e| bad(format!("not a ref file: {e}")))?;
+            let checksum = Checksum::from_hex(text.trim_end_matches('\n')).map_err(|source| {
+                RepoError::RefContent {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
             out.push((name, checksum));
         }
         Ok(())
@@ -260,10 +331,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, PathBuf)>, RepoError> {
         let name = entry
             .file_name()
             .into_string()
-            .map_err(|name| RepoError::BadRef {
-                path: entry.path(),
-                reason: format!("{name:?} is not UTF-8"),
-            })?;
+            .map_err(|_| RepoError::NonUtf8Name { path: entry.path() })?;
         out.push((name, entry.path()));
     }
     out.sort();
@@ -293,6 +361,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn client_config_keeps_the_format_and_flatpak_groups_only() {
+        let text = "[core]\nrepo_version=1\nmode=archive-z2\nparent=/srv/other\n\
+                    collection-id=org.example.Os\n\n[remote \"up\"]\n\
+                    url=https://user:secret@example.com/repo\ntls-client-key-path=/etc/key\n\n\
+                    # comment\n[flatpak]\ntitle=Example\nauthenticator-name=org.x.Auth\n";
+        assert_eq!(
+            client_config(text),
+            "[core]\nrepo_version=1\nmode=archive-z2\ncollection-id=org.example.Os\n\n\
+             [flatpak]\ntitle=Example\nauthenticator-name=org.x.Auth\n"
+        );
+        assert_eq!(client_config(""), "");
+    }
+
+    #[test]
     fn config_files() {
         let path = Path::new("/r");
         let check = |text: &str, mode: &str, cid: Option<&str>| {
@@ -319,7 +401,12 @@ mod tests {
             ("[core]\n\ncollection-id=x", 3),
         ] {
             match RepoConfig::parse(bad, path) {
-                Err(RepoError::BadConfig { line, .. }) => assert_eq!(line, bad_line, "{bad:?}"),
+                Err(
+                    RepoError::ConfigSyntax { line, .. }
+                    | RepoError::ConfigCollectionId { line, .. },
+                ) => {
+                    assert_eq!(line, bad_line, "{bad:?}")
+                }
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }

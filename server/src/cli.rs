@@ -34,22 +34,45 @@ pub struct ServeArgs {
     #[arg(long = "repo", value_name = "[NAME=]PATH", required = true)]
     pub repos: Vec<RepoArg>,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub listen: ListenArg,
+    /// Where tollgate keeps its own state (signing keys and database, in later versions);
+    /// created with mode 0700 if missing. [default: $XDG_DATA_HOME/tollgate, or
+    /// ~/.local/share/tollgate]
+    #[arg(long, value_name = "DIR", env = "TOLLGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => default_data_dir(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where to build the demo repository (in DIR/repo) and keep the server's data
-    /// (DIR/data). An existing demo repository there is served again as it is.
-    /// [default: <data dir>/demo]
+    /// Where the demo keeps everything: the repository in DIR/repo, the server's state in
+    /// DIR/data. A demo repository already there is served again as it is.
+    /// [default: $XDG_DATA_HOME/tollgate/demo, or ~/.local/share/tollgate/demo]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub listen: ListenArg,
+}
+
+impl DemoArgs {
+    pub fn dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.dir {
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(default_data_dir()?.join("demo")),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
-pub struct CommonArgs {
+pub struct ListenArg {
     /// The address to listen on. Port 0 picks a free port; the address chosen is logged as
     /// "listening on http://ADDR/".
     #[arg(
@@ -59,20 +82,6 @@ pub struct CommonArgs {
         env = "TOLLGATE_LISTEN"
     )]
     pub listen: SocketAddr,
-    /// Where tollgate keeps its own state (signing keys and database, in later versions);
-    /// created with mode 0700 if missing. [default: $XDG_DATA_HOME/tollgate, or
-    /// ~/.local/share/tollgate]
-    #[arg(long, value_name = "DIR", env = "TOLLGATE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-}
-
-impl CommonArgs {
-    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
-        match &self.data_dir {
-            Some(dir) => Ok(dir.clone()),
-            None => default_data_dir(),
-        }
-    }
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {

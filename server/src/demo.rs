@@ -18,10 +18,7 @@ pub const DEMO_RUNTIME: &str = "org.tollgate.Demo.Platform";
 const REMOTE: &str = "tollgate-demo";
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    let dir = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => args.common.data_dir()?.join("demo"),
-    };
+    let dir = args.dir()?;
     let repo = dir.join("repo");
     if repo.join("config").is_file() {
         tracing::info!(
@@ -36,7 +33,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         name: None,
         path: repo,
     }])?;
-    let listener = serve::bind(args.common.listen)?;
+    let listener = serve::bind(args.listen.listen)?;
     serve::prepare_data_dir(&dir.join("data"))?;
     let arch = default_arch()?;
     serve::run(listener, repos, |addr| {
@@ -94,23 +91,23 @@ fn build_repo(dir: &Path) -> anyhow::Result<()> {
         }
     }
     let files = build.join("files");
-    std::fs::create_dir_all(files.join("bin"))?;
-    std::fs::create_dir_all(files.join("share/tollgate-demo"))?;
-    std::fs::write(
-        files.join("bin/tollgate-demo"),
-        "#!/bin/sh\necho 'Installed from a tollgate server.'\n",
-    )?;
-    std::fs::write(
-        files.join("share/tollgate-demo/README"),
-        "This runtime was built by `tollgate demo` with flatpak build-export.\n",
-    )?;
-    std::fs::write(
-        build.join("metadata"),
-        format!(
-            "[Runtime]\nname={DEMO_RUNTIME}\nruntime={DEMO_RUNTIME}/{arch}/stable\n\
-             sdk={DEMO_RUNTIME}/{arch}/stable\n"
+    let metadata = format!(
+        "[Runtime]\nname={DEMO_RUNTIME}\nruntime={DEMO_RUNTIME}/{arch}/stable\n\
+         sdk={DEMO_RUNTIME}/{arch}/stable\n"
+    );
+    for (path, content) in [
+        (
+            files.join("bin/tollgate-demo"),
+            "#!/bin/sh\necho 'Installed from a tollgate server.'\n",
         ),
-    )?;
+        (
+            files.join("share/tollgate-demo/README"),
+            "This runtime was built by `tollgate demo` with flatpak build-export.\n",
+        ),
+        (build.join("metadata"), metadata.as_str()),
+    ] {
+        write_file(&path, content)?;
+    }
     run(Command::new("flatpak")
         .args(["build-export", "--runtime", "--files=files"])
         .arg("--subject=tollgate demo runtime")
@@ -132,6 +129,15 @@ fn build_repo(dir: &Path) -> anyhow::Result<()> {
         dir.join("repo").display()
     );
     Ok(())
+}
+
+/// Writes `content` to `path`, creating its parent folders.
+fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Runs a command, returning its stdout, or an error carrying its stderr.

@@ -2,8 +2,10 @@
 //! at start.
 //!
 //! Each repository keeps an `O_PATH` handle on its root directory; every file is opened relative
-//! to it with `openat2(RESOLVE_BENEATH)`, so the kernel refuses any symlink or `..` that would
-//! lead out of the repository, whatever is on disk.
+//! to it with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so the kernel refuses any `..`
+//! and any symlink, whatever is on disk. OSTree never writes symlinks inside a repository; one
+//! there could lead out of it, or to a file of the repository that is not for clients (`tmp/`).
+//! The repository's root itself may be reached through a symlink.
 
 use std::fs::File;
 use std::io;
@@ -111,27 +113,33 @@ impl ServedRepo {
 
     /// Opens `relative` (a path rebuilt from a parsed `RepoPath`) for reading, refusing to leave
     /// the repository. `Ok(None)` means there is nothing to serve there: missing, not a regular
-    /// file, or reachable only through a symlink that points out of the repository.
+    /// file, or reached through a symlink.
     pub fn open_file(&self, relative: &str) -> io::Result<Option<File>> {
+        use rustix::io::Errno;
         // O_NONBLOCK: opening a FIFO planted in the repository must not hang a worker.
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
         let fd = match rustix::fs::openat2(&self.root, relative, flags, Mode::empty(), resolve) {
             Ok(fd) => fd,
-            Err(rustix::io::Errno::XDEV) => {
+            Err(Errno::LOOP | Errno::XDEV) => {
                 tracing::warn!(
                     repo = %self.repo.root().display(),
                     path = relative,
-                    "refused a file that a symlink leads out of the repository"
+                    "refused a file that is or passes through a symlink; tollgate does not \
+                     follow symlinks inside a repository"
                 );
                 return Ok(None);
             }
+            // Not there, or not a file: a socket (ENXIO), a device without a driver (ENODEV).
             Err(
-                rustix::io::Errno::NOENT
-                | rustix::io::Errno::NOTDIR
-                | rustix::io::Errno::LOOP
-                | rustix::io::Errno::ISDIR
-                | rustix::io::Errno::NAMETOOLONG,
+                Errno::NOENT
+                | Errno::NOTDIR
+                | Errno::ISDIR
+                | Errno::NAMETOOLONG
+                | Errno::NXIO
+                | Errno::NODEV
+                | Errno::OPNOTSUPP,
             ) => return Ok(None),
             Err(e) => return Err(e.into()),
         };

@@ -15,8 +15,8 @@ use crate::repos::{self, ServedRepo};
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let repos = repos::open_all(&args.repos)?;
-    let data_dir = args.common.data_dir()?;
-    let listener = bind(args.common.listen)?;
+    let data_dir = args.data_dir()?;
+    let listener = bind(args.listen.listen)?;
     prepare_data_dir(&data_dir)?;
     run(listener, repos, |_| {})
 }
@@ -26,15 +26,15 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr).map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::AddrInUse => {
-                "; another program is listening there: stop it, or choose another address with \
-                 --listen (port 0 picks a free one)"
+                " (another program is listening there: stop it, or choose another address with \
+                 --listen; port 0 picks a free one)"
             }
             std::io::ErrorKind::AddrNotAvailable => {
-                "; that address does not belong to this machine"
+                " (that address does not belong to this machine)"
             }
             _ => "",
         };
-        anyhow::anyhow!("cannot listen on {addr}: {e}{hint}")
+        anyhow::Error::new(e).context(format!("cannot listen on {addr}{hint}"))
     })?;
     listener
         .set_nonblocking(true)

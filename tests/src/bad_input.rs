@@ -2,6 +2,7 @@
 //! and nothing written.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use crate::cmd::Cmd;
 use crate::fixture::{Fixture, sample_tree};
@@ -15,6 +16,7 @@ fn refused(fx: &Fixture, args: &[&str]) -> String {
         .args(args)
         .args(["--data-dir", data.to_str().unwrap()])
         .envs(fx.env())
+        .timeout(Duration::from_secs(20))
         .run_fail();
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one error line, got:\n{stderr}");
@@ -87,7 +89,7 @@ fn an_address_in_use_is_named() {
     let addr = taken.local_addr().unwrap().to_string();
     let line = refused(&fx, &["--repo", repo.to_str().unwrap(), "--listen", &addr]);
     assert!(
-        line.starts_with(&format!("error: cannot listen on {addr}: ")),
+        line.starts_with(&format!("error: cannot listen on {addr} (another program")),
         "{line}"
     );
     assert!(
@@ -126,10 +128,18 @@ fn bad_arguments_are_refused_before_anything_happens() {
     ];
     for (args, expected) in cases {
         let data = fx.join("data");
+        // Never the default port, and never for long, should a regression accept the arguments.
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let out = Cmd::new(tollgate_bin())
             .arg("serve")
             .args(*args)
+            .args(listen)
             .args(["--data-dir", data.to_str().unwrap()])
+            .timeout(Duration::from_secs(20))
             .output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} was accepted");

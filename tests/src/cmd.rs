@@ -1,8 +1,14 @@
 //! Running external commands with a useful failure message.
 
 use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a command may run before the test kills it and fails; generous, because a flatpak
+/// install on a busy machine can take seconds, but finite, so a hang never stalls CI.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Finds `tool` on PATH, or panics saying which Debian package provides it.
 pub fn require_tool(tool: &str, package: &str) -> PathBuf {
@@ -25,6 +31,7 @@ pub struct Cmd {
     command: Command,
     display: String,
     stdin: Option<Vec<u8>>,
+    timeout: Duration,
 }
 
 impl Cmd {
@@ -34,6 +41,7 @@ impl Cmd {
             command: Command::new(program),
             display,
             stdin: None,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 
@@ -73,9 +81,15 @@ impl Cmd {
         self
     }
 
-    /// Runs the command and returns what it did, whatever its exit status.
+    /// Fails the test if the command runs longer than `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Cmd {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs the command and returns what it did, whatever its exit status. Panics, after
+    /// killing it, if it runs past its timeout.
     pub fn output(mut self) -> Output {
-        use std::io::Write;
         self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
         self.command.stdin(if self.stdin.is_some() {
             Stdio::piped()
@@ -86,15 +100,29 @@ impl Cmd {
             .command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", self.display));
+        // Feed stdin and drain stdout and stderr on their own threads, so that no pipe can fill
+        // up and block the child while this thread waits.
         if let Some(input) = self.stdin.take() {
             let mut stdin = child.stdin.take().expect("stdin is piped");
-            stdin
-                .write_all(&input)
-                .expect("writing the command's stdin");
+            std::thread::spawn(move || stdin.write_all(&input));
         }
-        child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("waiting for `{}`: {e}", self.display))
+        let stdout = drain(child.stdout.take().expect("stdout is piped"));
+        let stderr = drain(child.stderr.take().expect("stderr is piped"));
+        let status = wait_with_deadline(&mut child, self.timeout);
+        let output = Output {
+            status: status.unwrap_or_default(),
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+        };
+        if status.is_none() {
+            panic!(
+                "`{}` ran longer than {:?} and was killed:\n{}",
+                self.display,
+                self.timeout,
+                describe(&output)
+            );
+        }
+        output
     }
 
     /// Runs the command, panics with its output unless it succeeds, and returns its stdout.
@@ -122,6 +150,30 @@ impl Cmd {
             );
         }
         String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Waits for `child` until `timeout`; kills it and returns `None` if it is still running then.
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

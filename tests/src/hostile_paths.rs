@@ -50,6 +50,26 @@ fn nothing_outside_the_repository_is_served() {
     )
     .unwrap();
     symlink(fx.join("outside"), repo.join("objects/bb")).unwrap();
+    // A symlink that stays inside the repository but leads to a file that is not for clients.
+    std::fs::create_dir_all(repo.join("objects/ee")).unwrap();
+    let e62 = "e".repeat(62);
+    symlink(
+        "../../tmp/secret-in-tmp",
+        repo.join(format!("objects/ee/{e62}.filez")),
+    )
+    .unwrap();
+    // A socket where an object should be (bound at a short path, then moved: socket paths are
+    // limited to 108 bytes).
+    let f62 = "f".repeat(62);
+    let short = std::env::temp_dir().join(format!("tg-{}.sock", std::process::id()));
+    let _socket = std::os::unix::net::UnixListener::bind(&short).unwrap();
+    std::fs::rename(&short, repo.join(format!("objects/ee/{f62}.filez"))).unwrap();
+    // A remote with credentials in the server's own config.
+    let mut config = std::fs::read_to_string(repo.join("config")).unwrap();
+    config.push_str(&format!(
+        "\n[remote \"upstream\"]\nurl=https://user:{MARKER}@example.com/\n"
+    ));
+    std::fs::write(repo.join("config"), config).unwrap();
     // A FIFO where an object should be: opening it must not hang the server.
     std::fs::create_dir_all(repo.join("objects/dd")).unwrap();
     let fifo = repo.join(format!("objects/dd/{}.filez", "d".repeat(62)));
@@ -72,6 +92,8 @@ fn nothing_outside_the_repository_is_served() {
         &format!("/objects/bb/{}.filez", "b".repeat(62)),
         &format!("/summaries/{digest}.gz"),
         &format!("/objects/dd/{}.filez", "d".repeat(62)),
+        &format!("/objects/ee/{e62}.filez"),
+        &format!("/objects/ee/{f62}.filez"),
         "/tmp/secret-in-tmp",
         "/state/x.commitpartial",
         "/extensions/x",
@@ -151,11 +173,30 @@ fn nothing_outside_the_repository_is_served() {
         );
     }
 
-    // The server is still up and serving.
-    assert_eq!(http::get(server.addr, "/config").status, 200);
+    // A quote in a path cannot end the access log's quoted field early.
+    let forged = "GET /con\"fig\"_200_999 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let response = send_raw(server.addr, forged.as_bytes()).unwrap();
+    assert_eq!(response.status, 404);
+    let logged = server.requests_since(0);
+    assert!(
+        logged
+            .iter()
+            .any(|a| a.path == "/con%22fig%22_200_999" && a.status == 404),
+        "the forged path is logged escaped: {logged:?}"
+    );
+
+    // The server is still up and serving; its config without the remote.
+    let config = http::get(server.addr, "/config");
+    assert_eq!(config.status, 200);
+    let config = String::from_utf8_lossy(&config.body);
+    assert!(
+        config.contains("mode=archive-z2") && !config.contains("upstream"),
+        "{config}"
+    );
+    server.settle();
     let log = server.log();
     assert!(
-        log.contains("symlink leads out of the repository"),
+        log.contains("passes through a symlink"),
         "refusals are logged:\n{log}"
     );
     assert!(!log.contains("panicked"), "{log}");

@@ -1,7 +1,9 @@
 //! HEAD, Range, ETag and If-None-Match, Last-Modified and If-Modified-Since, caching headers
 //! and the bytes themselves, checked against the files on disk.
 
-use tollgate_ostree_format::{Checksum, ObjectName, ObjectType, Repo, commit_closure};
+use tollgate_ostree_format::{
+    Checksum, ObjectName, ObjectType, Repo, client_config, commit_closure,
+};
 
 use crate::fixture::{Fixture, files_under, sample_tree};
 use crate::http::{get, request};
@@ -25,11 +27,12 @@ fn every_file_comes_back_byte_for_byte() {
         }
         let response = get(server.addr, &format!("/{rel}"));
         assert_eq!(response.status, 200, "{rel}");
-        assert_eq!(
-            response.body,
-            std::fs::read(repo.join(&rel)).unwrap(),
-            "{rel}"
-        );
+        let mut expected = std::fs::read(repo.join(&rel)).unwrap();
+        if rel == "config" {
+            // Served as clients need it: the format keys and flatpak's group.
+            expected = client_config(&String::from_utf8(expected).unwrap()).into_bytes();
+        }
+        assert_eq!(response.body, expected, "{rel}");
         assert_eq!(
             response.header("content-length"),
             Some(response.body.len().to_string().as_str())
@@ -211,5 +214,55 @@ fn head_range_etag_and_caching() {
     assert!(
         String::from_utf8_lossy(&r.body).contains("\"error-type\":\"not-found\""),
         "{r:?}"
+    );
+}
+
+#[test]
+fn detached_metadata_is_revalidated() {
+    let fx = Fixture::new();
+    let tree = sample_tree(&fx.join("tree"));
+    let repo = fx.join("repo");
+    fx.ostree(&repo).args(["init", "--mode=archive"]).run();
+    let commit = fx
+        .ostree(&repo)
+        .args([
+            "commit",
+            "--branch=test/a",
+            "--add-detached-metadata-string=sig=one",
+        ])
+        .arg(&tree)
+        .run();
+    let meta = ObjectName::new(
+        Checksum::from_hex(commit.trim()).unwrap(),
+        ObjectType::CommitMeta,
+    );
+    let server = Server::serve(&["--repo", repo.to_str().unwrap()], fx.env());
+    let path = format!("/{}", meta.relative_path());
+    let first = get(server.addr, &path);
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("cache-control"),
+        Some("no-cache"),
+        "signatures can be replaced"
+    );
+    let tag = first.header("etag").unwrap().to_owned();
+    assert_ne!(
+        tag,
+        format!("\"{}\"", meta.checksum),
+        "not the commit's checksum"
+    );
+    assert_eq!(
+        request(server.addr, "GET", &path, &[("If-None-Match", &tag)]).status,
+        304
+    );
+
+    // Signing again rewrites the file (by rename, as ostree does): the old tag no longer matches.
+    let file = repo.join(meta.relative_path());
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(file.with_extension("tmp"), &bytes).unwrap();
+    std::fs::rename(file.with_extension("tmp"), &file).unwrap();
+    assert_eq!(
+        request(server.addr, "GET", &path, &[("If-None-Match", &tag)]).status,
+        200
     );
 }

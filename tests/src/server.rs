@@ -9,6 +9,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Path of a binary of this workspace, built into the same target directory as the test.
+/// Panics if it is missing or older than the workspace's sources, so that a test never runs
+/// yesterday's binary against today's expectations.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test binary> -> target/<profile>/<name>
@@ -17,11 +19,21 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target dir");
     let bin = profile_dir.join(name);
-    assert!(
-        bin.is_file(),
-        "{} is not built; run `cargo build --workspace` before the tests (scripts/test does)",
-        bin.display()
-    );
+    let fix = "run `cargo build --workspace` before the tests (scripts/test does)";
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} is not built; {fix}", bin.display()));
+    // Cargo's dep-info file lists every source file the binary was built from.
+    let deps = std::fs::read_to_string(bin.with_extension("d")).unwrap_or_default();
+    let sources = deps.split_once(": ").map_or("", |(_, rest)| rest);
+    let newer = sources.split_whitespace().find(|source| {
+        std::fs::metadata(source)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > built)
+    });
+    if let Some(newer) = newer {
+        panic!("{} is older than {newer}; {fix}", bin.display());
+    }
     bin
 }
 

@@ -6,21 +6,23 @@
 //! read in one blocking task, so an async worker never waits on the disk.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use headers::{ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch, IfRange, LastModified};
+use headers::{ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch, LastModified};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
-use tollgate_ostree_format::{RepoPath, SubSummary};
+use tollgate_ostree_format::{RepoPath, SubSummary, client_config};
 use warp::Reply;
 use warp::reply::Response;
 
 use crate::repos::ServedRepo;
 
+/// A repository `config` larger than this is not a real one; refuse to read it into memory.
+const MAX_CONFIG_LEN: u64 = 1024 * 1024;
 /// Files up to this size are read whole in the task that opens them: one trip to the blocking
 /// pool instead of one per read, and headers and body leave together.
 const READ_WHOLE_LIMIT: u64 = 256 * 1024;
@@ -38,7 +40,7 @@ pub(crate) struct Conditions {
     if_none_match: Option<IfNoneMatch>,
     if_modified_since: Option<IfModifiedSince>,
     range: Option<String>,
-    if_range: Option<IfRange>,
+    if_range: Option<String>,
 }
 
 impl Conditions {
@@ -56,7 +58,9 @@ impl Conditions {
             } else {
                 None
             },
-            if_range: headers.typed_get(),
+            if_range: headers
+                .get(header::IF_RANGE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         }
     }
 }
@@ -66,17 +70,20 @@ impl Conditions {
 pub(crate) struct Representation {
     pub len: u64,
     pub modified: SystemTime,
+    /// The entity tag, quotes included, and the same parsed for `If-None-Match`.
+    pub tag: String,
     pub etag: ETag,
     pub immutable: bool,
 }
 
 impl Representation {
-    fn new(path: &RepoPath, meta: &std::fs::Metadata) -> io::Result<Representation> {
+    /// `len` is the length of what is served, which for `config` is less than the file's.
+    fn new(path: &RepoPath, meta: &std::fs::Metadata, len: u64) -> io::Result<Representation> {
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         // Content-addressed files carry their checksum as a strong validator; the others get
-        // one from size and modification time, like nginx, which changes on every rewrite.
+        // one from size, modification time and inode, which changes on every rewrite.
         let tag = match path {
-            RepoPath::Object(object) => format!("\"{}\"", object.checksum),
+            RepoPath::Object(object) if path.is_immutable() => format!("\"{}\"", object.checksum),
             RepoPath::SubSummary(SubSummary::Compressed(digest)) => format!("\"{digest}\""),
             RepoPath::SubSummary(SubSummary::Delta { from, to }) => format!("\"{from}-{to}\""),
             _ => {
@@ -88,11 +95,12 @@ impl Representation {
             }
         };
         Ok(Representation {
-            len: meta.len(),
+            len,
             modified,
             etag: tag
                 .parse()
                 .map_err(|_| io::Error::other(format!("invalid ETag {tag}")))?,
+            tag,
             immutable: path.is_immutable(),
         })
     }
@@ -113,7 +121,8 @@ pub(crate) enum Plan {
 
 /// Decides the answer from the file's validators and the request's conditions, in the order
 /// RFC 9110 (13.2.2) gives: If-None-Match, else If-Modified-Since; then Range, if If-Range
-/// still matches.
+/// still matches. If-Range is honoured for a strong entity tag only (13.1.5): a date is not a
+/// strong validator at one-second resolution, so it never matches and the whole file is sent.
 pub(crate) fn plan(rep: &Representation, conditions: &Conditions) -> Plan {
     let not_modified = match (&conditions.if_none_match, &conditions.if_modified_since) {
         (Some(inm), _) => !inm.precondition_passes(&rep.etag),
@@ -127,7 +136,7 @@ pub(crate) fn plan(rep: &Representation, conditions: &Conditions) -> Plan {
         return Plan::Full;
     };
     if let Some(if_range) = &conditions.if_range
-        && if_range.is_modified(Some(&rep.etag), Some(&LastModified::from(rep.modified)))
+        && if_range.trim() != rep.tag
     {
         return Plan::Full;
     }
@@ -216,7 +225,19 @@ pub(crate) fn prepare(
     let Some(file) = repo.open_file(&path.relative_path())? else {
         return Ok(None);
     };
-    let rep = Representation::new(path, &file.metadata()?)?;
+    let meta = file.metadata()?;
+    // `config` is served as clients need it, without the server's remotes and local paths.
+    let generated = match path {
+        RepoPath::Config if meta.len() <= MAX_CONFIG_LEN => {
+            let mut text = Vec::with_capacity(meta.len() as usize);
+            (&file).take(MAX_CONFIG_LEN).read_to_end(&mut text)?;
+            Some(Bytes::from(client_config(&String::from_utf8_lossy(&text))))
+        }
+        RepoPath::Config => return Err(io::Error::other("the repository's config is over 1 MiB")),
+        _ => None,
+    };
+    let len = generated.as_ref().map_or(meta.len(), |b| b.len() as u64);
+    let rep = Representation::new(path, &meta, len)?;
     let plan = plan(&rep, conditions);
     let (start, len) = match plan {
         Plan::Full => (0, rep.len),
@@ -225,6 +246,8 @@ pub(crate) fn prepare(
     };
     let body = if conditions.head || len == 0 {
         PreparedBody::None
+    } else if let Some(bytes) = generated {
+        PreparedBody::Bytes(bytes.slice(start as usize..(start + len) as usize))
     } else if len <= READ_WHOLE_LIMIT {
         let mut buf = vec![0; len as usize];
         file.read_exact_at(&mut buf, start)?;
@@ -300,6 +323,7 @@ mod tests {
         Representation {
             len,
             modified: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            tag: "\"abc\"".to_owned(),
             etag: "\"abc\"".parse().unwrap(),
             immutable: true,
         }
@@ -390,11 +414,17 @@ mod tests {
                 Partial { start: 0, end: 1 },
             ),
             (&[("range", "bytes=0-1"), ("if-range", "\"old\"")], Full),
-            (
-                &[("range", "bytes=0-1"), ("if-range", date_same)],
-                Partial { start: 0, end: 1 },
-            ),
+            (&[("range", "bytes=0-1"), ("if-range", "W/\"abc\"")], Full),
+            // Dates never match: one second is too coarse to prove the bytes are the same.
+            (&[("range", "bytes=0-1"), ("if-range", date_same)], Full),
             (&[("range", "bytes=0-1"), ("if-range", date_before)], Full),
+            (
+                &[
+                    ("range", "bytes=0-1"),
+                    ("if-range", "Fri, 01 Jan 2100 00:00:00 GMT"),
+                ],
+                Full,
+            ),
         ];
         for (headers, expected) in cases {
             check(headers, 100, *expected);

@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio::net::TcpListener;
 use tower_service::Service;
 use warp::Filter;
@@ -83,6 +84,10 @@ where
     }
 }
 
+/// Bytes of a request path that are percent-encoded in the access log, so that a path can
+/// neither end the quoted field early nor break the line.
+const LOG_ESCAPED: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'\\');
+
 /// One access log line, written when the response body is finished or dropped, so that it
 /// tells the bytes actually sent and the whole time taken.
 #[derive(Debug)]
@@ -106,7 +111,7 @@ impl AccessLog {
         AccessLog {
             peer,
             method: request.method().clone(),
-            path: request.uri().path().to_owned(),
+            path: utf8_percent_encode(request.uri().path(), LOG_ESCAPED).to_string(),
             user_agent,
             start: Instant::now(),
             status: 0,
