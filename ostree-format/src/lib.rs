@@ -24,7 +24,9 @@ pub use objects::{
 pub use path::{DeltaFile, DeltaName, RepoPath, SubSummary, SummaryFile};
 pub use refs::{CollectionId, NameError, RefName};
 pub use repo::{Repo, RepoConfig, RepoError, client_config};
-pub use walk::{ObjectSource, WalkError, commit_closure, commit_history, load_commit};
+pub use walk::{
+    ObjectSource, WalkError, commit_closure, commit_closure_into, commit_history, load_commit,
+};
 
 #[cfg(test)]
 mod real_repos;

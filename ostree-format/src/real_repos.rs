@@ -543,3 +543,40 @@ fn mirror_refs_as_ostree_pull_mirror_writes_them() {
         "org.example.Mirror"
     );
 }
+
+#[test]
+fn files_under_refs_that_are_not_refs() {
+    let fx = Fixture::new();
+    let tree = sample_tree(&fx.join("tree"));
+    let (repo, commit) = fx.archive_repo("repo", "test/a", &tree);
+    // A ref alias, as `ostree refs --alias --create=alias test/a` makes it: a symlink.
+    fx.ostree(&repo)
+        .args(["refs", "--alias", "--create=alias", "test/a"])
+        .run();
+    std::fs::write(repo.join("refs/heads/garbage"), "SECRET-CONTENT").unwrap();
+    let opened = Repo::open(&repo).unwrap();
+
+    let mut skipped = Vec::new();
+    let heads = opened
+        .heads_skipping(&mut |e| skipped.push(e.to_string()))
+        .unwrap();
+    let names: Vec<String> = heads.iter().map(|(r, c)| format!("{r} {c}")).collect();
+    assert_eq!(names, [format!("test/a {commit}")]);
+    skipped.sort();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped[0].ends_with("refs/heads/alias: a symlink (a ref alias?); refs that are symlinks are not read or served"), "{skipped:?}");
+    assert!(
+        skipped[1].contains("refs/heads/garbage: not a ref file"),
+        "{skipped:?}"
+    );
+    assert!(
+        !skipped[1].contains("SECRET"),
+        "a non-ref file's content is never quoted"
+    );
+
+    // The strict listing refuses instead.
+    assert!(matches!(
+        opened.heads(),
+        Err(RepoError::RefSymlink { .. } | RepoError::RefContent { .. })
+    ));
+}

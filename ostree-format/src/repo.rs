@@ -7,7 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::checksum::{Checksum, ChecksumError};
+use crate::checksum::Checksum;
 use crate::object::ObjectName;
 use crate::refs::{CollectionId, NameError, RefName};
 use crate::walk::ObjectSource;
@@ -49,12 +49,14 @@ pub enum RepoError {
         #[source]
         source: NameError,
     },
-    #[error("{}: not a ref file (64 hex digits and a newline)", .path.display())]
-    RefContent {
-        path: PathBuf,
-        #[source]
-        source: ChecksumError,
-    },
+    // The content is not quoted: a file that is not a ref could hold anything.
+    #[error("{}: not a ref file (64 lowercase hex digits and a newline)", .path.display())]
+    RefContent { path: PathBuf },
+    #[error(
+        "{}: a symlink (a ref alias?); refs that are symlinks are not read or served",
+        .path.display()
+    )]
+    RefSymlink { path: PathBuf },
     #[error("{}: the name is not UTF-8", .path.display())]
     NonUtf8Name { path: PathBuf },
     #[error("reading {}", .path.display())]
@@ -243,75 +245,119 @@ impl Repo {
         &self.config
     }
 
-    /// Every ref under `refs/heads`, sorted by name.
+    /// Every ref under `refs/heads`, sorted by name. A file there that is not a ref (a bad
+    /// name, bad content, a symlink) is an error; see [`Repo::heads_skipping`].
     pub fn heads(&self) -> Result<Vec<(RefName, Checksum)>, RepoError> {
+        strict(|invalid| self.heads_skipping(invalid))
+    }
+
+    /// Every ref under `refs/heads`, sorted by name; a file that is not a ref is handed to
+    /// `invalid` and left out.
+    pub fn heads_skipping(
+        &self,
+        invalid: &mut dyn FnMut(RepoError),
+    ) -> Result<Vec<(RefName, Checksum)>, RepoError> {
         let mut refs = Vec::new();
-        self.collect_refs(&self.root.join("refs/heads"), "", &mut refs)?;
+        collect_refs(&self.root.join("refs/heads"), "", &mut refs, invalid)?;
         refs.sort();
         Ok(refs)
     }
 
-    /// Every ref under `refs/mirrors/<collection-id>/`, sorted.
+    /// Every ref under `refs/mirrors/<collection-id>/`, sorted. A file there that is not a ref
+    /// is an error; see [`Repo::mirrors_skipping`].
     pub fn mirrors(&self) -> Result<Vec<(CollectionId, RefName, Checksum)>, RepoError> {
-        let dir = self.root.join("refs/mirrors");
+        strict(|invalid| self.mirrors_skipping(invalid))
+    }
+
+    /// Every ref under `refs/mirrors/<collection-id>/`, sorted; a file or folder that is not a
+    /// ref or collection is handed to `invalid` and left out.
+    pub fn mirrors_skipping(
+        &self,
+        invalid: &mut dyn FnMut(RepoError),
+    ) -> Result<Vec<(CollectionId, RefName, Checksum)>, RepoError> {
         let mut out = Vec::new();
-        for (name, path) in read_dir_sorted(&dir)? {
-            let cid = CollectionId::new(&name).map_err(|source| RepoError::RefName {
-                path: path.clone(),
-                source,
-            })?;
+        for (name, path) in read_dir_sorted(&self.root.join("refs/mirrors"))? {
+            let cid = match CollectionId::new(&name) {
+                Ok(cid) => cid,
+                Err(source) => {
+                    invalid(RepoError::RefName { path, source });
+                    continue;
+                }
+            };
             let mut refs = Vec::new();
-            self.collect_refs(&path, "", &mut refs)?;
+            collect_refs(&path, "", &mut refs, invalid)?;
             out.extend(refs.into_iter().map(|(r, c)| (cid.clone(), r, c)));
         }
         out.sort();
         Ok(out)
     }
 
-    fn collect_refs(
-        &self,
-        dir: &Path,
-        prefix: &str,
-        out: &mut Vec<(RefName, Checksum)>,
-    ) -> Result<(), RepoError> {
-        for (name, path) in read_dir_sorted(dir)? {
-            let full = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            let file_type = std::fs::symlink_metadata(&path)
-                .map_err(|source| RepoError::Io {
-                    path: path.clone(),
-                    source,
-                })?
-                .file_type();
-            if file_type.is_dir() {
-                self.collect_refs(&path, &full, out)?;
-                continue;
-            }
-            let name = RefName::new(&full).map_err(|source| RepoError::RefName {
-                path: path.clone(),
-                source,
-            })?;
-            let text = std::fs::read_to_string(&path).map_err(|source| RepoError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let checksum = Checksum::from_hex(text.trim_end_matches('\n')).map_err(|source| {
-                RepoError::RefContent {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            out.push((name, checksum));
-        }
-        Ok(())
-    }
-
     pub fn object_path(&self, object: &ObjectName) -> PathBuf {
         self.root.join(object.relative_path())
     }
+}
+
+/// Runs a lenient listing and turns the first invalid entry into the error.
+fn strict<T>(
+    list: impl FnOnce(&mut dyn FnMut(RepoError)) -> Result<T, RepoError>,
+) -> Result<T, RepoError> {
+    let mut first = None;
+    let listed = list(&mut |e| {
+        first.get_or_insert(e);
+    })?;
+    first.map_or(Ok(listed), Err)
+}
+
+/// Reads the ref files below `dir` (a folder of `refs/heads` or of one collection under
+/// `refs/mirrors`), naming them `prefix/...`.
+fn collect_refs(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(RefName, Checksum)>,
+    invalid: &mut dyn FnMut(RepoError),
+) -> Result<(), RepoError> {
+    for (name, path) in read_dir_sorted(dir)? {
+        let full = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let file_type = std::fs::symlink_metadata(&path)
+            .map_err(|source| RepoError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .file_type();
+        if file_type.is_dir() {
+            collect_refs(&path, &full, out, invalid)?;
+            continue;
+        }
+        if file_type.is_symlink() {
+            invalid(RepoError::RefSymlink { path });
+            continue;
+        }
+        let name = match RefName::new(&full) {
+            Ok(name) => name,
+            Err(source) => {
+                invalid(RepoError::RefName { path, source });
+                continue;
+            }
+        };
+        let checksum = match std::fs::read(&path) {
+            Ok(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| Checksum::from_hex(text.trim_end_matches('\n')).ok()),
+            Err(source) => {
+                invalid(RepoError::Io { path, source });
+                continue;
+            }
+        };
+        match checksum {
+            Some(checksum) => out.push((name, checksum)),
+            None => invalid(RepoError::RefContent { path }),
+        }
+    }
+    Ok(())
 }
 
 /// The entries of `dir` as (name, path), sorted; a missing directory has none.

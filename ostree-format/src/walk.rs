@@ -58,6 +58,18 @@ pub fn commit_closure(
     commit: Checksum,
 ) -> Result<HashSet<ObjectName>, WalkError> {
     let mut objects = HashSet::new();
+    commit_closure_into(source, commit, &mut objects)?;
+    Ok(objects)
+}
+
+/// Adds the closure of `commit` to `objects`. A dirtree already in `objects` is not read again,
+/// nor anything below it, so walking the commits of one history into the same set reads each
+/// shared subtree once.
+pub fn commit_closure_into(
+    source: &impl ObjectSource,
+    commit: Checksum,
+    objects: &mut HashSet<ObjectName>,
+) -> Result<(), WalkError> {
     let root = load_commit(source, commit)?;
     objects.insert(ObjectName::new(commit, ObjectType::Commit));
     let meta = ObjectName::new(commit, ObjectType::CommitMeta);
@@ -86,7 +98,7 @@ pub fn commit_closure(
         objects.extend(files.iter().map(|c| ObjectName::new(*c, ObjectType::File)));
         pending.extend_from_slice(&dirs);
     }
-    Ok(objects)
+    Ok(())
 }
 
 /// `commit` and its ancestors, newest first, for as long as the parent commits are still in

@@ -25,6 +25,64 @@ enum Command {
     /// Build a small Flatpak repository with the real flatpak tools, serve it, and print the
     /// commands that install from it.
     Demo(DemoArgs),
+    /// Manage the Ed25519 keys that sign download tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Make download tokens by hand (the entitlement service makes them for customers).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the data directory's signing key, unless it has one (`tollgate serve` does this
+    /// too on its first start). Prints the key id.
+    Generate(DataDirArg),
+    /// List the signing keys, newest (the one that signs) first.
+    List(DataDirArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed download token for the given refs.
+    Issue(TokenIssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenIssueArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// A ref the token opens, exactly (e.g. app/com.example.App/x86_64/stable). Repeatable.
+    #[arg(long = "ref", value_name = "REF", required = true)]
+    pub refs: Vec<String>,
+    /// The repository the token is for: its NAME from `--repo NAME=PATH`; leave it out for the
+    /// repository served at `/`.
+    #[arg(long, value_name = "NAME", default_value = "")]
+    pub repo: String,
+    /// Seconds the token is valid for.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub ttl: u64,
+    /// Who the token is for, recorded in the audit log.
+    #[arg(long, value_name = "SUBJECT", default_value = "operator")]
+    pub subject: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DataDirArg {
+    /// Where tollgate keeps its own state: signing keys (and the database, in later
+    /// versions); created with mode 0700 if missing. [default: $XDG_DATA_HOME/tollgate, or
+    /// ~/.local/share/tollgate]
+    #[arg(long = "data-dir", value_name = "DIR", env = "TOLLGATE_DATA_DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        match &self.dir {
+            Some(dir) => Ok(dir.clone()),
+            None => default_data_dir(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -35,20 +93,12 @@ pub struct ServeArgs {
     pub repos: Vec<RepoArg>,
     #[command(flatten)]
     pub listen: ListenArg,
-    /// Where tollgate keeps its own state (signing keys and database, in later versions);
-    /// created with mode 0700 if missing. [default: $XDG_DATA_HOME/tollgate, or
-    /// ~/.local/share/tollgate]
-    #[arg(long, value_name = "DIR", env = "TOLLGATE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-}
-
-impl ServeArgs {
-    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
-        match &self.data_dir {
-            Some(dir) => Ok(dir.clone()),
-            None => default_data_dir(),
-        }
-    }
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// A TOML configuration file: refs gated by name, and keys, key sets and the flat-manager
+    /// secret whose tokens are accepted (see the README).
+    #[arg(long, value_name = "FILE", env = "TOLLGATE_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +152,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => crate::serve::serve(args),
         Command::Demo(args) => crate::demo::demo(args),
+        Command::Keys(command) => crate::operator::keys(command),
+        Command::Token(TokenCommand::Issue(args)) => crate::operator::issue_token(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,8 +10,10 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use crate::cli::DemoArgs;
+use crate::config::Config;
 use crate::repos::{self, RepoArg};
 use crate::serve;
+use crate::tokens::TrustedKeys;
 
 /// The runtime the demo publishes.
 pub const DEMO_RUNTIME: &str = "org.tollgate.Demo.Platform";
@@ -34,11 +36,17 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         path: repo,
     }])?;
     let listener = serve::bind(args.listen.listen)?;
-    serve::prepare_data_dir(&dir.join("data"))?;
     let arch = default_arch()?;
-    serve::run(listener, repos, |addr| {
-        print_instructions(&format!("http://{addr}/"), &arch)
-    })
+    let config = Config::default();
+    let trusted = TrustedKeys::load(&config.tokens)?;
+    serve::run(
+        listener,
+        repos,
+        &dir.join("data"),
+        config,
+        trusted,
+        |addr| print_instructions(&format!("http://{addr}/"), &arch),
+    )
 }
 
 fn print_instructions(url: &str, arch: &str) {

@@ -8,9 +8,15 @@
 //! The server must never serve a file outside the closed grammar of repository paths, never
 //! follow a symlink out of a repository, and never answer 5xx for a client's mistake.
 
+mod audit;
 pub mod cli;
+mod config;
 mod demo;
 mod http;
+mod index;
 mod logging;
+mod operator;
+mod refpattern;
 mod repos;
 mod serve;
+mod tokens;

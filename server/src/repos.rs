@@ -77,7 +77,7 @@ impl FromStr for RepoArg {
 }
 
 /// Repository names are one URL path segment of letters, digits, `-`, `_` and `.`.
-fn is_valid_name(name: &str) -> bool {
+pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')

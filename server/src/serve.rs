@@ -1,7 +1,9 @@
 //! `tollgate serve`: check everything the command line names, then listen and serve.
 //!
-//! All checks happen before anything is written: a bad repository or a busy address ends the
-//! command with one error line and leaves the data directory untouched.
+//! Everything that can fail without writing runs first: the configuration, the keys and secret
+//! it names, the repositories, the listening address, and each repository's reachability index.
+//! Only then are the data directory and its signing key created, so a bad start ends with one
+//! error line and leaves nothing behind.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,16 +11,21 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::audit::LogAudit;
 use crate::cli::ServeArgs;
-use crate::http::{self, AppState};
+use crate::config::Config;
+use crate::http::{self, AppState, Served};
+use crate::index::live::{LiveIndex, SharedPolicy};
 use crate::repos::{self, ServedRepo};
+use crate::tokens::{KeyDir, TrustedKeys, Verifier};
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    let trusted = TrustedKeys::load(&config.tokens)?;
     let repos = repos::open_all(&args.repos)?;
-    let data_dir = args.data_dir()?;
+    let data_dir = args.data_dir.resolve()?;
     let listener = bind(args.listen.listen)?;
-    prepare_data_dir(&data_dir)?;
-    run(listener, repos, |_| {})
+    run(listener, repos, &data_dir, config, trusted, |_| {})
 }
 
 /// Binds the listening socket, with an error that says what to do when the address is taken.
@@ -52,16 +59,52 @@ pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", dir.display()))
 }
 
-/// Serves `repos` on `listener` until SIGINT or SIGTERM. `ready` runs once the server accepts
-/// connections, with the address it listens on.
+/// Indexes `repos`, prepares the data directory and its signing key, and serves until SIGINT
+/// or SIGTERM. `ready` runs once the server accepts connections, with its address.
 pub fn run(
     listener: std::net::TcpListener,
     repos: Vec<ServedRepo>,
+    data_dir: &Path,
+    config: Config,
+    trusted: TrustedKeys,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
+    let config = Arc::new(config);
+    let policy_config = Arc::clone(&config);
+    let policy: SharedPolicy = Arc::new(move |name: &str| policy_config.gates_by_name(name));
+    let mut served = Vec::with_capacity(repos.len());
+    for repo in repos {
+        let index = LiveIndex::start(repo.repo.clone(), Arc::clone(&policy))
+            .with_context(|| format!("indexing {}", repo.repo.root().display()))?;
+        served.push(Served { repo, index });
+    }
+
+    prepare_data_dir(data_dir)?;
+    let keys = KeyDir::new(data_dir);
+    let (signing, created) = keys.ensure()?;
+    if created {
+        tracing::info!(
+            "created the signing key {} in {}",
+            signing.kid(),
+            keys.path().display()
+        );
+    }
+    let verifier = Verifier::with_local_keys(trusted, &keys.load_all()?);
+    let mut kids: Vec<&str> = verifier.key_ids().collect();
+    kids.sort_unstable();
+    tracing::info!(
+        "accepting tokens signed by {}{}",
+        kids.join(", "),
+        if verifier.accepts_flat_manager() {
+            ", and flat-manager download tokens"
+        } else {
+            ""
+        }
+    );
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,15 +112,16 @@ pub fn run(
     runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
-        for repo in &repos {
-            let at = repo
+        for s in &served {
+            let at = s
+                .repo
                 .name
                 .as_deref()
                 .map(|n| format!("/{n}/"))
                 .unwrap_or("/".to_owned());
-            tracing::info!("serving {} at {at}", repo.repo.root().display());
+            tracing::info!("serving {} at {at}", s.repo.repo.root().display());
         }
-        let state = Arc::new(AppState::new(repos));
+        let state = Arc::new(AppState::new(served, verifier, Arc::new(LogAudit)));
         tracing::info!("listening on http://{addr}/");
         ready(addr);
         http::listener::run(listener, http::routes(state), shutdown_signal()).await;

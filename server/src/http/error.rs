@@ -13,6 +13,12 @@ pub enum HttpError {
     NotFound,
     MethodNotAllowed,
     UriTooLong,
+    /// A gated file, and no token.
+    TokenRequired,
+    /// A gated file, and a token that is not valid (expired, forged, unknown key, ...).
+    InvalidToken,
+    /// A gated file, and a valid token that covers none of the refs that reach it.
+    NotEntitled,
     /// Something failed on the server's side; the cause was logged.
     Internal,
 }
@@ -23,6 +29,8 @@ impl HttpError {
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::UriTooLong => StatusCode::URI_TOO_LONG,
+            HttpError::TokenRequired | HttpError::InvalidToken => StatusCode::UNAUTHORIZED,
+            HttpError::NotEntitled => StatusCode::FORBIDDEN,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -32,6 +40,9 @@ impl HttpError {
             HttpError::NotFound => "not-found",
             HttpError::MethodNotAllowed => "method-not-allowed",
             HttpError::UriTooLong => "uri-too-long",
+            HttpError::TokenRequired => "token-required",
+            HttpError::InvalidToken => "invalid-token",
+            HttpError::NotEntitled => "not-entitled",
             HttpError::Internal => "internal-error",
         }
     }
@@ -41,6 +52,15 @@ impl HttpError {
             HttpError::NotFound => "no such file in this repository",
             HttpError::MethodNotAllowed => "only GET and HEAD are supported here",
             HttpError::UriTooLong => "the request path is too long to name a repository file",
+            HttpError::TokenRequired => {
+                "this content needs a download token: configure the remote's authenticator, or \
+                 pass one with --http-header='Authorization=Bearer TOKEN'"
+            }
+            HttpError::InvalidToken => {
+                "the download token is not valid (expired, or not issued for this server): \
+                 get a new one"
+            }
+            HttpError::NotEntitled => "the download token does not cover this content",
             HttpError::Internal => {
                 "the server failed to answer; try again, and tell the operator if it persists"
             }
@@ -62,8 +82,24 @@ impl HttpError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if self == HttpError::MethodNotAllowed {
-            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        match self {
+            HttpError::MethodNotAllowed => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            // RFC 6750: a challenge for the Bearer scheme, with the error when a token failed.
+            HttpError::TokenRequired => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tollgate\""),
+                );
+            }
+            HttpError::InvalidToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tollgate\", error=\"invalid_token\""),
+                );
+            }
+            _ => {}
         }
         response
     }

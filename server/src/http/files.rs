@@ -32,6 +32,8 @@ const STREAM_BUFFER: usize = 256 * 1024;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Summaries, refs and config change on every publish: caches must ask again each time.
 const REVALIDATE: &str = "no-cache";
+/// Gated files: for the token holder only, and not to be kept by any cache on the way.
+const PRIVATE: &str = "private, no-store";
 
 /// What the request says about which representation it wants, read from its headers.
 #[derive(Debug, Default)]
@@ -74,6 +76,8 @@ pub(crate) struct Representation {
     pub tag: String,
     pub etag: ETag,
     pub immutable: bool,
+    /// Gated: served to a token holder, never cached by shared caches.
+    pub private: bool,
 }
 
 impl Representation {
@@ -102,6 +106,7 @@ impl Representation {
                 .map_err(|_| io::Error::other(format!("invalid ETag {tag}")))?,
             tag,
             immutable: path.is_immutable(),
+            private: false,
         })
     }
 }
@@ -221,6 +226,7 @@ pub(crate) fn prepare(
     repo: &ServedRepo,
     path: &RepoPath,
     conditions: &Conditions,
+    private: bool,
 ) -> io::Result<Option<Prepared>> {
     let Some(file) = repo.open_file(&path.relative_path())? else {
         return Ok(None);
@@ -237,7 +243,8 @@ pub(crate) fn prepare(
         _ => None,
     };
     let len = generated.as_ref().map_or(meta.len(), |b| b.len() as u64);
-    let rep = Representation::new(path, &meta, len)?;
+    let mut rep = Representation::new(path, &meta, len)?;
+    rep.private = private;
     let plan = plan(&rep, conditions);
     let (start, len) = match plan {
         Plan::Full => (0, rep.len),
@@ -259,6 +266,11 @@ pub(crate) fn prepare(
 }
 
 impl Prepared {
+    /// Whether bytes of the file will be sent (200 or 206), as opposed to 304 or 416.
+    pub(crate) fn sends_content(&self) -> bool {
+        matches!(self.plan, Plan::Full | Plan::Partial { .. })
+    }
+
     pub(crate) async fn into_response(self) -> io::Result<Response> {
         let Prepared { rep, plan, body } = self;
         let (status, len) = match plan {
@@ -281,7 +293,11 @@ impl Prepared {
         let headers = response.headers_mut();
         headers.typed_insert(rep.etag.clone());
         headers.typed_insert(LastModified::from(rep.modified));
-        let cache = if rep.immutable { IMMUTABLE } else { REVALIDATE };
+        let cache = match (rep.private, rep.immutable) {
+            (true, _) => PRIVATE,
+            (false, true) => IMMUTABLE,
+            (false, false) => REVALIDATE,
+        };
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
         if status == StatusCode::NOT_MODIFIED {
             return Ok(response);
@@ -326,6 +342,7 @@ mod tests {
             tag: "\"abc\"".to_owned(),
             etag: "\"abc\"".parse().unwrap(),
             immutable: true,
+            private: false,
         }
     }
 

@@ -1,54 +1,81 @@
-//! The HTTP side of the server: the route table, the repository file handler, the error type,
-//! and the listener that runs it all.
+//! The HTTP side of the server: the route table, the repository file handler, the gate, the
+//! error type, and the listener that runs it all.
 //!
 //! Every request for a repository file goes through [`repo_file`]: the path is decoded once,
-//! matched against the closed grammar of `RepoPath`, and only then turned into a file name.
+//! matched against the closed grammar of `RepoPath`, judged by the gate, and only then turned
+//! into a file name.
 
 mod error;
 mod files;
+mod gate;
 pub mod listener;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, Method};
 use percent_encoding::percent_decode_str;
-use tollgate_ostree_format::RepoPath;
+use tollgate_ostree_format::{DeltaFile, ObjectType, RepoPath};
 use warp::Filter;
 use warp::filters::path::FullPath;
 use warp::reply::Response;
 
+use crate::audit::{AuditSink, DownloadRecord};
+use crate::index::live::LiveIndex;
 use crate::repos::ServedRepo;
+use crate::tokens::Verifier;
 pub use error::HttpError;
 use files::Conditions;
+use gate::Decision;
 
 /// Longer request paths cannot name a repository file (the longest are delta parts and refs).
 const MAX_PATH_LEN: usize = 4096;
+/// How long a request for a file the index does not know waits for the index to catch up.
+const REFRESH_WAIT: Duration = Duration::from_secs(10);
+
+/// A served repository and its live reachability index.
+#[derive(Debug)]
+pub struct Served {
+    pub repo: ServedRepo,
+    pub index: Arc<LiveIndex>,
+}
+
+impl Served {
+    /// The repository's name in tokens: its URL prefix, `""` for the one served at `/`.
+    fn token_name(&self) -> &str {
+        self.repo.name.as_deref().unwrap_or("")
+    }
+}
 
 /// What every request handler can see.
 #[derive(Debug)]
 pub struct AppState {
-    repos: Vec<Arc<ServedRepo>>,
+    repos: Vec<Arc<Served>>,
+    verifier: Verifier,
+    audit: Arc<dyn AuditSink>,
 }
 
 impl AppState {
-    pub fn new(repos: Vec<ServedRepo>) -> AppState {
+    pub fn new(repos: Vec<Served>, verifier: Verifier, audit: Arc<dyn AuditSink>) -> AppState {
         AppState {
             repos: repos.into_iter().map(Arc::new).collect(),
+            verifier,
+            audit,
         }
     }
 
     /// Which repository a decoded path (without its leading `/`) is in, and the path inside it.
-    fn resolve<'p>(&self, path: &'p str) -> Option<(&Arc<ServedRepo>, &'p str)> {
+    fn resolve<'p>(&self, path: &'p str) -> Option<(&Arc<Served>, &'p str)> {
         let (first, rest) = path.split_once('/').unwrap_or((path, ""));
         self.repos
             .iter()
-            .find(|r| r.name.as_deref() == Some(first))
+            .find(|r| r.repo.name.as_deref() == Some(first))
             .map(|r| (r, rest))
             .or_else(|| {
                 self.repos
                     .iter()
-                    .find(|r| r.name.is_none())
+                    .find(|r| r.repo.name.is_none())
                     .map(|r| (r, path))
             })
     }
@@ -88,29 +115,129 @@ async fn repo_file(
         .decode_utf8()
         .map_err(|_| HttpError::NotFound)?;
     let relative = decoded.strip_prefix('/').ok_or(HttpError::NotFound)?;
-    let (repo, inside) = state.resolve(relative).ok_or(HttpError::NotFound)?;
+    let (served, inside) = state.resolve(relative).ok_or(HttpError::NotFound)?;
     let path = RepoPath::parse(inside).ok_or(HttpError::NotFound)?;
 
+    let decision = decide(state, served, &path, &headers).await?;
+    let allowed = match decision {
+        Decision::Public => None,
+        Decision::Allowed { grant, ref_name } => Some((grant, ref_name)),
+        Decision::TokenRequired => return Err(HttpError::TokenRequired),
+        Decision::InvalidToken(e) => {
+            tracing::debug!("refused a token for {raw_path}: {e}");
+            return Err(HttpError::InvalidToken);
+        }
+        Decision::NotEntitled => return Err(HttpError::NotEntitled),
+        Decision::Withheld => return Err(HttpError::NotFound),
+    };
+
     let conditions = Conditions::from_request(&method, &headers);
-    let repo = Arc::clone(repo);
-    let prepared = tokio::task::spawn_blocking(move || {
-        files::prepare(&repo, &path, &conditions).map_err(|e| {
+    let private = allowed.is_some();
+    let task_served = Arc::clone(served);
+    let task_path = path.clone();
+    let prepared = blocking(move || {
+        files::prepare(&task_served.repo, &task_path, &conditions, private).map_err(|e| {
             tracing::error!(
-                repo = %repo.repo.root().display(),
-                path = %path,
+                repo = %task_served.repo.repo.root().display(),
+                path = %task_path,
                 "reading a repository file failed: {e}"
             );
             HttpError::Internal
         })
     })
-    .await
-    .map_err(|e| {
-        tracing::error!("a file task failed: {e}");
-        HttpError::Internal
-    })??
+    .await??
     .ok_or(HttpError::NotFound)?;
+
+    if let Some((grant, ref_name)) = allowed
+        && prepared.sends_content()
+        && let Some(commit) = audited_commit(&path)
+    {
+        let user_agent = headers
+            .get(http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        state.audit.gated_download(DownloadRecord {
+            repo: served.token_name().to_owned(),
+            ref_name,
+            commit,
+            token_id: grant.token_id.clone(),
+            subject: grant.subject.clone(),
+            user_agent,
+        });
+    }
     prepared.into_response().await.map_err(|e| {
         tracing::error!("starting to stream {raw_path}: {e}");
+        HttpError::Internal
+    })
+}
+
+/// Asks the gate, bringing the index up to date first when it does not know the file. A file
+/// the index does not know even then is not reachable from any ref, and is refused.
+async fn decide(
+    state: &AppState,
+    served: &Arc<Served>,
+    path: &RepoPath,
+    headers: &HeaderMap,
+) -> Result<Decision, HttpError> {
+    let ask = || {
+        let index = served.index.load();
+        gate::decide(&index, path, served.token_name(), headers, &state.verifier)
+    };
+    if let Some(decision) = ask() {
+        return Ok(decision);
+    }
+    // Unknown to the index. Most such requests are for files that do not exist; only a file
+    // that is there is worth waiting for (published a moment ago).
+    let task_served = Arc::clone(served);
+    let relative = path.relative_path();
+    let exists = blocking(move || {
+        Ok(task_served
+            .repo
+            .open_file(&relative)
+            .map_err(|e| {
+                tracing::error!("checking {relative}: {e}");
+                HttpError::Internal
+            })?
+            .is_some())
+    })
+    .await??;
+    if !exists {
+        return Err(HttpError::NotFound);
+    }
+    if !served.index.refresh(REFRESH_WAIT).await {
+        tracing::warn!(
+            "the index of {} did not catch up within {REFRESH_WAIT:?}",
+            served.repo.repo.root().display()
+        );
+    }
+    ask().ok_or_else(|| {
+        tracing::warn!(
+            "refused {path} in {}: it exists, but no ref reaches it",
+            served.repo.repo.root().display()
+        );
+        HttpError::NotFound
+    })
+}
+
+/// The commit whose download is worth an audit record: a `.commit` object, or a delta's
+/// superblock (which carries its to-commit).
+fn audited_commit(path: &RepoPath) -> Option<String> {
+    match path {
+        RepoPath::Object(o) if o.kind == ObjectType::Commit => Some(o.checksum.to_string()),
+        RepoPath::Delta {
+            delta,
+            file: DeltaFile::Superblock,
+        } => Some(delta.to.to_string()),
+        _ => None,
+    }
+}
+
+/// Runs file system work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, HttpError> + Send + 'static,
+) -> Result<Result<T, HttpError>, HttpError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        tracing::error!("a file task failed: {e}");
         HttpError::Internal
     })
 }

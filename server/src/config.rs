@@ -1,0 +1,114 @@
+//! The configuration file (`--config FILE`, TOML): which refs are gated by name, and which
+//! keys and secrets tokens may be signed with besides the data directory's own.
+//!
+//! ```toml
+//! # Refs gated even though their commits carry no xa.token-type (see the README for why
+//! # flatpak clients still need xa.token-type).
+//! gated-refs = ["app/com.example.Pro/*", "os/private/*"]
+//!
+//! [tokens]
+//! trusted-keys = ["/etc/tollgate/issuer-2.pem"]   # Ed25519 public keys, PEM
+//! jwks-file = "/etc/tollgate/jwks.json"           # a JSON Web Key Set of Ed25519 keys
+//! flat-manager-secret-file = "/etc/tollgate/flat-manager-secret"  # base64, as in its config.json
+//! ```
+//!
+//! Relative paths are relative to the configuration file's folder. Unknown keys are an error,
+//! so a misspelt setting never silently does nothing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::refpattern::RefPattern;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Ref patterns (`*` any run of characters, `?` one) whose refs are gated.
+    #[serde(default)]
+    pub gated_refs: Vec<RefPattern>,
+    #[serde(default)]
+    pub tokens: TokenConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TokenConfig {
+    /// PEM files of Ed25519 public keys whose tokens are accepted.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// A JSON Web Key Set file of Ed25519 public keys whose tokens are accepted.
+    pub jwks_file: Option<PathBuf>,
+    /// flat-manager's download-token secret, base64 as in its `config.json`. Prefer
+    /// `flat-manager-secret-file`, which keeps the secret out of a file people share.
+    pub flat_manager_secret: Option<String>,
+    /// A file holding flat-manager's secret (base64); it must not be readable by others.
+    pub flat_manager_secret_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads and checks `path`; a missing `path` means the defaults (nothing gated by name, only
+    /// the data directory's keys, no flat-manager tokens).
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the configuration file {}", path.display()))?;
+        let mut config: Config = toml::from_str(&text)
+            .with_context(|| format!("in the configuration file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        config.tokens.trusted_keys.iter_mut().for_each(resolve);
+        config.tokens.jwks_file.iter_mut().for_each(resolve);
+        config
+            .tokens
+            .flat_manager_secret_file
+            .iter_mut()
+            .for_each(resolve);
+        if config.tokens.flat_manager_secret.is_some()
+            && config.tokens.flat_manager_secret_file.is_some()
+        {
+            anyhow::bail!(
+                "in the configuration file {}: give flat-manager-secret or \
+                 flat-manager-secret-file, not both",
+                path.display()
+            );
+        }
+        Ok(config)
+    }
+
+    /// Whether `ref_name` is gated by one of the `gated-refs` patterns.
+    pub fn gates_by_name(&self, ref_name: &str) -> bool {
+        self.gated_refs.iter().any(|p| p.matches(ref_name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_refuses_unknown_keys() {
+        let config: Config = toml::from_str(
+            "gated-refs = [\"app/com.example.Pro/*\"]\n[tokens]\njwks-file = \"k.json\"\n",
+        )
+        .unwrap();
+        assert!(config.gates_by_name("app/com.example.Pro/x86_64/stable"));
+        assert!(!config.gates_by_name("app/com.example.Free/x86_64/stable"));
+        assert_eq!(config.tokens.jwks_file, Some(PathBuf::from("k.json")));
+
+        for bad in [
+            "gated_refs = []",
+            "[tokens]\ntrusted-key = []",
+            "gated-refs = \"x\"",
+        ] {
+            assert!(toml::from_str::<Config>(bad).is_err(), "{bad}");
+        }
+    }
+}

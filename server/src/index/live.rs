@@ -1,0 +1,250 @@
+//! Keeping a repository's index current while it is served.
+//!
+//! One thread per repository owns the rebuilds. It wakes on a file system event under `refs/`
+//! or at the repository's top (inotify, through `notify`), on a poll tick (the fallback when
+//! events are missed or unavailable), and when a request asks for a check. Each time it takes a
+//! fingerprint of the refs (path, size, modification time and inode of every ref file); when that
+//! changed, it builds a new index and swaps it in whole. Requests read the current index through
+//! `ArcSwap`, without locks.
+//!
+//! A request that finds an object on disk that the index does not know asks for a check and
+//! waits, bounded, until a check that began after its request has finished: then the index is
+//! as new as the refs were when the request arrived, and "still unknown" means "not reachable
+//! from any ref", never "not indexed yet".
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, Guard};
+use tollgate_ostree_format::Repo;
+
+use super::{IndexError, RepoIndex};
+
+/// How often the refs are checked even without a file system event.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// Events arrive in bursts (a publish writes many files): wait this long for the burst to end.
+const EVENT_SETTLE: Duration = Duration::from_millis(50);
+/// How often a long build reports its progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Decides whether a ref is gated by its name, shared with the rebuild thread.
+pub type SharedPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The current index of one repository, rebuilt in the background when its refs change.
+pub struct LiveIndex {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for LiveIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveIndex")
+            .field("repo", &self.shared.repo.root())
+            .finish()
+    }
+}
+
+struct Shared {
+    repo: Repo,
+    policy: SharedPolicy,
+    current: ArcSwap<RepoIndex>,
+    /// Checks asked for so far; a check serves every request made before it began.
+    requested: AtomicU64,
+    /// Set by events and requests; the thread sleeps on it.
+    wake: (Mutex<bool>, Condvar),
+    /// The number of the last request a finished check has served.
+    served: tokio::sync::watch::Sender<u64>,
+}
+
+impl LiveIndex {
+    /// Builds the index of `repo` now, then keeps it current in a background thread.
+    pub fn start(repo: Repo, policy: SharedPolicy) -> Result<Arc<LiveIndex>, IndexError> {
+        let fingerprint = fingerprint(repo.root());
+        let index = build(&repo, &policy)?;
+        let shared = Arc::new(Shared {
+            repo,
+            policy,
+            current: ArcSwap::from_pointee(index),
+            requested: AtomicU64::new(0),
+            wake: (Mutex::new(false), Condvar::new()),
+            served: tokio::sync::watch::channel(0).0,
+        });
+        let watcher = watch(&shared);
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("tollgate-index".to_owned())
+            .spawn(move || {
+                // The watcher lives as long as the thread that listens to it.
+                let _watcher = watcher;
+                keep_current(&thread_shared, fingerprint);
+            })
+            .map_err(|e| {
+                IndexError::Repo(tollgate_ostree_format::RepoError::Io {
+                    path: shared.repo.root().to_owned(),
+                    source: e,
+                })
+            })?;
+        Ok(Arc::new(LiveIndex { shared }))
+    }
+
+    /// The current index, without locking.
+    pub fn load(&self) -> Guard<Arc<RepoIndex>> {
+        self.shared.current.load()
+    }
+
+    /// Asks for the refs to be checked now and waits until a check that began after this call
+    /// has finished (and any rebuild it needed is in place), or `timeout` has passed. Returns
+    /// whether the index is now known to be current.
+    pub async fn refresh(&self, timeout: Duration) -> bool {
+        let mut served = self.shared.served.subscribe();
+        let ticket = self.shared.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.shared.wake_up();
+        matches!(
+            tokio::time::timeout(timeout, served.wait_for(|done| *done >= ticket)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+impl Shared {
+    fn wake_up(&self) {
+        let (flag, cvar) = &self.wake;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cvar.notify_one();
+    }
+
+    /// Sleeps until woken or until the poll interval is over; returns whether it was woken.
+    fn sleep(&self) -> bool {
+        let (flag, cvar) = &self.wake;
+        let guard = flag.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut guard, _) = cvar
+            .wait_timeout_while(guard, POLL_INTERVAL, |woken| !*woken)
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *guard, false)
+    }
+}
+
+fn keep_current(shared: &Shared, mut last: Fingerprint) {
+    loop {
+        if shared.sleep() && shared.requested.load(Ordering::SeqCst) <= *shared.served.borrow() {
+            // Woken by a file system event, not by a request: let the burst settle.
+            std::thread::sleep(EVENT_SETTLE);
+        }
+        let ticket = shared.requested.load(Ordering::SeqCst);
+        let now = fingerprint(shared.repo.root());
+        if now != last {
+            match build(&shared.repo, &shared.policy) {
+                Ok(index) => {
+                    shared.current.store(Arc::new(index));
+                    last = now;
+                }
+                // Keep serving the old index: it can only be more closed than the new one
+                // for objects it does not know, and those are never served on a guess.
+                Err(e) => tracing::error!(
+                    "rebuilding the index of {} failed: {e:#}; keeping the previous one",
+                    shared.repo.root().display()
+                ),
+            }
+        }
+        shared.served.send_replace(ticket);
+    }
+}
+
+fn build(repo: &Repo, policy: &SharedPolicy) -> Result<RepoIndex, IndexError> {
+    let started = Instant::now();
+    let mut last_report = started;
+    let root = repo.root().display().to_string();
+    let index = RepoIndex::build(repo, &**policy, &mut |seen| {
+        if last_report.elapsed() >= PROGRESS_INTERVAL {
+            last_report = Instant::now();
+            tracing::info!("indexing {root}: {seen} objects so far");
+        }
+    })?;
+    let stats = index.stats();
+    tracing::info!(
+        "indexed {root}: {} objects ({} public), {} public and {} gated refs, {} access sets, \
+         {} KiB, in {:.1?}",
+        stats.objects,
+        stats.public_objects,
+        stats.public_refs,
+        stats.gated_refs,
+        stats.access_sets,
+        stats.bytes / 1024,
+        stats.build_time,
+    );
+    for name in index.gated_by_name_only() {
+        tracing::warn!(
+            "{root}: ref {name} is gated by a gated-refs pattern, but its commit has no \
+             xa.token-type, so flatpak will not ask for a token and cannot install it; \
+             republish it with `flatpak build-commit-from --token-type=1`"
+        );
+    }
+    Ok(index)
+}
+
+/// Watches `refs/` and the repository's top folder; `None` (and a warning) where the file
+/// system cannot be watched, in which case polling alone keeps the index current.
+fn watch(shared: &Arc<Shared>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let weak = Arc::downgrade(shared);
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok()
+            && let Some(shared) = weak.upgrade()
+        {
+            shared.wake_up();
+        }
+    };
+    let root = shared.repo.root();
+    let result = notify::recommended_watcher(handler).and_then(|mut w| {
+        w.watch(root, RecursiveMode::NonRecursive)?;
+        w.watch(&root.join("refs"), RecursiveMode::Recursive)?;
+        Ok(w)
+    });
+    match result {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch {} for changes ({e}); checking every {POLL_INTERVAL:?} instead",
+                root.display()
+            );
+            None
+        }
+    }
+}
+
+/// What identifies the state of a repository's refs: every file under `refs/heads` and
+/// `refs/mirrors` with its size, modification time and inode (ostree replaces ref files by
+/// rename, so a rewrite always changes the inode).
+type Fingerprint = Vec<(PathBuf, u64, i64, i64, u64)>;
+
+fn fingerprint(root: &Path) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &Path, out: &mut Fingerprint) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push((
+                    path,
+                    meta.size(),
+                    meta.mtime(),
+                    meta.mtime_nsec(),
+                    meta.ino(),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&root.join("refs/heads"), &mut out);
+    walk(&root.join("refs/mirrors"), &mut out);
+    out.sort();
+    out
+}

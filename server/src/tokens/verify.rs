@@ -1,0 +1,483 @@
+//! Verifying a bearer token into a [`Grant`], with a cache so that the hot path checks each
+//! token's signature once.
+//!
+//! The token's header only selects which pinned key to try: `EdDSA` with a `kid` the server
+//! knows, or `HS256` when a flat-manager secret is configured. Anything else (`none`, RSA, an
+//! HMAC token when no secret is configured, an unknown `kid`) is refused before any signature
+//! check. `exp` is required, `nbf` is checked when present, and at most 60 seconds of clock
+//! skew are allowed.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use super::claims::{FlatManagerClaims, Grant, NativeClaims};
+use super::keys::{SigningKey, thumbprint};
+use crate::config::TokenConfig;
+
+/// Clock skew allowed on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 60;
+/// How many verified tokens are remembered; each is a few hundred bytes.
+const CACHE_CAPACITY: usize = 16_384;
+
+/// Why a token was refused. The client is told only that it is invalid; the kind is for logs.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("not a JSON Web Token")]
+    Malformed(#[source] jsonwebtoken::errors::Error),
+    #[error("algorithm {0:?} is not accepted")]
+    Algorithm(String),
+    #[error("the token names no key (`kid`)")]
+    MissingKeyId,
+    #[error("signed by an unknown key {0:?}")]
+    UnknownKey(String),
+    #[error("flat-manager tokens are not accepted: no flat-manager secret is configured")]
+    NoFlatManagerSecret,
+    #[error("invalid")]
+    Invalid(#[source] jsonwebtoken::errors::Error),
+    #[error("not a download token (its scope lacks \"download\")")]
+    Scope,
+    #[error("grants nothing (it names no repository, or no ref, prefix or app)")]
+    GrantsNothing,
+}
+
+/// Checks tokens against the keys the server trusts.
+pub struct Verifier {
+    native: HashMap<String, DecodingKey>,
+    flat_manager: Option<DecodingKey>,
+    cache: quick_cache::sync::Cache<String, Arc<Grant>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut kids: Vec<&String> = self.native.keys().collect();
+        kids.sort();
+        f.debug_struct("Verifier")
+            .field("kids", &kids)
+            .field("flat_manager", &self.flat_manager.is_some())
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// `keys`: Ed25519 public keys by key id; `flat_manager_secret`: the HMAC key itself.
+    pub fn new(
+        keys: impl IntoIterator<Item = (String, DecodingKey)>,
+        flat_manager_secret: Option<&[u8]>,
+    ) -> Verifier {
+        Verifier {
+            native: keys.into_iter().collect(),
+            flat_manager: flat_manager_secret.map(DecodingKey::from_secret),
+            cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
+        }
+    }
+
+    /// The configured keys and secret (`trusted`) plus the data directory's own keys.
+    pub fn with_local_keys(trusted: TrustedKeys, local: &[SigningKey]) -> Verifier {
+        let TrustedKeys {
+            mut keys,
+            flat_manager_secret,
+        } = trusted;
+        keys.extend(local.iter().map(|k| (k.kid().to_owned(), k.decoding_key())));
+        Verifier::new(keys, flat_manager_secret.as_deref())
+    }
+
+    /// Whether flat-manager tokens are accepted.
+    pub fn accepts_flat_manager(&self) -> bool {
+        self.flat_manager.is_some()
+    }
+
+    /// The key ids this verifier accepts.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.native.keys().map(String::as_str)
+    }
+
+    /// Checks `token` and returns what it grants.
+    pub fn verify(&self, token: &str) -> Result<Arc<Grant>, TokenError> {
+        let now = now();
+        if let Some(grant) = self.cache.get(token) {
+            if grant.expires + LEEWAY_SECS > now {
+                return Ok(grant);
+            }
+            self.cache.remove(token);
+        }
+        let grant = Arc::new(self.verify_uncached(token)?);
+        self.cache.insert(token.to_owned(), Arc::clone(&grant));
+        Ok(grant)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Grant, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(TokenError::Malformed)?;
+        let grant = match header.alg {
+            Algorithm::EdDSA => {
+                let kid = header.kid.ok_or(TokenError::MissingKeyId)?;
+                let key = self.native.get(&kid).ok_or(TokenError::UnknownKey(kid))?;
+                let data =
+                    jsonwebtoken::decode::<NativeClaims>(token, key, &validation(Algorithm::EdDSA))
+                        .map_err(TokenError::Invalid)?;
+                if !data.claims.scope.iter().any(|s| s == "download") {
+                    return Err(TokenError::Scope);
+                }
+                Grant::from_native(data.claims)
+            }
+            Algorithm::HS256 => {
+                let key = self
+                    .flat_manager
+                    .as_ref()
+                    .ok_or(TokenError::NoFlatManagerSecret)?;
+                let data = jsonwebtoken::decode::<FlatManagerClaims>(
+                    token,
+                    key,
+                    &validation(Algorithm::HS256),
+                )
+                .map_err(TokenError::Invalid)?;
+                if !data.claims.scope.iter().any(|s| s == "download") {
+                    return Err(TokenError::Scope);
+                }
+                Grant::from_flat_manager(data.claims)
+            }
+            other => return Err(TokenError::Algorithm(format!("{other:?}"))),
+        };
+        if !grant.names_anything() {
+            return Err(TokenError::GrantsNothing);
+        }
+        Ok(grant)
+    }
+}
+
+fn validation(alg: Algorithm) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.set_required_spec_claims(&["exp"]);
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    validation
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The keys and secret the configuration file names, read and checked before the server
+/// writes anything.
+pub struct TrustedKeys {
+    keys: Vec<(String, DecodingKey)>,
+    flat_manager_secret: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TrustedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<&String> = self.keys.iter().map(|(k, _)| k).collect();
+        f.debug_struct("TrustedKeys")
+            .field("kids", &kids)
+            .field("flat_manager_secret", &self.flat_manager_secret.is_some())
+            .finish()
+    }
+}
+
+impl TrustedKeys {
+    pub fn load(config: &TokenConfig) -> anyhow::Result<TrustedKeys> {
+        let mut keys = Vec::new();
+        for path in &config.trusted_keys {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the trusted key {}", path.display()))?;
+            let key = DecodingKey::from_ed_pem(&pem).with_context(|| {
+                format!(
+                    "{} is not an Ed25519 public key in PEM form",
+                    path.display()
+                )
+            })?;
+            let kid = thumbprint(key.try_get_as_bytes()?);
+            keys.push((kid, key));
+        }
+        if let Some(path) = &config.jwks_file {
+            keys.extend(read_jwks(path)?);
+        }
+        let secret = match (
+            &config.flat_manager_secret,
+            &config.flat_manager_secret_file,
+        ) {
+            (Some(secret), None) => Some(secret.clone()),
+            (None, Some(path)) => Some(read_secret_file(path)?),
+            _ => None,
+        };
+        let flat_manager_secret =
+            secret
+                .map(|s| {
+                    base64::engine::general_purpose::STANDARD.decode(s.trim()).context(
+                    "the flat-manager secret is not base64 (as in flat-manager's config.json)",
+                )
+                })
+                .transpose()?;
+        Ok(TrustedKeys {
+            keys,
+            flat_manager_secret,
+        })
+    }
+}
+
+/// Ed25519 keys of a JSON Web Key Set; other kinds of keys are refused, not skipped, so that a
+/// set meant for tollgate never half-loads.
+fn read_jwks(path: &Path) -> anyhow::Result<Vec<(String, DecodingKey)>> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+    let text =
+        std::fs::read(path).with_context(|| format!("reading the JWKS file {}", path.display()))?;
+    let set: JwkSet = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a JSON Web Key Set", path.display()))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let AlgorithmParameters::OctetKeyPair(params) = &jwk.algorithm else {
+            bail!("{}: only Ed25519 (OKP) keys are accepted", path.display());
+        };
+        if params.curve != EllipticCurve::Ed25519 {
+            bail!("{}: only Ed25519 keys are accepted", path.display());
+        }
+        let key = DecodingKey::from_jwk(jwk)
+            .with_context(|| format!("{}: a key is invalid", path.display()))?;
+        let kid = match &jwk.common.key_id {
+            Some(kid) => kid.clone(),
+            None => thumbprint(key.try_get_as_bytes()?),
+        };
+        keys.push((kid, key));
+    }
+    Ok(keys)
+}
+
+fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading the flat-manager secret {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "the flat-manager secret {} has mode {:o}; it must be readable by its owner only: \
+             chmod 600 {}",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+    use crate::tokens::issue;
+    use crate::tokens::keys::SigningKey;
+
+    fn verifier(key: &SigningKey, secret: Option<&[u8]>) -> Verifier {
+        Verifier::new([(key.kid().to_owned(), key.decoding_key())], secret)
+    }
+
+    fn sign(header: Header, claims: &serde_json::Value, key: &EncodingKey) -> String {
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
+    fn ed_header(key: &SigningKey) -> Header {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid().to_owned());
+        header
+    }
+
+    fn native(exp_offset: i64) -> serde_json::Value {
+        let now = now() as i64;
+        json!({"iss": "t", "sub": "s", "iat": now, "nbf": now, "exp": now + exp_offset, "jti": "j",
+               "scope": ["download"], "repos": [""], "refs": ["app/a/x86_64/stable"]})
+    }
+
+    #[test]
+    fn accepts_what_it_issued() {
+        let key = SigningKey::generate().unwrap();
+        let token = issue(
+            &key,
+            "operator",
+            &["".into()],
+            &["app/a/x86_64/stable".into()],
+            600,
+        )
+        .unwrap();
+        let grant = verifier(&key, None).verify(&token).unwrap();
+        assert!(grant.covers("", "app/a/x86_64/stable"));
+        assert!(!grant.covers("", "app/b/x86_64/stable"));
+        assert_eq!(grant.subject, "operator");
+        // Cached: the same grant again.
+        let v = verifier(&key, None);
+        let first = v.verify(&token).unwrap();
+        assert!(Arc::ptr_eq(&first, &v.verify(&token).unwrap()));
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        let key = SigningKey::generate().unwrap();
+        let other = SigningKey::generate().unwrap();
+        let secret = b"flat-manager-secret";
+        let hmac = EncodingKey::from_secret(secret);
+        let v = verifier(&key, Some(secret));
+        let now = now() as i64;
+        let good = sign(ed_header(&key), &native(600), &key.encoding_key());
+
+        let mut no_kid = ed_header(&key);
+        no_kid.kid = None;
+        let mut unknown_kid = ed_header(&key);
+        unknown_kid.kid = Some("nobody".into());
+        let mut hs_with_our_kid = Header::new(Algorithm::HS256);
+        hs_with_our_kid.kid = Some(key.kid().to_owned());
+        let mut without_exp = native(600);
+        without_exp.as_object_mut().unwrap().remove("exp");
+        let mut future_nbf = native(600);
+        future_nbf["nbf"] = json!(now + 3600);
+        let mut string_exp = native(600);
+        string_exp["exp"] = json!(format!("{}", now + 600));
+        let mut wrong_scope = native(600);
+        wrong_scope["scope"] = json!(["build"]);
+        let mut no_refs = native(600);
+        no_refs["refs"] = json!([]);
+        // A body swapped under a valid signature.
+        let (head, rest) = good.split_once('.').unwrap();
+        let sig = rest.split_once('.').unwrap().1;
+        let mut forged_claims = native(600);
+        forged_claims["refs"] = json!(["app/b/x86_64/stable"]);
+        let forged_body = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&forged_claims).unwrap());
+        let alg_none = format!(
+            "{}.{}.",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(r#"{"alg":"none","typ":"JWT"}"#),
+            rest.split_once('.').unwrap().0
+        );
+        let fm = |claims: serde_json::Value| sign(Header::new(Algorithm::HS256), &claims, &hmac);
+
+        let cases: Vec<(&str, String)> = vec![
+            ("garbage", "not.a.token".into()),
+            ("empty", String::new()),
+            ("alg none", alg_none),
+            ("no kid", sign(no_kid, &native(600), &key.encoding_key())),
+            (
+                "unknown kid",
+                sign(unknown_kid, &native(600), &key.encoding_key()),
+            ),
+            (
+                "another key",
+                sign(ed_header(&key), &native(600), &other.encoding_key()),
+            ),
+            (
+                "expired",
+                sign(ed_header(&key), &native(-120), &key.encoding_key()),
+            ),
+            (
+                "no exp",
+                sign(ed_header(&key), &without_exp, &key.encoding_key()),
+            ),
+            (
+                "exp as string",
+                sign(ed_header(&key), &string_exp, &key.encoding_key()),
+            ),
+            (
+                "future nbf",
+                sign(ed_header(&key), &future_nbf, &key.encoding_key()),
+            ),
+            (
+                "wrong scope",
+                sign(ed_header(&key), &wrong_scope, &key.encoding_key()),
+            ),
+            (
+                "no refs",
+                sign(ed_header(&key), &no_refs, &key.encoding_key()),
+            ),
+            ("forged body", format!("{head}.{forged_body}.{sig}")),
+            // HS/EdDSA confusion: an HMAC token "signed" with our public key as the secret.
+            (
+                "hs256 keyed with the public key",
+                sign(
+                    hs_with_our_kid,
+                    &native(600),
+                    &EncodingKey::from_secret(key.public_key()),
+                ),
+            ),
+            (
+                "flat-manager without prefixes",
+                fm(
+                    json!({"sub": "download", "exp": now + 600, "scope": ["download"], "repos": [""]}),
+                ),
+            ),
+            (
+                "flat-manager with the empty prefix",
+                fm(
+                    json!({"sub": "download", "exp": now + 600, "scope": ["download"],
+                          "prefixes": [""], "repos": [""]}),
+                ),
+            ),
+            (
+                "flat-manager upload token",
+                fm(
+                    json!({"sub": "build", "exp": now + 600, "scope": ["build", "upload"],
+                          "prefixes": ["org.a"], "repos": [""]}),
+                ),
+            ),
+            (
+                "flat-manager expired",
+                fm(
+                    json!({"sub": "download", "exp": now - 120, "scope": ["download"],
+                          "apps": ["a"], "repos": [""]}),
+                ),
+            ),
+            (
+                "flat-manager with another secret",
+                sign(
+                    Header::new(Algorithm::HS256),
+                    &json!({"sub": "download", "exp": now + 600, "scope": ["download"],
+                            "apps": ["a"], "repos": [""]}),
+                    &EncodingKey::from_secret(b"other"),
+                ),
+            ),
+        ];
+        for (what, token) in cases {
+            assert!(v.verify(&token).is_err(), "{what} was accepted");
+        }
+        assert!(v.verify(&good).is_ok());
+        let fm_ok = fm(
+            json!({"sub": "download", "exp": now + 600, "scope": ["download"],
+                              "apps": ["a"], "repos": [""]}),
+        );
+        assert!(v.verify(&fm_ok).unwrap().covers("x", "app/a/x86_64/stable"));
+        // Without a configured secret, flat-manager tokens are refused outright.
+        assert!(matches!(
+            verifier(&key, None).verify(&fm_ok),
+            Err(TokenError::NoFlatManagerSecret)
+        ));
+    }
+
+    #[test]
+    fn the_cache_serves_live_grants_only() {
+        let key = SigningKey::generate().unwrap();
+        let v = verifier(&key, None);
+        // Strings that fail verification, so only a cache hit can make them pass.
+        let live = Arc::new(Grant::from_native(
+            serde_json::from_value(native(600)).unwrap(),
+        ));
+        let stale = Arc::new(Grant::from_native(
+            serde_json::from_value(native(-120)).unwrap(),
+        ));
+        v.cache.insert("live".to_owned(), live);
+        v.cache.insert("stale".to_owned(), stale);
+        assert!(v.verify("live").is_ok());
+        assert!(v.verify("stale").is_err());
+        assert!(
+            v.cache.get("stale").is_none(),
+            "an expired grant leaves the cache"
+        );
+    }
+}
