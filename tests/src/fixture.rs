@@ -173,6 +173,53 @@ impl Fixture {
         format!("runtime/{name}/{arch}/stable")
     }
 
+    /// Exports a commit of the application `app_id` (branch `stable`, running on the runtime
+    /// `runtime`) into `repo`, as `flatpak build-finish` and `build-export` make it. Returns the
+    /// ref.
+    pub fn flatpak_app(
+        &self,
+        repo: &Path,
+        app_id: &str,
+        runtime: &str,
+        version: u32,
+        token_type: Option<i32>,
+    ) -> String {
+        let arch = self.flatpak_arch();
+        let build = self.join(format!("build-{app_id}-{version}"));
+        write_files(
+            &build,
+            &[
+                (
+                    "metadata",
+                    format!(
+                        "[Application]\nname={app_id}\nruntime={runtime}/{arch}/stable\n\
+                         sdk={runtime}/{arch}/stable\n"
+                    )
+                    .into_bytes(),
+                ),
+                (
+                    "files/bin/app",
+                    format!("#!/bin/sh\necho {app_id} {version}\n").into_bytes(),
+                ),
+                (
+                    "files/share/data",
+                    pseudo_random(64 * 1024, u64::from(version) + 99),
+                ),
+            ],
+        );
+        set_mode(&build.join("files/bin/app"), 0o755);
+        self.flatpak()
+            .args(["build-finish", "--command=app"])
+            .arg(&build)
+            .run();
+        let mut export = self.flatpak().arg("build-export");
+        if let Some(t) = token_type {
+            export = export.arg(format!("--token-type={t}"));
+        }
+        export.arg(repo).arg(&build).arg("stable").run();
+        format!("app/{app_id}/{arch}/stable")
+    }
+
     /// `flatpak build-update-repo --generate-static-deltas`: summaries, appstream, deltas.
     pub fn flatpak_update_repo(&self, repo: &Path) {
         self.flatpak()

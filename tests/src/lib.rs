@@ -9,10 +9,12 @@
 //! The tests (`#[cfg(test)]` modules below) drive the real `ostree` and `flatpak`. A missing
 //! tool fails the test with a message saying what to install; nothing is skipped silently.
 
+pub mod bus;
 pub mod cmd;
 pub mod fixture;
 pub mod http;
 pub mod server;
+pub mod tokens;
 
 #[cfg(test)]
 mod bad_input;
@@ -20,6 +22,8 @@ mod bad_input;
 mod demo;
 #[cfg(test)]
 mod flatpak_install;
+#[cfg(test)]
+mod gating;
 #[cfg(test)]
 mod hostile_paths;
 #[cfg(test)]
