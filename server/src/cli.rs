@@ -31,6 +31,22 @@ enum Command {
     /// Make download tokens by hand (the entitlement service makes them for customers).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Build a repository's reachability index and say which refs are gated, why, and what
+    /// the index costs (objects, bytes, build time). Reads the repository only.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The archive repository to inspect.
+    #[arg(long, value_name = "PATH")]
+    pub repo: PathBuf,
+    /// The configuration file whose `gated-refs` patterns apply.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of text, for scripts and benchmarks.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +170,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => crate::demo::demo(args),
         Command::Keys(command) => crate::operator::keys(command),
         Command::Token(TokenCommand::Issue(args)) => crate::operator::issue_token(args),
+        Command::Inspect(args) => crate::operator::inspect(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ pub mod cmd;
 pub mod fixture;
 pub mod http;
 pub mod server;
+pub mod synth;
 pub mod tokens;
 
 #[cfg(test)]
@@ -28,6 +29,8 @@ mod gating;
 mod hostile_paths;
 #[cfg(test)]
 mod http_semantics;
+#[cfg(test)]
+mod index_size;
 #[cfg(test)]
 mod ostree_pull;
 #[cfg(test)]

@@ -1,0 +1,54 @@
+//! The reachability index's size and its verdicts on a generated repository, through
+//! `tollgate inspect`.
+
+use serde_json::Value;
+
+use crate::cmd::Cmd;
+use crate::fixture::Fixture;
+use crate::server::tollgate_bin;
+use crate::synth::{Shape, generate};
+
+#[test]
+fn the_index_costs_at_most_64_bytes_an_object() {
+    let fx = Fixture::new();
+    let shape = Shape {
+        refs: 20,
+        gated_every: 2,
+        objects: 30_000,
+        files_per_dir: 20,
+        fanout: 4,
+        content: false,
+    };
+    let generated = generate(&fx.join("repo"), &shape);
+    assert!(
+        generated.objects >= 30_000,
+        "generated {}",
+        generated.objects
+    );
+    let out = Cmd::new(tollgate_bin())
+        .args(["inspect", "--json", "--repo"])
+        .arg(&generated.repo)
+        .run();
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let objects = report["objects"].as_u64().unwrap();
+    assert_eq!(
+        objects, generated.objects as u64,
+        "every generated object is indexed once"
+    );
+    assert!(
+        report["bytes-per-object"].as_f64().unwrap() <= 64.0,
+        "{report}"
+    );
+    assert_eq!(report["gated-refs"], 10);
+    // Half the refs are gated and no two refs share an object (but the dirmeta): half public.
+    let public = report["public-objects"].as_u64().unwrap();
+    assert!(
+        public.abs_diff(objects / 2) < objects / 20,
+        "{public} public of {objects}"
+    );
+    let refs = report["refs"].as_array().unwrap();
+    for r in refs {
+        let gated_commit = generated.refs.iter().find(|g| g.0 == r["ref"]).unwrap().2;
+        assert_eq!(r["gated"].as_bool().unwrap(), gated_commit, "{r}");
+    }
+}
