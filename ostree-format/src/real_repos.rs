@@ -452,19 +452,7 @@ fn samples() -> &'static [(Sample, Vec<u8>)] {
     static SAMPLES: OnceLock<Vec<(Sample, Vec<u8>)>> = OnceLock::new();
     SAMPLES.get_or_init(|| {
         let FlatpakRepo { repo, .. } = flatpak_repo();
-        let mut out = Vec::new();
-        for rel in files_under(&repo.join("objects")) {
-            let kind = match RepoPath::parse(&format!("objects/{rel}")) {
-                Some(RepoPath::Object(o)) if o.kind == ObjectType::Commit => Sample::Commit,
-                Some(RepoPath::Object(o)) if o.kind == ObjectType::DirTree => Sample::DirTree,
-                Some(RepoPath::Object(o)) if o.kind == ObjectType::DirMeta => Sample::DirMeta,
-                _ => continue,
-            };
-            out.push((
-                kind,
-                std::fs::read(repo.join("objects").join(&rel)).unwrap(),
-            ));
-        }
+        let mut out = metadata_objects(repo);
         out.push((
             Sample::Summary,
             std::fs::read(repo.join("summary")).unwrap(),
@@ -475,6 +463,24 @@ fn samples() -> &'static [(Sample, Vec<u8>)] {
         ));
         out
     })
+}
+
+/// The commits, dirtrees and dirmetas of `repo`.
+fn metadata_objects(repo: &Path) -> Vec<(Sample, Vec<u8>)> {
+    let mut out = Vec::new();
+    for rel in files_under(&repo.join("objects")) {
+        let kind = match RepoPath::parse(&format!("objects/{rel}")) {
+            Some(RepoPath::Object(o)) if o.kind == ObjectType::Commit => Sample::Commit,
+            Some(RepoPath::Object(o)) if o.kind == ObjectType::DirTree => Sample::DirTree,
+            Some(RepoPath::Object(o)) if o.kind == ObjectType::DirMeta => Sample::DirMeta,
+            _ => continue,
+        };
+        out.push((
+            kind,
+            std::fs::read(repo.join("objects").join(&rel)).unwrap(),
+        ));
+    }
+    out
 }
 
 fn parses(kind: Sample, bytes: &[u8]) -> bool {
@@ -504,20 +510,7 @@ fn deterministic_objects() -> Vec<(Sample, Vec<u8>)> {
         .args(["--owner-uid=0", "--owner-gid=0"])
         .arg(&tree)
         .run();
-    let mut out = Vec::new();
-    for rel in files_under(&repo.join("objects")) {
-        let kind = match RepoPath::parse(&format!("objects/{rel}")) {
-            Some(RepoPath::Object(o)) if o.kind == ObjectType::Commit => Sample::Commit,
-            Some(RepoPath::Object(o)) if o.kind == ObjectType::DirTree => Sample::DirTree,
-            Some(RepoPath::Object(o)) if o.kind == ObjectType::DirMeta => Sample::DirMeta,
-            _ => continue,
-        };
-        out.push((
-            kind,
-            std::fs::read(repo.join("objects").join(&rel)).unwrap(),
-        ));
-    }
-    out
+    metadata_objects(&repo)
 }
 
 #[test]

@@ -317,17 +317,20 @@ fn collect_refs(
     invalid: &mut dyn FnMut(RepoError),
 ) -> Result<(), RepoError> {
     for (name, path) in read_dir_sorted(dir)? {
+        if is_write_in_progress(&name) {
+            continue;
+        }
         let full = if prefix.is_empty() {
             name
         } else {
             format!("{prefix}/{name}")
         };
-        let file_type = std::fs::symlink_metadata(&path)
-            .map_err(|source| RepoError::Io {
-                path: path.clone(),
-                source,
-            })?
-            .file_type();
+        let file_type = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta.file_type(),
+            // Removed since the folder was listed: a ref deleted a moment ago.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(RepoError::Io { path, source }),
+        };
         if file_type.is_dir() {
             collect_refs(&path, &full, out, invalid)?;
             continue;
@@ -347,6 +350,7 @@ fn collect_refs(
             Ok(bytes) => std::str::from_utf8(&bytes)
                 .ok()
                 .and_then(|text| Checksum::from_hex(text.trim_end_matches('\n')).ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(source) => {
                 invalid(RepoError::Io { path, source });
                 continue;
@@ -358,6 +362,14 @@ fn collect_refs(
         }
     }
     Ok(())
+}
+
+/// Whether `name` is a file ostree is writing: libglnx links a new ref's contents as
+/// `tmp.XXXXXX` in the ref's folder and then renames it into place. Such a file is not a ref,
+/// and read in that instant it would look like one.
+fn is_write_in_progress(name: &str) -> bool {
+    name.strip_prefix("tmp.")
+        .is_some_and(|rest| rest.len() == 6 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The entries of `dir` as (name, path), sorted; a missing directory has none.
@@ -418,6 +430,15 @@ mod tests {
              [flatpak]\ntitle=Example\nauthenticator-name=org.x.Auth\n"
         );
         assert_eq!(client_config(""), "");
+    }
+
+    #[test]
+    fn files_ostree_is_writing_are_not_refs() {
+        assert!(is_write_in_progress("tmp.bGOAko"));
+        assert!(!is_write_in_progress("tmp.bGOAkoo"));
+        assert!(!is_write_in_progress("tmp"));
+        assert!(!is_write_in_progress("stable"));
+        assert!(!is_write_in_progress("tmp.a-b_c."));
     }
 
     #[test]

@@ -58,6 +58,20 @@ impl Config {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("in the configuration file {}", path.display()))?;
+        if config.tokens.flat_manager_secret.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                anyhow::bail!(
+                    "the configuration file {} holds the flat-manager secret but has mode {:o}; \
+                     make it readable by its owner only (chmod 600 {}), or move the secret to \
+                     flat-manager-secret-file",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                );
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -110,5 +124,24 @@ mod tests {
         ] {
             assert!(toml::from_str::<Config>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_inline_secret_needs_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tollgate.toml");
+        std::fs::write(&path, "[tokens]\nflat-manager-secret = \"c2VjcmV0\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            Config::load(Some(&path))
+                .unwrap()
+                .tokens
+                .flat_manager_secret
+                .is_some()
+        );
     }
 }

@@ -92,7 +92,7 @@ pub fn run(
             keys.path().display()
         );
     }
-    let verifier = Verifier::with_local_keys(trusted, &keys.load_all()?);
+    let verifier = Verifier::with_local_keys(trusted, &keys.load_all()?)?;
     let mut kids: Vec<&str> = verifier.key_ids().collect();
     kids.sort_unstable();
     tracing::info!(

@@ -68,6 +68,31 @@ impl Fixture {
         self.cmd("ostree").arg(format!("--repo={}", repo.display()))
     }
 
+    /// A bare-user client repository `client` with a remote `origin` pointing at `url`.
+    pub fn ostree_client(&self, url: &str) -> PathBuf {
+        let repo = self.join("client");
+        self.ostree(&repo).args(["init", "--mode=bare-user"]).run();
+        self.ostree(&repo)
+            .args(["remote", "add", "--no-gpg-verify", "origin", url])
+            .run();
+        repo
+    }
+
+    /// `ostree rev-parse REV` in `repo`.
+    pub fn rev_parse(&self, repo: &Path, rev: &str) -> String {
+        self.ostree(repo)
+            .args(["rev-parse", rev])
+            .run()
+            .trim()
+            .to_owned()
+    }
+
+    /// Runs the real `ostree fsck` on `repo` and fails unless it finds no errors.
+    pub fn fsck(&self, repo: &Path) {
+        let out = self.ostree(repo).arg("fsck").run();
+        assert!(out.contains("no errors found"), "ostree fsck said:\n{out}");
+    }
+
     /// `flatpak ...`, checked to be installed.
     pub fn flatpak(&self) -> Cmd {
         require_tool("flatpak", "flatpak");

@@ -1,35 +1,12 @@
 //! `ostree pull` from `tollgate serve`, into a bare-user repository, checked with `ostree fsck`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tollgate_ostree_format::{Checksum, ObjectName, Repo, RepoPath, commit_closure};
 
 use crate::fixture::{Fixture, sample_tree, write_files};
 use crate::server::{Access, Server};
-
-/// A bare-user client repository with a remote `origin` pointing at `url`.
-fn client(fx: &Fixture, url: &str) -> PathBuf {
-    let repo = fx.join("client");
-    fx.ostree(&repo).args(["init", "--mode=bare-user"]).run();
-    fx.ostree(&repo)
-        .args(["remote", "add", "--no-gpg-verify", "origin", url])
-        .run();
-    repo
-}
-
-fn fsck(fx: &Fixture, repo: &Path) {
-    let out = fx.ostree(repo).arg("fsck").run();
-    assert!(out.contains("no errors found"), "ostree fsck said:\n{out}");
-}
-
-fn rev(fx: &Fixture, repo: &Path, r: &str) -> String {
-    fx.ostree(repo)
-        .args(["rev-parse", r])
-        .run()
-        .trim()
-        .to_owned()
-}
 
 /// Objects served with 200 in `requests`.
 fn served_objects(requests: &[Access]) -> BTreeSet<ObjectName> {
@@ -57,12 +34,12 @@ fn fresh_pull_and_update_fetch_exactly_the_missing_objects() {
     let tree = sample_tree(&fx.join("tree"));
     let (repo, c1) = fx.archive_repo("srv", "test/a", &tree);
     let server = Server::serve(&["--repo", repo.to_str().unwrap()], fx.env());
-    let cli = client(&fx, &server.url());
+    let cli = fx.ostree_client(&server.url());
 
     let mark = server.log().len();
     fx.ostree(&cli).args(["pull", "origin", "test/a"]).run();
-    assert_eq!(rev(&fx, &cli, "origin:test/a"), c1);
-    fsck(&fx, &cli);
+    assert_eq!(fx.rev_parse(&cli, "origin:test/a"), c1);
+    fx.fsck(&cli);
     let fetched = served_objects(&server.requests_since(mark));
     assert_eq!(
         fetched,
@@ -81,8 +58,8 @@ fn fresh_pull_and_update_fetch_exactly_the_missing_objects() {
     let c2 = fx.commit(&repo, "test/a", &tree, "second");
     let mark = server.log().len();
     fx.ostree(&cli).args(["pull", "origin", "test/a"]).run();
-    assert_eq!(rev(&fx, &cli, "origin:test/a"), c2);
-    fsck(&fx, &cli);
+    assert_eq!(fx.rev_parse(&cli, "origin:test/a"), c2);
+    fx.fsck(&cli);
     let fetched = served_objects(&server.requests_since(mark));
     let new: BTreeSet<_> = closure(&repo, &c2)
         .difference(&closure(&repo, &c1))
@@ -121,11 +98,11 @@ fn pulls_use_static_deltas() {
         .run();
     fx.ostree(&repo).args(["summary", "-u"]).run();
     let server = Server::serve(&["--repo", repo.to_str().unwrap()], fx.env());
-    let cli = client(&fx, &server.url());
+    let cli = fx.ostree_client(&server.url());
 
     let mark = server.log().len();
     fx.ostree(&cli).args(["pull", "origin", "test/a"]).run();
-    fsck(&fx, &cli);
+    fx.fsck(&cli);
     let scratch = Checksum::from_hex(&c1).unwrap().to_modified_base64();
     let superblock = format!("/deltas/{}/{}/superblock", &scratch[..2], &scratch[2..]);
     assert_delta_served(&server.requests_since(mark), &superblock);
@@ -145,8 +122,8 @@ fn pulls_use_static_deltas() {
     fx.ostree(&repo).args(["summary", "-u"]).run();
     let mark = server.log().len();
     fx.ostree(&cli).args(["pull", "origin", "test/a"]).run();
-    assert_eq!(rev(&fx, &cli, "origin:test/a"), c2);
-    fsck(&fx, &cli);
+    assert_eq!(fx.rev_parse(&cli, "origin:test/a"), c2);
+    fx.fsck(&cli);
     let from = Checksum::from_hex(&c1).unwrap().to_modified_base64();
     let to = Checksum::from_hex(&c2).unwrap().to_modified_base64();
     let superblock = format!("/deltas/{}/{}-{to}/superblock", &from[..2], &from[2..]);
@@ -180,9 +157,9 @@ fn several_repositories_by_name() {
             .args(["remote", "add", "--no-gpg-verify", name, &url])
             .run();
         fx.ostree(&cli).args(["pull", name, branch]).run();
-        assert_eq!(&rev(&fx, &cli, &format!("{name}:{branch}")), commit);
+        assert_eq!(&fx.rev_parse(&cli, &format!("{name}:{branch}")), commit);
     }
-    fsck(&fx, &cli);
+    fx.fsck(&cli);
     // Nothing is served at `/` when every repository has a name.
     assert_eq!(crate::http::get(server.addr, "/config").status, 404);
     assert_eq!(crate::http::get(server.addr, "/apps/config").status, 200);
@@ -196,13 +173,13 @@ fn refs_are_served_for_clients_without_a_summary() {
     // Without a summary, ostree reads refs/heads/<ref> itself.
     std::fs::remove_file(repo.join("summary")).unwrap();
     let server = Server::serve(&["--repo", repo.to_str().unwrap()], fx.env());
-    let cli = client(&fx, &server.url());
+    let cli = fx.ostree_client(&server.url());
     let mark = server.log().len();
     fx.ostree(&cli)
         .args(["pull", "origin", "os/x86_64/stable"])
         .run();
-    assert_eq!(rev(&fx, &cli, "origin:os/x86_64/stable"), commit);
-    fsck(&fx, &cli);
+    assert_eq!(fx.rev_parse(&cli, "origin:os/x86_64/stable"), commit);
+    fx.fsck(&cli);
     let requests = server.requests_since(mark);
     assert!(
         requests

@@ -72,8 +72,8 @@ impl Writer {
         let path = dir.join(format!("{}.{ext}", &hex[2..]));
         if !path.exists() {
             std::fs::write(&path, bytes).expect("writing an object");
+            self.written += 1;
         }
-        self.written += 1;
     }
 
     /// A regular file's content object; returns its checksum.
@@ -134,8 +134,10 @@ impl Writer {
         }
         let mut dirs: Vec<(String, ByteBuf, ByteBuf)> = Vec::new();
         for d in 0..shape.fanout {
-            // A directory adds one object, its dirtree: all directories share one dirmeta.
-            if *budget == 0 {
+            // A directory adds one object, its dirtree (all directories share one dirmeta), and
+            // holds at least one file: no empty directories, whose dirtree GLib and zgvariant
+            // encode differently (one zero byte, and no bytes).
+            if *budget < 2 {
                 break;
             }
             *budget -= 1;
@@ -145,6 +147,16 @@ impl Writer {
                 ByteBuf::from(tree.to_vec()),
                 ByteBuf::from(meta.to_vec()),
             ));
+        }
+        // A last object of budget too small for a directory is one more file here.
+        if *budget == 1 {
+            let i = files.len();
+            let content = format!("{seed}/file{i}\n");
+            files.push((
+                format!("file{i:05}"),
+                ByteBuf::from(self.file(content.as_bytes()).to_vec()),
+            ));
+            *budget = 0;
         }
         let bytes = gvariant(&(&files, &dirs));
         let checksum = sha256(&bytes);

@@ -6,10 +6,13 @@
 //! token that covers one of the refs reaching it (401 without a valid token, 403 with one that
 //! covers none). `Flatpak-Ref` only says which ref to try first.
 //!
-//! One refinement: a delta *to* a public commit *from* a gated one carries patches against the
-//! gated content, which together with the public target give the gated bytes back. It is served
-//! only to a token covering the gated source; anyone else gets a 404, on which ostree falls
-//! back to fetching objects (a 401 would fail the pull).
+//! One refinement: a delta *from* one commit carries patches against that commit's content,
+//! which together with the target give the source's bytes back. So a delta is served only when
+//! both its target and its source are open to the request: a delta from a gated commit needs a
+//! token covering that commit's refs too, even when its target is public, and a delta from a
+//! commit the index does not know is refused like any unknown file. When the target is open
+//! but the source is not, the answer is a 404, on which ostree falls back to fetching objects
+//! (a 401 would fail the pull).
 
 use std::sync::Arc;
 
@@ -87,17 +90,28 @@ pub fn decide(
             Access::Gated(refs) => Some(check(refs)),
             Access::Unknown => None,
         },
-        Subject::Delta { from, to } => match index.object(to) {
-            Access::Gated(refs) => Some(check(refs)),
-            Access::Unknown => None,
-            Access::Public => match from.map(|f| index.object(f)) {
-                Some(Access::Gated(source_refs)) => Some(match check(source_refs) {
-                    allowed @ Decision::Allowed { .. } => allowed,
-                    _ => Decision::Withheld,
-                }),
-                _ => Some(Decision::Public),
-            },
-        },
+        Subject::Delta { from, to } => {
+            let target = match index.object(to) {
+                Access::Public => Decision::Public,
+                Access::Gated(refs) => check(refs),
+                Access::Unknown => return None,
+            };
+            match from.map(|f| index.object(f)) {
+                None | Some(Access::Public) => Some(target),
+                Some(Access::Unknown) => None,
+                // The target is open to this request; the source must be too.
+                Some(Access::Gated(source_refs))
+                    if matches!(target, Decision::Public | Decision::Allowed { .. }) =>
+                {
+                    Some(match (check(source_refs), target) {
+                        (Decision::Allowed { .. }, target @ Decision::Allowed { .. }) => target,
+                        (source @ Decision::Allowed { .. }, Decision::Public) => source,
+                        _ => Decision::Withheld,
+                    })
+                }
+                Some(Access::Gated(_)) => Some(target),
+            }
+        }
     }
 }
 
@@ -143,7 +157,13 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use tollgate_ostree_format::{CollectionId, DeltaFile, DeltaName, ObjectName, RefName, Repo};
+    use tollgate_tests::synth::{Generated, Shape, generate};
+
     use super::*;
+    use crate::tokens::{SigningKey, issue};
 
     #[test]
     fn bearer_tokens() {
@@ -160,5 +180,255 @@ mod tests {
         check("Basic dXNlcjpwYXNz", None);
         check("abc", None);
         assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+
+    /// A generated repository of four apps, App0 and App2 gated; App0 also mirrored from
+    /// another collection.
+    struct Setup {
+        _dir: tempfile::TempDir,
+        generated: Generated,
+        index: RepoIndex,
+        key: SigningKey,
+        verifier: Verifier,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = Shape {
+            refs: 4,
+            gated_every: 2,
+            objects: 200,
+            files_per_dir: 5,
+            fanout: 2,
+            content: false,
+        };
+        let generated = generate(&dir.path().join("repo"), &shape);
+        let mirror = generated
+            .repo
+            .join("refs/mirrors/org.example.Other/app/org.example.App0/x86_64");
+        std::fs::create_dir_all(&mirror).unwrap();
+        std::fs::write(mirror.join("stable"), format!("{}\n", generated.refs[0].1)).unwrap();
+        let repo = Repo::open(&generated.repo).unwrap();
+        let index = RepoIndex::build(&repo, &|_| false, &mut |_| {}).unwrap();
+        let key = SigningKey::generate().unwrap();
+        let verifier = Verifier::new([(key.kid().to_owned(), key.decoding_key())], None);
+        Setup {
+            _dir: dir,
+            generated,
+            index,
+            key,
+            verifier,
+        }
+    }
+
+    impl Setup {
+        fn app(&self, n: usize) -> (&str, Checksum) {
+            let (name, commit, _) = &self.generated.refs[n];
+            (name, Checksum::from_hex(commit).unwrap())
+        }
+
+        fn token(&self, refs: &[&str]) -> String {
+            let refs: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
+            issue(&self.key, "test", &["".to_owned()], &refs, 600).unwrap()
+        }
+
+        /// The decision's name, for comparing: `None` when the index does not know the file.
+        fn decide(&self, path: &RepoPath, headers: &[(&str, &str)]) -> Option<&'static str> {
+            let mut map = HeaderMap::new();
+            for (k, v) in headers {
+                map.insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            decide(&self.index, path, "", &map, &self.verifier).map(|d| match d {
+                Decision::Public => "public",
+                Decision::Allowed { .. } => "allowed",
+                Decision::TokenRequired => "token required",
+                Decision::InvalidToken(_) => "invalid token",
+                Decision::NotEntitled => "not entitled",
+                Decision::Withheld => "withheld",
+            })
+        }
+    }
+
+    fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
+    }
+
+    #[test]
+    fn decisions() {
+        let s = setup();
+        let ((app0, c0), (_, c1), (app2, c2)) = (s.app(0), s.app(1), s.app(2));
+        assert!(s.generated.refs[0].2 && !s.generated.refs[1].2 && s.generated.refs[2].2);
+        let object = |c: Checksum| RepoPath::Object(ObjectName::new(c, ObjectType::Commit));
+        let delta = |from: Option<Checksum>, to: Checksum| RepoPath::Delta {
+            delta: DeltaName { from, to },
+            file: DeltaFile::Superblock,
+        };
+        let mirror = RepoPath::Mirror(
+            CollectionId::new("org.example.Other").unwrap(),
+            RefName::new(app0).unwrap(),
+        );
+        let t0 = bearer(&s.token(&[app0]));
+        let t2 = bearer(&s.token(&[app2]));
+        let both = bearer(&s.token(&[app0, app2]));
+        fn auth(t: &str) -> Vec<(&'static str, &str)> {
+            vec![("authorization", t)]
+        }
+        let unknown = Checksum::from_bytes([7; 32]);
+        type Case<'a> = (&'a str, RepoPath, Vec<(&'a str, &'a str)>, Option<&'a str>);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "gated commit, no token",
+                object(c0),
+                vec![],
+                Some("token required"),
+            ),
+            (
+                "gated commit, its token",
+                object(c0),
+                auth(&t0),
+                Some("allowed"),
+            ),
+            (
+                "gated commit, another's token",
+                object(c0),
+                auth(&t2),
+                Some("not entitled"),
+            ),
+            (
+                "gated commit, garbage",
+                object(c0),
+                auth("Bearer x.y.z"),
+                Some("invalid token"),
+            ),
+            (
+                "Flatpak-Ref is no grant",
+                object(c0),
+                vec![("flatpak-ref", app0)],
+                Some("token required"),
+            ),
+            (
+                "public commit, no token",
+                object(c1),
+                vec![],
+                Some("public"),
+            ),
+            (
+                "public commit, any token",
+                object(c1),
+                auth("Bearer x"),
+                Some("public"),
+            ),
+            ("unknown object", object(unknown), auth(&t0), None),
+            (
+                "gated mirror ref",
+                mirror.clone(),
+                vec![],
+                Some("token required"),
+            ),
+            (
+                "gated mirror ref, its token",
+                mirror,
+                auth(&t0),
+                Some("allowed"),
+            ),
+            (
+                "gated head",
+                RepoPath::Head(RefName::new(app2).unwrap()),
+                auth(&t0),
+                Some("not entitled"),
+            ),
+            (
+                "public head",
+                RepoPath::Head(RefName::new(s.app(1).0).unwrap()),
+                vec![],
+                Some("public"),
+            ),
+            (
+                "tombstone",
+                RepoPath::Object(ObjectName::new(c0, ObjectType::TombstoneCommit)),
+                vec![],
+                Some("public"),
+            ),
+            (
+                "gated delta index",
+                RepoPath::DeltaIndex(c2),
+                vec![],
+                Some("token required"),
+            ),
+            (
+                "delta from scratch to gated",
+                delta(None, c2),
+                auth(&t2),
+                Some("allowed"),
+            ),
+            (
+                "delta to public from public",
+                delta(Some(c1), c1),
+                vec![],
+                Some("public"),
+            ),
+            // A delta from one gated app's commit to another's: both must be covered.
+            (
+                "gated to gated, target's token only",
+                delta(Some(c0), c2),
+                auth(&t2),
+                Some("withheld"),
+            ),
+            (
+                "gated to gated, source's token only",
+                delta(Some(c0), c2),
+                auth(&t0),
+                Some("not entitled"),
+            ),
+            (
+                "gated to gated, both",
+                delta(Some(c0), c2),
+                auth(&both),
+                Some("allowed"),
+            ),
+            // A delta from a gated commit to a public one: only for the source's token.
+            (
+                "gated to public, no token",
+                delta(Some(c0), c1),
+                vec![],
+                Some("withheld"),
+            ),
+            (
+                "gated to public, another's token",
+                delta(Some(c0), c1),
+                auth(&t2),
+                Some("withheld"),
+            ),
+            (
+                "gated to public, source's token",
+                delta(Some(c0), c1),
+                auth(&t0),
+                Some("allowed"),
+            ),
+            ("unknown source", delta(Some(unknown), c1), vec![], None),
+            ("unknown target", delta(Some(c1), unknown), vec![], None),
+        ];
+        for (what, path, headers, expected) in cases {
+            assert_eq!(s.decide(&path, &headers), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn the_index_judges_the_generated_repository() {
+        let s = setup();
+        for (name, commit, gated) in &s.generated.refs {
+            let access = s.index.object(&Checksum::from_hex(commit).unwrap());
+            assert_eq!(matches!(access, Access::Gated(_)), *gated, "{name}");
+            assert_eq!(
+                matches!(s.index.ref_file(name), Access::Gated(_)),
+                *gated,
+                "{name}"
+            );
+        }
+        assert_eq!(s.index.stats().gated_refs, 2);
+        assert!(Path::new(&s.generated.repo).join("refs/mirrors").is_dir());
     }
 }

@@ -12,7 +12,6 @@ pub mod listener;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{HeaderMap, Method};
 use percent_encoding::percent_decode_str;
@@ -31,8 +30,6 @@ use gate::Decision;
 
 /// Longer request paths cannot name a repository file (the longest are delta parts and refs).
 const MAX_PATH_LEN: usize = 4096;
-/// How long a request for a file the index does not know waits for the index to catch up.
-const REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 /// A served repository and its live reachability index.
 #[derive(Debug)]
@@ -204,9 +201,9 @@ async fn decide(
     if !exists {
         return Err(HttpError::NotFound);
     }
-    if !served.index.refresh(REFRESH_WAIT).await {
+    if !served.index.refresh().await {
         tracing::warn!(
-            "the index of {} did not catch up within {REFRESH_WAIT:?}",
+            "the index of {} did not catch up in time",
             served.repo.repo.root().display()
         );
     }

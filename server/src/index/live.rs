@@ -28,6 +28,8 @@ const POLL_INTERVAL: Duration = Duration::from_secs(2);
 const EVENT_SETTLE: Duration = Duration::from_millis(50);
 /// How often a long build reports its progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+/// The least a request waits for the index to catch up; longer when builds take longer.
+const MIN_REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 /// Decides whether a ref is gated by its name, shared with the rebuild thread.
 pub type SharedPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -55,6 +57,8 @@ struct Shared {
     wake: (Mutex<bool>, Condvar),
     /// The number of the last request a finished check has served.
     served: tokio::sync::watch::Sender<u64>,
+    /// How long the last build took, in milliseconds.
+    last_build_ms: AtomicU64,
 }
 
 impl LiveIndex {
@@ -69,6 +73,7 @@ impl LiveIndex {
             requested: AtomicU64::new(0),
             wake: (Mutex::new(false), Condvar::new()),
             served: tokio::sync::watch::channel(0).0,
+            last_build_ms: AtomicU64::new(0),
         });
         let watcher = watch(&shared);
         let thread_shared = Arc::clone(&shared);
@@ -77,7 +82,17 @@ impl LiveIndex {
             .spawn(move || {
                 // The watcher lives as long as the thread that listens to it.
                 let _watcher = watcher;
-                keep_current(&thread_shared, fingerprint);
+                let run =
+                    std::panic::AssertUnwindSafe(|| keep_current(&thread_shared, fingerprint));
+                if std::panic::catch_unwind(run).is_err() {
+                    // Without this thread the index would stay as it is for good; better to stop
+                    // and be restarted with a fresh one.
+                    tracing::error!(
+                        "the index thread of {} failed; stopping tollgate",
+                        thread_shared.repo.root().display()
+                    );
+                    std::process::exit(70);
+                }
             })
             .map_err(|e| {
                 IndexError::Repo(tollgate_ostree_format::RepoError::Io {
@@ -94,9 +109,12 @@ impl LiveIndex {
     }
 
     /// Asks for the refs to be checked now and waits until a check that began after this call
-    /// has finished (and any rebuild it needed is in place), or `timeout` has passed. Returns
-    /// whether the index is now known to be current.
-    pub async fn refresh(&self, timeout: Duration) -> bool {
+    /// has finished (and any rebuild it needed is in place), or for a bound: three times the
+    /// last build's time, and at least 10 seconds. Returns whether the index is now known to
+    /// be current.
+    pub async fn refresh(&self) -> bool {
+        let last_build = Duration::from_millis(self.shared.last_build_ms.load(Ordering::Relaxed));
+        let timeout = MIN_REFRESH_WAIT.max(last_build * 3);
         let mut served = self.shared.served.subscribe();
         let ticket = self.shared.requested.fetch_add(1, Ordering::SeqCst) + 1;
         self.shared.wake_up();
@@ -134,18 +152,25 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
         let ticket = shared.requested.load(Ordering::SeqCst);
         let now = fingerprint(shared.repo.root());
         if now != last {
+            let started = Instant::now();
             match build(&shared.repo, &shared.policy) {
                 Ok(index) => {
                     shared.current.store(Arc::new(index));
                     last = now;
                 }
-                // Keep serving the old index: it can only be more closed than the new one
-                // for objects it does not know, and those are never served on a guess.
-                Err(e) => tracing::error!(
-                    "rebuilding the index of {} failed: {e:#}; keeping the previous one",
-                    shared.repo.root().display()
-                ),
+                // The old index may call public what the refs now gate: fail closed with an
+                // index that knows nothing (every file refused), and try again next tick.
+                Err(e) => {
+                    shared.current.store(Arc::new(RepoIndex::closed()));
+                    tracing::error!(
+                        "rebuilding the index of {} failed: {e:#}; refusing its files until a \
+                         rebuild succeeds",
+                        shared.repo.root().display()
+                    );
+                }
             }
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            shared.last_build_ms.store(ms, Ordering::Relaxed);
         }
         shared.served.send_replace(ticket);
     }

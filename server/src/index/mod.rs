@@ -80,6 +80,19 @@ pub struct RepoIndex {
 }
 
 impl RepoIndex {
+    /// An index that knows nothing, so that every file is refused: what a failed rebuild
+    /// leaves in place.
+    pub fn closed() -> RepoIndex {
+        RepoIndex {
+            objects: Vec::new(),
+            sets: Vec::new(),
+            gated_refs: Vec::new(),
+            gated_by_name_only: Vec::new(),
+            refs: HashMap::new(),
+            stats: IndexStats::default(),
+        }
+    }
+
     /// Builds the index of `repo`. `progress` is called now and then with the number of objects
     /// seen so far, so that a long build can say how it is going.
     pub fn build(
@@ -129,9 +142,10 @@ impl RepoIndex {
         let mut public_objects: HashSet<[u8; 32]> = HashSet::new();
         let mut walked = HashSet::new();
         for (name, commit) in &public {
-            walk_history(repo, name, *commit, &mut walked)?;
+            walk_history(repo, name, *commit, &mut walked, &mut |n| {
+                progress(seen + n)
+            })?;
             seen += walked.len();
-            progress(seen);
             public_objects.extend(walked.drain().map(|o| *o.checksum.as_bytes()));
         }
 
@@ -148,9 +162,10 @@ impl RepoIndex {
         let mut reached: HashMap<[u8; 32], Vec<u32>> = HashMap::new();
         for (name, commit) in &gated {
             let id = ids[name.as_str()];
-            walk_history(repo, name, *commit, &mut walked)?;
+            walk_history(repo, name, *commit, &mut walked, &mut |n| {
+                progress(seen + n)
+            })?;
             seen += walked.len();
-            progress(seen);
             for object in walked.drain() {
                 let checksum = *object.checksum.as_bytes();
                 if !public_objects.contains(&checksum) {
@@ -263,6 +278,7 @@ fn walk_history(
     name: &str,
     commit: Checksum,
     objects: &mut HashSet<ObjectName>,
+    progress: &mut dyn FnMut(usize),
 ) -> Result<(), IndexError> {
     let walk_err = |source| IndexError::Walk {
         name: name.to_owned(),
@@ -270,8 +286,12 @@ fn walk_history(
     };
     let history = match commit_history(repo, commit) {
         Ok(history) => history,
-        // Already warned about when deciding the ref's gating; it reaches nothing readable.
-        Err(WalkError::Missing(_) | WalkError::Corrupt { .. }) => return Ok(()),
+        // A parent that cannot be read ends the history there; so does a tip that cannot be
+        // read (warned about below). What only the rest reaches stays unknown: closed.
+        Err(e @ (WalkError::Missing(_) | WalkError::Corrupt { .. })) => {
+            tracing::warn!("ref {name}: {e}; indexing its tip commit only");
+            vec![commit]
+        }
         Err(e) => return Err(walk_err(e)),
     };
     for commit in history {
@@ -285,6 +305,7 @@ fn walk_history(
             }
             Err(e) => return Err(walk_err(e)),
         }
+        progress(objects.len());
     }
     Ok(())
 }

@@ -43,6 +43,9 @@ pub struct FlatManagerClaims {
     pub apps: Vec<String>,
     #[serde(default)]
     pub repos: Vec<String>,
+    /// When given, the branches the token is limited to.
+    #[serde(default)]
+    pub branches: Vec<String>,
     #[serde(default)]
     pub jti: Option<String>,
 }
@@ -67,6 +70,7 @@ enum Scope {
         repos: Vec<String>,
         prefixes: Vec<String>,
         apps: Vec<String>,
+        branches: Vec<String>,
     },
 }
 
@@ -98,6 +102,7 @@ impl Grant {
             repos,
             prefixes,
             apps,
+            branches,
             ..
         } = claims;
         Grant {
@@ -108,6 +113,7 @@ impl Grant {
                 repos,
                 prefixes,
                 apps,
+                branches,
             },
         }
     }
@@ -120,6 +126,7 @@ impl Grant {
                 repos,
                 prefixes,
                 apps,
+                ..
             } => !repos.is_empty() && (prefixes.iter().any(|p| !p.is_empty()) || !apps.is_empty()),
         }
     }
@@ -135,11 +142,13 @@ impl Grant {
                 repos,
                 prefixes,
                 apps,
+                branches,
             } => {
-                let Some(id) = flatpak_id(ref_name) else {
+                let Some((id, branch)) = flatpak_id_and_branch(ref_name) else {
                     return false;
                 };
                 repos.iter().any(|r| r.is_empty() || r == repo)
+                    && (branches.is_empty() || branches.iter().any(|b| b == branch))
                     && (apps.iter().any(|a| a == id)
                         || prefixes.iter().any(|p| id_matches_prefix(id, p)))
             }
@@ -147,11 +156,22 @@ impl Grant {
     }
 }
 
-/// The application or runtime id of a Flatpak ref (`app/ID/ARCH/BRANCH`, `runtime/ID/...`).
-fn flatpak_id(ref_name: &str) -> Option<&str> {
+/// The application or runtime id and the branch of a Flatpak ref (`app/ID/ARCH/BRANCH`,
+/// `runtime/ID/ARCH/BRANCH`).
+fn flatpak_id_and_branch(ref_name: &str) -> Option<(&str, &str)> {
     let mut parts = ref_name.split('/');
-    match (parts.next(), parts.next()) {
-        (Some("app" | "runtime"), Some(id)) if !id.is_empty() => Some(id),
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("app" | "runtime"), Some(id), Some(_arch), Some(branch), None)
+            if !id.is_empty() && !branch.is_empty() =>
+        {
+            Some((id, branch))
+        }
         _ => None,
     }
 }
@@ -207,6 +227,7 @@ mod tests {
             prefixes: list(prefixes),
             apps: list(apps),
             repos: list(repos),
+            branches: Vec::new(),
             jti: None,
         })
     }
@@ -282,6 +303,16 @@ mod tests {
                 "{grant:?} {repo} {ref_name}"
             );
         }
+        let mut beta_only = flat_manager(&["stable"], &["org.foo"], &[]);
+        if let Scope::FlatManager { branches, .. } = &mut beta_only.scope {
+            branches.push("beta".to_owned());
+        }
+        assert!(beta_only.covers("stable", "app/org.foo.Bar/x86_64/beta"));
+        assert!(
+            !beta_only.covers("stable", app),
+            "a branches claim limits the token"
+        );
+        assert!(!flat_manager(&["stable"], &["org.foo"], &[]).covers("stable", "app/org.foo"));
         assert!(!flat_manager(&["stable"], &[], &[]).names_anything());
         assert!(!flat_manager(&["stable"], &[""], &[]).names_anything());
         assert!(flat_manager(&["stable"], &[], &["org.x"]).names_anything());

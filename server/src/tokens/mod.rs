@@ -12,4 +12,6 @@ mod verify;
 
 pub use claims::{Grant, issue};
 pub use keys::KeyDir;
+#[cfg(test)]
+pub use keys::SigningKey;
 pub use verify::{TokenError, TrustedKeys, Verifier};

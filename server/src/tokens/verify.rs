@@ -77,14 +77,27 @@ impl Verifier {
         }
     }
 
-    /// The configured keys and secret (`trusted`) plus the data directory's own keys.
-    pub fn with_local_keys(trusted: TrustedKeys, local: &[SigningKey]) -> Verifier {
+    /// The configured keys and secret (`trusted`) plus the data directory's own keys. Two
+    /// different keys under one key id are refused: which one a token meant would be a guess.
+    pub fn with_local_keys(trusted: TrustedKeys, local: &[SigningKey]) -> anyhow::Result<Verifier> {
         let TrustedKeys {
             mut keys,
             flat_manager_secret,
         } = trusted;
         keys.extend(local.iter().map(|k| (k.kid().to_owned(), k.decoding_key())));
-        Verifier::new(keys, flat_manager_secret.as_deref())
+        let mut by_kid: HashMap<String, DecodingKey> = HashMap::new();
+        for (kid, key) in keys {
+            match by_kid.get(&kid) {
+                Some(known) if known.try_get_as_bytes()? != key.try_get_as_bytes()? => {
+                    bail!("two different keys have the key id {kid:?}; remove one of them");
+                }
+                Some(_) => {}
+                None => {
+                    by_kid.insert(kid, key);
+                }
+            }
+        }
+        Ok(Verifier::new(by_kid, flat_manager_secret.as_deref()))
     }
 
     /// Whether flat-manager tokens are accepted.
@@ -101,7 +114,7 @@ impl Verifier {
     pub fn verify(&self, token: &str) -> Result<Arc<Grant>, TokenError> {
         let now = now();
         if let Some(grant) = self.cache.get(token) {
-            if grant.expires + LEEWAY_SECS > now {
+            if grant.expires.saturating_add(LEEWAY_SECS) > now {
                 return Ok(grant);
             }
             self.cache.remove(token);
@@ -479,5 +492,22 @@ mod tests {
             v.cache.get("stale").is_none(),
             "an expired grant leaves the cache"
         );
+    }
+
+    #[test]
+    fn two_keys_under_one_key_id_are_refused() {
+        let local = SigningKey::generate().unwrap();
+        let other = SigningKey::generate().unwrap();
+        let same = TrustedKeys {
+            keys: vec![(local.kid().to_owned(), local.decoding_key())],
+            flat_manager_secret: None,
+        };
+        assert!(Verifier::with_local_keys(same, std::slice::from_ref(&local)).is_ok());
+        let clash = TrustedKeys {
+            keys: vec![(local.kid().to_owned(), other.decoding_key())],
+            flat_manager_secret: None,
+        };
+        let err = Verifier::with_local_keys(clash, std::slice::from_ref(&local)).unwrap_err();
+        assert!(err.to_string().contains("two different keys"), "{err}");
     }
 }
