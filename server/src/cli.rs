@@ -34,6 +34,162 @@ enum Command {
     /// Build a repository's reachability index and say which refs are gated, why, and what
     /// the index costs (objects, bytes, build time). Reads the repository only.
     Inspect(InspectArgs),
+    /// Manage products, licenses and accounts, and read the audit records, straight in the
+    /// database (the server may be running).
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// A PostgreSQL database instead of the SQLite one in the data directory.
+    #[arg(long, value_name = "URL", env = "TOLLGATE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Products: what is sold, as ref patterns.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Licenses: keys that open products.
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// Accounts: a name and a password that open products.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// The tokens issued (or, with --downloads, the gated downloads), newest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCommand {
+    /// Add a product.
+    Add {
+        /// Its short identifier: lowercase letters, digits and '-'.
+        slug: String,
+        #[arg(long)]
+        name: String,
+        /// A ref pattern it covers (`*` any run of characters, `?` one). Repeatable.
+        #[arg(long = "ref", value_name = "PATTERN", required = true)]
+        refs: Vec<String>,
+    },
+    List,
+    Show {
+        slug: String,
+    },
+    /// Change a product's name or patterns.
+    Update {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Replaces all patterns. Repeatable.
+        #[arg(long = "ref", value_name = "PATTERN")]
+        refs: Vec<String>,
+    },
+    /// Remove a product that no license or account holds.
+    Remove {
+        slug: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Create a license and print its key, once: only a hash of it is kept.
+    Add {
+        /// A product it opens. Repeatable.
+        #[arg(long = "product", value_name = "SLUG", required = true)]
+        products: Vec<String>,
+        /// When it stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z).
+        #[arg(long, value_name = "RFC3339")]
+        expires: Option<String>,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    /// Change what a license opens, when it expires, or its note.
+    Update {
+        id: String,
+        /// Replaces all products. Repeatable.
+        #[arg(long = "product", value_name = "SLUG")]
+        products: Vec<String>,
+        #[arg(long, value_name = "RFC3339", conflicts_with = "no_expiry")]
+        expires: Option<String>,
+        /// Make it never expire.
+        #[arg(long)]
+        no_expiry: bool,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Stop a license from getting tokens (tokens already issued run out within minutes).
+    Deactivate {
+        id: String,
+    },
+    Activate {
+        id: String,
+    },
+    Remove {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; the password is read from stdin.
+    Add {
+        name: String,
+        /// A product it opens. Repeatable.
+        #[arg(long = "product", value_name = "SLUG", required = true)]
+        products: Vec<String>,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    /// Change what an account opens, or (with --password-stdin) its password.
+    Update {
+        name: String,
+        #[arg(long = "product", value_name = "SLUG")]
+        products: Vec<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    Deactivate {
+        name: String,
+    },
+    Activate {
+        name: String,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only records from this time on: RFC 3339, or an age such as `24h` or `7days`.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only tokens issued to this license.
+    #[arg(long, value_name = "ID")]
+    pub license: Option<String>,
+    /// Only records for this ref.
+    #[arg(long = "ref", value_name = "REF")]
+    pub ref_name: Option<String>,
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: i64,
+    /// Gated downloads instead of issued tokens.
+    #[arg(long)]
+    pub downloads: bool,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +212,15 @@ pub enum KeysCommand {
     Generate(DataDirArg),
     /// List the signing keys, newest (the one that signs) first.
     List(DataDirArg),
+    /// Make a new signing key. Servers sign with it within seconds; the old keys stay
+    /// published and trusted until every token they signed has expired.
+    Rotate {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        /// The entitlement database, when it is PostgreSQL.
+        #[arg(long, value_name = "URL", env = "TOLLGATE_DATABASE_URL")]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +280,10 @@ pub struct ServeArgs {
     /// secret whose tokens are accepted (see the README).
     #[arg(long, value_name = "FILE", env = "TOLLGATE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The entitlement database: PostgreSQL at this URL (postgres://USER@HOST/DB), instead of
+    /// SQLite in the data directory (tollgate.db).
+    #[arg(long, value_name = "URL", env = "TOLLGATE_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +340,7 @@ pub fn main() -> ExitCode {
         Command::Keys(command) => crate::operator::keys(command),
         Command::Token(TokenCommand::Issue(args)) => crate::operator::issue_token(args),
         Command::Inspect(args) => crate::operator::inspect(args),
+        Command::Admin(args) => crate::admin_cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,52 @@ pub struct Config {
     pub gated_refs: Vec<RefPattern>,
     #[serde(default)]
     pub tokens: TokenConfig,
+    #[serde(default)]
+    pub entitlements: EntitlementConfig,
+}
+
+/// How the entitlement service issues tokens and guards its APIs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EntitlementConfig {
+    /// Seconds an issued download token is valid (30 to 86400).
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl: u64,
+    /// Failed credential checks allowed per client address, and per license or account, within
+    /// `failure-window` seconds, before further attempts get 429.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    #[serde(default = "default_failure_window")]
+    pub failure_window: u64,
+    /// The token that opens the admin API. Prefer `admin-token-file` or the
+    /// `TOLLGATE_ADMIN_TOKEN` environment variable.
+    pub admin_token: Option<String>,
+    /// A file holding the admin token; it must not be readable by others.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+fn default_token_ttl() -> u64 {
+    600
+}
+
+fn default_max_failures() -> u32 {
+    10
+}
+
+fn default_failure_window() -> u64 {
+    300
+}
+
+impl Default for EntitlementConfig {
+    fn default() -> Self {
+        EntitlementConfig {
+            token_ttl: default_token_ttl(),
+            max_failures: default_max_failures(),
+            failure_window: default_failure_window(),
+            admin_token: None,
+            admin_token_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,14 +104,15 @@ impl Config {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("in the configuration file {}", path.display()))?;
-        if config.tokens.flat_manager_secret.is_some() {
+        if config.tokens.flat_manager_secret.is_some() || config.entitlements.admin_token.is_some()
+        {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(path)?.permissions().mode();
             if mode & 0o077 != 0 {
                 anyhow::bail!(
-                    "the configuration file {} holds the flat-manager secret but has mode {:o}; \
-                     make it readable by its owner only (chmod 600 {}), or move the secret to \
-                     flat-manager-secret-file",
+                    "the configuration file {} holds a secret but has mode {:o}; make it \
+                     readable by its owner only (chmod 600 {}), or move the secret to its own \
+                     file (flat-manager-secret-file, admin-token-file)",
                     path.display(),
                     mode & 0o777,
                     path.display()
@@ -85,6 +132,32 @@ impl Config {
             .flat_manager_secret_file
             .iter_mut()
             .for_each(resolve);
+        config
+            .entitlements
+            .admin_token_file
+            .iter_mut()
+            .for_each(resolve);
+        let e = &config.entitlements;
+        if !(30..=86_400).contains(&e.token_ttl) {
+            anyhow::bail!(
+                "in the configuration file {}: token-ttl = {} is out of range (30 to 86400 \
+                 seconds)",
+                path.display(),
+                e.token_ttl
+            );
+        }
+        if e.max_failures == 0 || e.failure_window == 0 {
+            anyhow::bail!(
+                "in the configuration file {}: max-failures and failure-window must be above 0",
+                path.display()
+            );
+        }
+        if e.admin_token.is_some() && e.admin_token_file.is_some() {
+            anyhow::bail!(
+                "in the configuration file {}: give admin-token or admin-token-file, not both",
+                path.display()
+            );
+        }
         if config.tokens.flat_manager_secret.is_some()
             && config.tokens.flat_manager_secret_file.is_some()
         {
@@ -95,6 +168,32 @@ impl Config {
             );
         }
         Ok(config)
+    }
+
+    /// The admin API's token: `TOLLGATE_ADMIN_TOKEN`, else the configuration's. `None` keeps
+    /// the admin API closed.
+    pub fn admin_token(&self) -> anyhow::Result<Option<String>> {
+        let token = match std::env::var_os("TOLLGATE_ADMIN_TOKEN") {
+            Some(token) => Some(
+                token
+                    .into_string()
+                    .map_err(|_| anyhow::anyhow!("TOLLGATE_ADMIN_TOKEN is not UTF-8"))?,
+            ),
+            None => match (
+                &self.entitlements.admin_token,
+                &self.entitlements.admin_token_file,
+            ) {
+                (Some(token), _) => Some(token.clone()),
+                (None, Some(path)) => Some(crate::secrets::read_private(path, "the admin token")?),
+                (None, None) => None,
+            },
+        };
+        match token.map(|t| t.trim().to_owned()) {
+            Some(t) if t.len() < 16 => {
+                anyhow::bail!("the admin token is too short: use at least 16 characters")
+            }
+            other => Ok(other),
+        }
     }
 
     /// Whether `ref_name` is gated by one of the `gated-refs` patterns.

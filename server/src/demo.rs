@@ -13,6 +13,7 @@ use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::repos::{self, RepoArg};
 use crate::serve;
+use crate::store::Location;
 use crate::tokens::TrustedKeys;
 
 /// The runtime the demo publishes.
@@ -39,14 +40,11 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let arch = default_arch()?;
     let config = Config::default();
     let trusted = TrustedKeys::load(&config.tokens)?;
-    serve::run(
-        listener,
-        repos,
-        &dir.join("data"),
-        config,
-        trusted,
-        |addr| print_instructions(&format!("http://{addr}/"), &arch),
-    )
+    let data = dir.join("data");
+    let database = Location::new(&data, None);
+    serve::run(listener, repos, &data, &database, config, trusted, |addr| {
+        print_instructions(&format!("http://{addr}/"), &arch)
+    })
 }
 
 fn print_instructions(url: &str, arch: &str) {

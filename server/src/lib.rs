@@ -8,15 +8,21 @@
 //! The server must never serve a file outside the closed grammar of repository paths, never
 //! follow a symlink out of a repository, and never answer 5xx for a client's mistake.
 
+mod admin_cli;
 mod audit;
 pub mod cli;
 mod config;
 mod demo;
+mod entitlements;
 mod http;
 mod index;
+mod limiter;
 mod logging;
 mod operator;
+mod output;
 mod refpattern;
 mod repos;
+mod secrets;
 mod serve;
+mod store;
 mod tokens;

@@ -7,8 +7,10 @@ use tollgate_ostree_format::{Commit, RefName, Repo, load_commit};
 use crate::cli::{InspectArgs, KeysCommand, TokenIssueArgs};
 use crate::config::Config;
 use crate::index::{Access, RepoIndex};
+use crate::output::print_line;
 use crate::repos::is_valid_name;
 use crate::serve::prepare_data_dir;
+use crate::store::{Location, Store, now};
 use crate::tokens::{KeyDir, issue};
 
 /// Longest validity `token issue` accepts: a year. Download tokens are meant to live minutes.
@@ -25,6 +27,37 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
             tracing::info!(
                 "{} {what} the signing key {}",
                 keys.path().display(),
+                key.kid()
+            );
+            print_line(key.kid());
+        }
+        KeysCommand::Rotate {
+            data_dir,
+            database_url,
+        } => {
+            let data_dir = data_dir.resolve()?;
+            prepare_data_dir(&data_dir)?;
+            let keys = KeyDir::new(&data_dir);
+            let key = keys.add()?;
+            let location = Location::new(&data_dir, database_url.as_deref());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let store = Store::open(&location)
+                    .await
+                    .with_context(|| format!("opening the database {location}"))?;
+                let created = i64::try_from(key.created()).unwrap_or(0);
+                store
+                    .key_publish(key.kid(), key.public_key(), created)
+                    .await?;
+                store.keys_retire_all_but(key.kid(), now()).await?;
+                store.close().await;
+                anyhow::Ok(())
+            })?;
+            tracing::info!(
+                "{} signs from now on; the previous keys stay trusted until the tokens they \
+                 signed expire",
                 key.kid()
             );
             print_line(key.kid());
@@ -74,7 +107,7 @@ pub fn issue_token(args: TokenIssueArgs) -> anyhow::Result<()> {
         &args.refs,
         args.ttl,
     )?;
-    print_line(&token);
+    print_line(&token.token);
     Ok(())
 }
 
@@ -155,11 +188,4 @@ fn peak_rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
-}
-
-fn print_line(text: &str) {
-    #[allow(clippy::print_stdout)]
-    {
-        println!("{text}");
-    }
 }

@@ -8,24 +8,37 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use jsonwebtoken::DecodingKey;
 
-use crate::audit::LogAudit;
+use crate::audit::AuditWriter;
 use crate::cli::ServeArgs;
 use crate::config::Config;
+use crate::entitlements::Entitlements;
 use crate::http::{self, AppState, Served};
 use crate::index::live::{LiveIndex, SharedPolicy};
 use crate::repos::{self, ServedRepo};
-use crate::tokens::{KeyDir, TrustedKeys, Verifier};
+use crate::store::{Location, Store, now};
+use crate::tokens::{KeyDir, LEEWAY_SECS, TrustedKeys, Verifier};
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let trusted = TrustedKeys::load(&config.tokens)?;
     let repos = repos::open_all(&args.repos)?;
     let data_dir = args.data_dir.resolve()?;
+    let database = Location::new(&data_dir, args.database_url.as_deref());
     let listener = bind(args.listen.listen)?;
-    run(listener, repos, &data_dir, config, trusted, |_| {})
+    run(
+        listener,
+        repos,
+        &data_dir,
+        &database,
+        config,
+        trusted,
+        |_| {},
+    )
 }
 
 /// Binds the listening socket, with an error that says what to do when the address is taken.
@@ -59,12 +72,16 @@ pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", dir.display()))
 }
 
-/// Indexes `repos`, prepares the data directory and its signing key, and serves until SIGINT
-/// or SIGTERM. `ready` runs once the server accepts connections, with its address.
+/// How often a running server looks for a rotated key.
+const KEY_REFRESH: Duration = Duration::from_secs(10);
+
+/// Indexes `repos`, prepares the data directory, its signing key and the database, and serves
+/// until SIGINT or SIGTERM. `ready` runs once the server accepts connections, with its address.
 pub fn run(
     listener: std::net::TcpListener,
     repos: Vec<ServedRepo>,
     data_dir: &Path,
+    database: &Location,
     config: Config,
     trusted: TrustedKeys,
     ready: impl FnOnce(SocketAddr),
@@ -72,6 +89,7 @@ pub fn run(
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
+    let admin_token = config.admin_token()?;
     let config = Arc::new(config);
     let policy_config = Arc::clone(&config);
     let policy: SharedPolicy = Arc::new(move |name: &str| policy_config.gates_by_name(name));
@@ -92,24 +110,51 @@ pub fn run(
             keys.path().display()
         );
     }
-    let verifier = Verifier::with_local_keys(trusted, &keys.load_all()?)?;
-    let mut kids: Vec<&str> = verifier.key_ids().collect();
-    kids.sort_unstable();
-    tracing::info!(
-        "accepting tokens signed by {}{}",
-        kids.join(", "),
-        if verifier.accepts_flat_manager() {
-            ", and flat-manager download tokens"
-        } else {
-            ""
-        }
-    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let store = Store::open(database)
+            .await
+            .with_context(|| format!("opening the database {database}"))?;
+        // The data directory's keys go public; the newest signs, the others only verify until
+        // the tokens they signed have expired.
+        for key in keys.load_all()? {
+            store
+                .key_publish(
+                    key.kid(),
+                    key.public_key(),
+                    i64::try_from(key.created()).unwrap_or(0),
+                )
+                .await?;
+        }
+        store.keys_retire_all_but(signing.kid(), now()).await?;
+        let ttl = config.entitlements.token_ttl;
+        let verifier = verifier(&store, &trusted, ttl).await?;
+        let mut kids: Vec<&str> = verifier.key_ids().collect();
+        kids.sort_unstable();
+        tracing::info!(
+            "signing tokens with {}; accepting tokens signed by {}{}",
+            signing.kid(),
+            kids.join(", "),
+            if verifier.accepts_flat_manager() {
+                ", and flat-manager download tokens"
+            } else {
+                ""
+            }
+        );
+
+        let audit = Arc::new(AuditWriter::start(store.clone()));
+        let entitlements = Arc::new(Entitlements::new(
+            store.clone(),
+            signing,
+            ttl,
+            config.entitlements.max_failures,
+            Duration::from_secs(config.entitlements.failure_window),
+            Arc::clone(&audit),
+        ));
         let listener =
             tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
         for s in &served {
@@ -121,13 +166,70 @@ pub fn run(
                 .unwrap_or("/".to_owned());
             tracing::info!("serving {} at {at}", s.repo.repo.root().display());
         }
-        let state = Arc::new(AppState::new(served, verifier, Arc::new(LogAudit)));
+        if admin_token.is_none() {
+            tracing::info!("the admin API is off: no admin token is configured");
+        }
+        let state = Arc::new(AppState::new(
+            served,
+            verifier,
+            entitlements,
+            Arc::clone(&audit),
+            admin_token,
+        ));
+        let refresher = tokio::spawn(follow_rotations(Arc::clone(&state), keys, trusted, ttl));
         tracing::info!("listening on http://{addr}/");
         ready(addr);
         http::listener::run(listener, http::routes(state), shutdown_signal()).await;
+        refresher.abort();
+        audit.close().await;
+        store.close().await;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The verifier for the configured keys and every published key that may still have valid
+/// tokens (signing, or retired less than a token's lifetime ago).
+async fn verifier(store: &Store, trusted: &TrustedKeys, ttl: u64) -> anyhow::Result<Verifier> {
+    let overlap = i64::try_from(ttl + LEEWAY_SECS).unwrap_or(i64::MAX);
+    let published = store
+        .keys_valid_since(now().saturating_sub(overlap))
+        .await?
+        .into_iter()
+        .map(|k| (k.kid, DecodingKey::from_ed_der(&k.public_key)))
+        .collect();
+    Verifier::with_keys(trusted, published)
+}
+
+/// Signs with the newest key of the data directory and trusts what the database publishes,
+/// checking every few seconds, so that `tollgate keys rotate` takes effect without a restart.
+async fn follow_rotations(state: Arc<AppState>, keys: KeyDir, trusted: TrustedKeys, ttl: u64) {
+    let store = state.entitlements.store().clone();
+    loop {
+        tokio::time::sleep(KEY_REFRESH).await;
+        match keys.load_all().map(|k| k.into_iter().next()) {
+            Ok(Some(newest)) if newest.kid() != state.entitlements.signer_kid() => {
+                tracing::info!("signing tokens with {} from now on", newest.kid());
+                state.entitlements.set_signer(newest);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reading the signing keys: {e:#}"),
+        }
+        match verifier(&store, &trusted, ttl).await {
+            Ok(fresh) => {
+                let current = state.verifier.load();
+                let mut old: Vec<&str> = current.key_ids().collect();
+                let mut new: Vec<&str> = fresh.key_ids().collect();
+                old.sort_unstable();
+                new.sort_unstable();
+                if old != new {
+                    tracing::info!("accepting tokens signed by {}", new.join(", "));
+                    state.verifier.store(Arc::new(fresh));
+                }
+            }
+            Err(e) => tracing::warn!("reading the published keys: {e:#}"),
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

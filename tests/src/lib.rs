@@ -13,6 +13,7 @@ pub mod bus;
 pub mod cmd;
 pub mod fixture;
 pub mod http;
+pub mod postgres;
 pub mod server;
 pub mod synth;
 pub mod tokens;

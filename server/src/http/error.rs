@@ -1,17 +1,17 @@
 //! The one error type of every HTTP answer that is not a success.
 //!
 //! Each error maps to a status and a stable machine-readable `error-type`; the JSON body says
-//! what to do in words a person can act on. Internal detail (paths on the server, OS errors) goes
-//! to the log, never to the client.
+//! what to do in words a person can act on. Internal detail (paths on the server, OS errors,
+//! database errors) goes to the log, never to the client.
 
 use http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpError {
     /// Not a file this server serves: unknown, outside the grammar, or not there.
     NotFound,
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     UriTooLong,
     /// A gated file, and no token.
     TokenRequired,
@@ -19,50 +19,129 @@ pub enum HttpError {
     InvalidToken,
     /// A gated file, and a valid token that covers none of the refs that reach it.
     NotEntitled,
+    /// The request's body or parameters are wrong; the message says how.
+    BadRequest(String),
+    PayloadTooLarge,
+    /// No credentials where they are needed.
+    CredentialsRequired,
+    /// Credentials that are wrong: one answer for a wrong secret and an unknown key alike.
+    InvalidCredentials,
+    /// The right credentials, for a license or account that cannot get tokens now; the code
+    /// says why (`license-inactive`, `license-expired`, `account-inactive`).
+    CredentialsRefused(&'static str),
+    /// Too many failed attempts; try again after this many seconds.
+    TooManyFailures(u64),
+    /// No repository served by that name.
+    UnknownRepo,
+    /// None of the refs asked for exists.
+    UnknownRefs,
+    /// No admin token is configured, so the admin API is closed.
+    AdminDisabled,
+    /// A missing or wrong admin token.
+    AdminUnauthorized,
+    /// An admin operation on something that is not there, or would conflict.
+    Missing(String),
+    Conflict(String),
     /// Something failed on the server's side; the cause was logged.
     Internal,
 }
 
 impl HttpError {
-    pub fn status(self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
-            HttpError::NotFound => StatusCode::NOT_FOUND,
-            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::NotFound | HttpError::UnknownRepo | HttpError::UnknownRefs => {
+                StatusCode::NOT_FOUND
+            }
+            HttpError::Missing(_) => StatusCode::NOT_FOUND,
+            HttpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::UriTooLong => StatusCode::URI_TOO_LONG,
-            HttpError::TokenRequired | HttpError::InvalidToken => StatusCode::UNAUTHORIZED,
-            HttpError::NotEntitled => StatusCode::FORBIDDEN,
+            HttpError::TokenRequired
+            | HttpError::InvalidToken
+            | HttpError::CredentialsRequired
+            | HttpError::InvalidCredentials
+            | HttpError::CredentialsRefused(_) => StatusCode::UNAUTHORIZED,
+            HttpError::NotEntitled | HttpError::AdminDisabled => StatusCode::FORBIDDEN,
+            HttpError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::Conflict(_) => StatusCode::CONFLICT,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    pub fn error_type(self) -> &'static str {
+    pub fn error_type(&self) -> &'static str {
         match self {
-            HttpError::NotFound => "not-found",
-            HttpError::MethodNotAllowed => "method-not-allowed",
+            HttpError::NotFound | HttpError::Missing(_) => "not-found",
+            HttpError::MethodNotAllowed(_) => "method-not-allowed",
             HttpError::UriTooLong => "uri-too-long",
             HttpError::TokenRequired => "token-required",
             HttpError::InvalidToken => "invalid-token",
             HttpError::NotEntitled => "not-entitled",
+            HttpError::BadRequest(_) => "bad-request",
+            HttpError::PayloadTooLarge => "payload-too-large",
+            HttpError::CredentialsRequired => "credentials-required",
+            HttpError::InvalidCredentials => "invalid-credentials",
+            HttpError::CredentialsRefused(code) => code,
+            HttpError::TooManyFailures(_) => "too-many-failures",
+            HttpError::UnknownRepo => "unknown-repo",
+            HttpError::UnknownRefs => "unknown-refs",
+            HttpError::Conflict(_) => "conflict",
+            HttpError::AdminDisabled => "admin-disabled",
+            HttpError::AdminUnauthorized => "admin-unauthorized",
             HttpError::Internal => "internal-error",
         }
     }
 
-    fn message(self) -> &'static str {
+    fn message(&self) -> String {
         match self {
-            HttpError::NotFound => "no such file in this repository",
-            HttpError::MethodNotAllowed => "only GET and HEAD are supported here",
-            HttpError::UriTooLong => "the request path is too long to name a repository file",
-            HttpError::TokenRequired => {
-                "this content needs a download token: configure the remote's authenticator, or \
-                 pass one with --http-header='Authorization=Bearer TOKEN'"
+            HttpError::NotFound => "no such file in this repository".to_owned(),
+            HttpError::MethodNotAllowed(allowed) => format!("only {allowed} are supported here"),
+            HttpError::UriTooLong => {
+                "the request path is too long to name a repository file".to_owned()
             }
-            HttpError::InvalidToken => {
-                "the download token is not valid (expired, or not issued for this server): \
-                 get a new one"
+            HttpError::TokenRequired => "this content needs a download token: configure the \
+                remote's authenticator, or pass one with --http-header='Authorization=Bearer TOKEN'"
+                .to_owned(),
+            HttpError::InvalidToken => "the download token is not valid (expired, or not issued \
+                for this server): get a new one"
+                .to_owned(),
+            HttpError::NotEntitled => "the download token does not cover this content".to_owned(),
+            HttpError::BadRequest(why) | HttpError::Missing(why) | HttpError::Conflict(why) => {
+                why.clone()
             }
-            HttpError::NotEntitled => "the download token does not cover this content",
+            HttpError::PayloadTooLarge => "the request body is too large".to_owned(),
+            HttpError::CredentialsRequired => "give a license key (Authorization: Bearer \
+                tg_...) or an account (Authorization: Basic ...)"
+                .to_owned(),
+            HttpError::InvalidCredentials => {
+                "the license key or the account's name and password are not right".to_owned()
+            }
+            HttpError::CredentialsRefused("license-inactive") => {
+                "this license has been deactivated: ask the vendor".to_owned()
+            }
+            HttpError::CredentialsRefused("license-expired") => {
+                "this license has expired: renew it with the vendor".to_owned()
+            }
+            HttpError::CredentialsRefused(_) => {
+                "this account has been deactivated: ask the vendor".to_owned()
+            }
+            HttpError::TooManyFailures(secs) => {
+                format!("too many failed attempts: try again in {secs} seconds")
+            }
+            HttpError::UnknownRepo => "no repository is served under that name".to_owned(),
+            HttpError::AdminDisabled => "the admin API is off: give the server an admin token \
+                (TOLLGATE_ADMIN_TOKEN, or admin-token-file in the configuration)"
+                .to_owned(),
+            HttpError::AdminUnauthorized => {
+                "the admin API needs Authorization: Bearer <admin token>".to_owned()
+            }
+            HttpError::UnknownRefs => {
+                "none of the refs asked for exists in the repository".to_owned()
+            }
             HttpError::Internal => {
                 "the server failed to answer; try again, and tell the operator if it persists"
+                    .to_owned()
             }
         }
     }
@@ -82,12 +161,12 @@ impl HttpError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        match self {
-            HttpError::MethodNotAllowed => {
-                headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        match &self {
+            HttpError::MethodNotAllowed(allowed) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
             }
             // RFC 6750: a challenge for the Bearer scheme, with the error when a token failed.
-            HttpError::TokenRequired => {
+            HttpError::TokenRequired | HttpError::CredentialsRequired => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"tollgate\""),
@@ -98,6 +177,9 @@ impl HttpError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"tollgate\", error=\"invalid_token\""),
                 );
+            }
+            HttpError::TooManyFailures(secs) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
             _ => {}
         }

@@ -229,7 +229,9 @@ mod tests {
 
         fn token(&self, refs: &[&str]) -> String {
             let refs: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
-            issue(&self.key, "test", &["".to_owned()], &refs, 600).unwrap()
+            issue(&self.key, "test", &["".to_owned()], &refs, 600)
+                .unwrap()
+                .token
         }
 
         /// The decision's name, for comparing: `None` when the index does not know the file.

@@ -60,8 +60,9 @@ where
             tracing::debug!("setting TCP_NODELAY for {peer}: {e}");
         }
         let service = service.clone();
-        let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let log = AccessLog::start(peer, &request);
+            request.extensions_mut().insert(super::Peer(peer));
             let mut service = service.clone();
             async move {
                 let response = service.call(request).await?;

@@ -1,18 +1,24 @@
 //! The HTTP side of the server: the route table, the repository file handler, the gate, the
-//! error type, and the listener that runs it all.
+//! entitlement API, the error type, and the listener that runs it all.
 //!
 //! Every request for a repository file goes through [`repo_file`]: the path is decoded once,
 //! matched against the closed grammar of `RepoPath`, judged by the gate, and only then turned
 //! into a file name.
 
+mod admin;
+mod api;
 mod error;
 mod files;
 mod gate;
 pub mod listener;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+use bytes::Buf;
+use futures_util::TryStreamExt;
 use http::{HeaderMap, Method};
 use percent_encoding::percent_decode_str;
 use tollgate_ostree_format::{DeltaFile, ObjectType, RepoPath};
@@ -20,10 +26,12 @@ use warp::Filter;
 use warp::filters::path::FullPath;
 use warp::reply::Response;
 
-use crate::audit::{AuditSink, DownloadRecord};
+use crate::audit::{AuditWriter, DownloadRecord};
+use crate::entitlements::Entitlements;
 use crate::index::live::LiveIndex;
 use crate::repos::ServedRepo;
 use crate::tokens::Verifier;
+use api::Body;
 pub use error::HttpError;
 use files::Conditions;
 use gate::Decision;
@@ -45,20 +53,36 @@ impl Served {
     }
 }
 
+/// The client's address, which the listener puts in each request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
 /// What every request handler can see.
 #[derive(Debug)]
 pub struct AppState {
     repos: Vec<Arc<Served>>,
-    verifier: Verifier,
-    audit: Arc<dyn AuditSink>,
+    /// Replaced whole when the trusted keys change (a rotation).
+    pub verifier: ArcSwap<Verifier>,
+    pub entitlements: Arc<Entitlements>,
+    audit: Arc<AuditWriter>,
+    /// Opens the admin API; `None` keeps it closed.
+    admin_token: Option<String>,
 }
 
 impl AppState {
-    pub fn new(repos: Vec<Served>, verifier: Verifier, audit: Arc<dyn AuditSink>) -> AppState {
+    pub fn new(
+        repos: Vec<Served>,
+        verifier: Verifier,
+        entitlements: Arc<Entitlements>,
+        audit: Arc<AuditWriter>,
+        admin_token: Option<String>,
+    ) -> AppState {
         AppState {
             repos: repos.into_iter().map(Arc::new).collect(),
-            verifier,
+            verifier: ArcSwap::from_pointee(verifier),
+            entitlements,
             audit,
+            admin_token,
         }
     }
 
@@ -76,24 +100,84 @@ impl AppState {
                     .map(|r| (r, path))
             })
     }
+
+    /// The repository with this name in tokens (`""` for the one at `/`).
+    fn by_token_name(&self, name: &str) -> Option<&Arc<Served>> {
+        self.repos.iter().find(|r| r.token_name() == name)
+    }
 }
 
-/// The route table: every endpoint of the server, in one place.
+/// Hands every request, with what the handlers need, to [`route`].
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    // GET/HEAD /[NAME/]<repository file>
     warp::method()
         .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<Peer>())
+        .and(warp::body::stream().map(boxed_body))
         .and(warp::any().map(move || Arc::clone(&state)))
         .then(
-            |method, path: FullPath, headers, state: Arc<AppState>| async move {
-                repo_file(&state, method, path.as_str(), headers)
-                    .await
-                    .unwrap_or_else(HttpError::into_response)
+            |method,
+             path: FullPath,
+             query: String,
+             headers,
+             peer: Option<Peer>,
+             body,
+             state: Arc<AppState>| async move {
+                route(
+                    &state,
+                    method,
+                    path.as_str(),
+                    &query,
+                    headers,
+                    peer.map(|p| p.0),
+                    body,
+                )
+                .await
+                .unwrap_or_else(HttpError::into_response)
             },
         )
+        // The filters above do not reject (a body is never taken twice); should one, answer.
+        .recover(|rejection: warp::Rejection| async move {
+            tracing::error!("a request was rejected before routing: {rejection:?}");
+            Ok::<_, Infallible>(HttpError::Internal.into_response())
+        })
+        .unify()
+}
+
+/// A request body as a boxed stream of bytes.
+fn boxed_body<S, B>(body: S) -> Body
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf + Send + 'static,
+{
+    Box::pin(body.map_ok(|mut chunk| chunk.copy_to_bytes(chunk.remaining())))
+}
+
+/// The route table: every endpoint of the server, in one place.
+async fn route(
+    state: &AppState,
+    method: Method,
+    path: &str,
+    query: &str,
+    headers: HeaderMap,
+    peer: Option<SocketAddr>,
+    body: Body,
+) -> Result<Response, HttpError> {
+    if let Some(rest) = path.strip_prefix("/api/v1/admin/") {
+        // Products, licenses, accounts and the audit records: see admin.rs for the table.
+        return admin::handle(state, &method, rest, query, &headers, peer, body).await;
+    }
+    match path {
+        // POST: a credential and refs in, download tokens out.
+        "/api/v1/tokens" => api::tokens(state, &method, &headers, peer, body).await,
+        // GET: the public keys of the signing keys.
+        "/.well-known/jwks.json" => api::jwks(state, &method).await,
+        // GET, HEAD: /[NAME/]<repository file>, judged by the gate.
+        _ => repo_file(state, method, path, headers).await,
+    }
 }
 
 async fn repo_file(
@@ -103,7 +187,7 @@ async fn repo_file(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     if method != Method::GET && method != Method::HEAD {
-        return Err(HttpError::MethodNotAllowed);
+        return Err(HttpError::MethodNotAllowed("GET, HEAD"));
     }
     if raw_path.len() > MAX_PATH_LEN {
         return Err(HttpError::UriTooLong);
@@ -178,7 +262,13 @@ async fn decide(
 ) -> Result<Decision, HttpError> {
     let ask = || {
         let index = served.index.load();
-        gate::decide(&index, path, served.token_name(), headers, &state.verifier)
+        gate::decide(
+            &index,
+            path,
+            served.token_name(),
+            headers,
+            &state.verifier.load(),
+        )
     };
     if let Some(decision) = ask() {
         return Ok(decision);

@@ -185,6 +185,13 @@ fn id_matches_prefix(id: &str, prefix: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
+/// A token just signed, with its id.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    pub jti: String,
+}
+
 /// Signs a native download token for `refs` in `repos`, valid for `ttl_secs` from now.
 pub fn issue(
     key: &SigningKey,
@@ -192,7 +199,7 @@ pub fn issue(
     repos: &[String],
     refs: &[String],
     ttl_secs: u64,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Issued> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -211,7 +218,11 @@ pub fn issue(
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(key.kid().to_owned());
-    Ok(jsonwebtoken::encode(&header, &claims, &key.encoding_key())?)
+    let token = jsonwebtoken::encode(&header, &claims, &key.encoding_key())?;
+    Ok(Issued {
+        token,
+        jti: claims.jti,
+    })
 }
 
 #[cfg(test)]

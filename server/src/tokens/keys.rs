@@ -13,7 +13,9 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::{DecodingKey, EncodingKey};
+#[cfg(test)]
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::EncodingKey;
 use serde::{Deserialize, Serialize};
 
 /// An Ed25519 key pair that signs tokens.
@@ -79,7 +81,6 @@ impl SigningKey {
     }
 
     /// The raw 32-byte public key.
-    #[cfg(test)]
     pub fn public_key(&self) -> &[u8] {
         &self.public
     }
@@ -102,6 +103,7 @@ impl SigningKey {
         EncodingKey::from_ed_der(&self.pkcs8)
     }
 
+    #[cfg(test)]
     pub fn decoding_key(&self) -> DecodingKey {
         DecodingKey::from_ed_der(&self.public)
     }
@@ -155,6 +157,16 @@ impl KeyDir {
         }
         keys.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.kid.cmp(&b.kid)));
         Ok(keys)
+    }
+
+    /// Makes a new key, which signs from now on (it is the newest). Returns it.
+    pub fn add(&self) -> anyhow::Result<SigningKey> {
+        let newest = self.load_all()?.first().map_or(0, SigningKey::created);
+        let mut key = SigningKey::generate()?;
+        // Newest by its creation time, even within the second the last one was made in.
+        key.created = key.created.max(newest + 1);
+        self.write(&key)?;
+        Ok(key)
     }
 
     /// The signing key, made first if the folder has none. Returns it and whether it is new.

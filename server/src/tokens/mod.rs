@@ -11,7 +11,5 @@ mod keys;
 mod verify;
 
 pub use claims::{Grant, issue};
-pub use keys::KeyDir;
-#[cfg(test)]
-pub use keys::SigningKey;
-pub use verify::{TokenError, TrustedKeys, Verifier};
+pub use keys::{KeyDir, SigningKey};
+pub use verify::{LEEWAY_SECS, TokenError, TrustedKeys, Verifier};

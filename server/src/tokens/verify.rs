@@ -17,7 +17,9 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use super::claims::{FlatManagerClaims, Grant, NativeClaims};
-use super::keys::{SigningKey, thumbprint};
+#[cfg(test)]
+use super::keys::SigningKey;
+use super::keys::thumbprint;
 use crate::config::TokenConfig;
 
 /// Clock skew allowed on `exp` and `nbf`.
@@ -79,12 +81,24 @@ impl Verifier {
 
     /// The configured keys and secret (`trusted`) plus the data directory's own keys. Two
     /// different keys under one key id are refused: which one a token meant would be a guess.
+    #[cfg(test)]
     pub fn with_local_keys(trusted: TrustedKeys, local: &[SigningKey]) -> anyhow::Result<Verifier> {
-        let TrustedKeys {
-            mut keys,
-            flat_manager_secret,
-        } = trusted;
-        keys.extend(local.iter().map(|k| (k.kid().to_owned(), k.decoding_key())));
+        let published = local
+            .iter()
+            .map(|k| (k.kid().to_owned(), k.decoding_key()))
+            .collect();
+        Verifier::with_keys(&trusted, published)
+    }
+
+    /// The configured keys and secret (`trusted`) plus `published` keys (by key id). Two
+    /// different keys under one key id are refused: which one a token meant would be a guess.
+    pub fn with_keys(
+        trusted: &TrustedKeys,
+        published: Vec<(String, DecodingKey)>,
+    ) -> anyhow::Result<Verifier> {
+        let mut keys = trusted.keys.clone();
+        keys.extend(published);
+        let flat_manager_secret = &trusted.flat_manager_secret;
         let mut by_kid: HashMap<String, DecodingKey> = HashMap::new();
         for (kid, key) in keys {
             match by_kid.get(&kid) {
@@ -181,6 +195,7 @@ fn now() -> u64 {
 
 /// The keys and secret the configuration file names, read and checked before the server
 /// writes anything.
+#[derive(Clone)]
 pub struct TrustedKeys {
     keys: Vec<(String, DecodingKey)>,
     flat_manager_secret: Option<Vec<u8>>,
@@ -219,7 +234,10 @@ impl TrustedKeys {
             &config.flat_manager_secret_file,
         ) {
             (Some(secret), None) => Some(secret.clone()),
-            (None, Some(path)) => Some(read_secret_file(path)?),
+            (None, Some(path)) => Some(crate::secrets::read_private(
+                path,
+                "the flat-manager secret",
+            )?),
             _ => None,
         };
         let flat_manager_secret =
@@ -264,24 +282,6 @@ fn read_jwks(path: &Path) -> anyhow::Result<Vec<(String, DecodingKey)>> {
     Ok(keys)
 }
 
-fn read_secret_file(path: &Path) -> anyhow::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("reading the flat-manager secret {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "the flat-manager secret {} has mode {:o}; it must be readable by its owner only: \
-             chmod 600 {}",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        );
-    }
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use jsonwebtoken::{EncodingKey, Header};
@@ -321,7 +321,8 @@ mod tests {
             &["app/a/x86_64/stable".into()],
             600,
         )
-        .unwrap();
+        .unwrap()
+        .token;
         let grant = verifier(&key, None).verify(&token).unwrap();
         assert!(grant.covers("", "app/a/x86_64/stable"));
         assert!(!grant.covers("", "app/b/x86_64/stable"));

@@ -1,0 +1,335 @@
+//! `tollgate admin ...`: products, licenses, accounts and the audit records, straight in the
+//! database, with tables for people and `--json` for scripts. The admin HTTP API does the same
+//! through the same `Store` operations.
+
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::cli::{
+    AccountCommand, AdminArgs, AdminCommand, AuditArgs, LicenseCommand, ProductCommand,
+};
+use crate::output::{print_json, print_line, print_table};
+use crate::serve::prepare_data_dir;
+use crate::store::{Account, AuditFilter, License, Location, NewLicense, Product, Store};
+
+pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.resolve()?;
+    let location = Location::new(&data_dir, args.database_url.as_deref());
+    if matches!(location, Location::Sqlite(_)) {
+        prepare_data_dir(&data_dir)?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(&location)
+            .await
+            .with_context(|| format!("opening the database {location}"))?;
+        let result = command(&store, args.json, args.command).await;
+        store.close().await;
+        result
+    })
+}
+
+async fn command(store: &Store, json: bool, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Product(c) => product(store, json, c).await,
+        AdminCommand::License(c) => license(store, json, c).await,
+        AdminCommand::Account(c) => account(store, json, c).await,
+        AdminCommand::Audit(a) => audit(store, json, a).await,
+    }
+}
+
+async fn product(store: &Store, json: bool, command: ProductCommand) -> anyhow::Result<()> {
+    let products = match command {
+        ProductCommand::Add { slug, name, refs } => {
+            vec![store.product_add(&slug, &name, &refs).await?]
+        }
+        ProductCommand::List => store.product_list().await?,
+        ProductCommand::Show { slug } => vec![store.product_get(&slug).await?],
+        ProductCommand::Update { slug, name, refs } => {
+            let refs = (!refs.is_empty()).then_some(refs.as_slice());
+            vec![store.product_update(&slug, name.as_deref(), refs).await?]
+        }
+        ProductCommand::Remove { slug } => {
+            store.product_remove(&slug).await?;
+            return done(json, &format!("removed the product {slug}"));
+        }
+    };
+    if json {
+        print_json(&serde_json::to_value(&products)?);
+    } else {
+        let rows: Vec<Vec<String>> = products
+            .iter()
+            .map(|p: &Product| {
+                vec![
+                    p.slug.clone(),
+                    p.name.clone(),
+                    p.refs.join(" "),
+                    time(p.created),
+                ]
+            })
+            .collect();
+        print_table(&["SLUG", "NAME", "REFS", "CREATED"], &rows);
+    }
+    Ok(())
+}
+
+async fn license(store: &Store, json: bool, command: LicenseCommand) -> anyhow::Result<()> {
+    let licenses = match command {
+        LicenseCommand::Add {
+            products,
+            expires,
+            note,
+        } => {
+            let expires = expires.as_deref().map(parse_time).transpose()?;
+            let (license, key) = store
+                .license_add(&NewLicense {
+                    products,
+                    expires,
+                    note,
+                })
+                .await?;
+            if json {
+                let mut value = serde_json::to_value(&license)?;
+                value["key"] = json!(key);
+                print_json(&value);
+            } else {
+                print_line(&format!(
+                    "created the license {}; its key, shown only now (only a hash is kept):",
+                    license.id
+                ));
+                print_line(&key);
+            }
+            return Ok(());
+        }
+        LicenseCommand::List => store.license_list().await?,
+        LicenseCommand::Show { id } => vec![store.license_get(&id).await?],
+        LicenseCommand::Update {
+            id,
+            products,
+            expires,
+            no_expiry,
+            note,
+        } => {
+            let expires = match (expires, no_expiry) {
+                (Some(t), _) => Some(Some(parse_time(&t)?)),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
+            let products = (!products.is_empty()).then_some(products.as_slice());
+            vec![
+                store
+                    .license_update(&id, products, None, expires, note.as_deref())
+                    .await?,
+            ]
+        }
+        LicenseCommand::Deactivate { id } => vec![
+            store
+                .license_update(&id, None, Some(false), None, None)
+                .await?,
+        ],
+        LicenseCommand::Activate { id } => vec![
+            store
+                .license_update(&id, None, Some(true), None, None)
+                .await?,
+        ],
+        LicenseCommand::Remove { id } => {
+            store.license_remove(&id).await?;
+            return done(json, &format!("removed the license {id}"));
+        }
+    };
+    if json {
+        print_json(&serde_json::to_value(&licenses)?);
+    } else {
+        let rows: Vec<Vec<String>> = licenses
+            .iter()
+            .map(|l: &License| {
+                vec![
+                    l.id.clone(),
+                    l.products.join(" "),
+                    if l.active { "active" } else { "inactive" }.to_owned(),
+                    l.expires.map_or("never".to_owned(), time),
+                    time(l.created),
+                    l.note.clone(),
+                ]
+            })
+            .collect();
+        print_table(
+            &["ID", "PRODUCTS", "STATE", "EXPIRES", "CREATED", "NOTE"],
+            &rows,
+        );
+    }
+    Ok(())
+}
+
+async fn account(store: &Store, json: bool, command: AccountCommand) -> anyhow::Result<()> {
+    let accounts = match command {
+        AccountCommand::Add { name, products } => {
+            let password = read_password()?;
+            vec![store.account_add(&name, &password, &products).await?]
+        }
+        AccountCommand::List => store.account_list().await?,
+        AccountCommand::Show { name } => vec![store.account_get(&name).await?],
+        AccountCommand::Update {
+            name,
+            products,
+            password_stdin,
+        } => {
+            let password = password_stdin.then(read_password).transpose()?;
+            let products = (!products.is_empty()).then_some(products.as_slice());
+            vec![
+                store
+                    .account_update(&name, products, None, password.as_deref())
+                    .await?,
+            ]
+        }
+        AccountCommand::Deactivate { name } => {
+            vec![store.account_update(&name, None, Some(false), None).await?]
+        }
+        AccountCommand::Activate { name } => {
+            vec![store.account_update(&name, None, Some(true), None).await?]
+        }
+        AccountCommand::Remove { name } => {
+            store.account_remove(&name).await?;
+            return done(json, &format!("removed the account {name}"));
+        }
+    };
+    if json {
+        print_json(&serde_json::to_value(&accounts)?);
+    } else {
+        let rows: Vec<Vec<String>> = accounts
+            .iter()
+            .map(|a: &Account| {
+                vec![
+                    a.name.clone(),
+                    a.products.join(" "),
+                    if a.active { "active" } else { "inactive" }.to_owned(),
+                    time(a.created),
+                ]
+            })
+            .collect();
+        print_table(&["NAME", "PRODUCTS", "STATE", "CREATED"], &rows);
+    }
+    Ok(())
+}
+
+async fn audit(store: &Store, json: bool, args: AuditArgs) -> anyhow::Result<()> {
+    if !(1..=10_000).contains(&args.limit) {
+        bail!("--limit {} is out of range: give 1 to 10000", args.limit);
+    }
+    let filter = AuditFilter {
+        since: args.since.as_deref().map(parse_time).transpose()?,
+        license: args.license,
+        ref_name: args.ref_name,
+        before: None,
+        limit: args.limit,
+    };
+    if args.downloads {
+        let rows = store.downloads(&filter).await?;
+        if json {
+            print_json(&serde_json::to_value(&rows)?);
+        } else {
+            let rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|d| {
+                    vec![
+                        time(d.at),
+                        d.ref_name.clone(),
+                        d.commit.chars().take(12).collect(),
+                        d.subject.clone(),
+                        d.token_id.clone().unwrap_or_default(),
+                        d.user_agent.clone(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["TIME", "REF", "COMMIT", "SUBJECT", "TOKEN", "USER AGENT"],
+                &rows,
+            );
+        }
+    } else {
+        let rows = store.issued_tokens(&filter).await?;
+        if json {
+            print_json(&serde_json::to_value(&rows)?);
+        } else {
+            let rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|t| {
+                    vec![
+                        time(t.issued),
+                        t.subject.clone(),
+                        t.client.clone(),
+                        t.refs.join(" "),
+                        t.jti.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["ISSUED", "SUBJECT", "CLIENT", "REFS", "TOKEN"], &rows);
+        }
+    }
+    Ok(())
+}
+
+fn done(json: bool, message: &str) -> anyhow::Result<()> {
+    if json {
+        print_json(&json!({"done": message}));
+    } else {
+        print_line(message);
+    }
+    Ok(())
+}
+
+/// Reads a password from stdin, without its final newline.
+fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut password)
+        .context("reading the password from stdin")?;
+    let password = password.strip_suffix('\n').unwrap_or(&password);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        bail!(
+            "no password on stdin: pipe one in, e.g. `printf '%s' \"$PASSWORD\" | tollgate admin ...`"
+        );
+    }
+    Ok(password.to_owned())
+}
+
+/// RFC 3339 (`2027-01-31T00:00:00Z`), or an age (`24h`, `7days`) counted back from now.
+pub fn parse_time(text: &str) -> anyhow::Result<i64> {
+    let at = match humantime::parse_rfc3339_weak(text) {
+        Ok(at) => at,
+        Err(_) => {
+            let age = humantime::parse_duration(text).map_err(|_| {
+                anyhow::anyhow!(
+                    "{text:?} is not a time: give RFC 3339 (2027-01-31T00:00:00Z) or an age (24h)"
+                )
+            })?;
+            SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH)
+        }
+    };
+    Ok(at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+}
+
+/// RFC 3339 (`2027-01-31T00:00:00Z`) as seconds since the epoch.
+pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
+    let at = humantime::parse_rfc3339_weak(text)
+        .map_err(|_| anyhow::anyhow!("{text:?} is not an RFC 3339 time (2027-01-31T00:00:00Z)"))?;
+    Ok(at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+}
+
+/// Seconds since the epoch as RFC 3339.
+pub fn time(secs: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}

@@ -1,0 +1,329 @@
+//! The entitlement service: a credential (a license key, or an account's name and password)
+//! and a list of refs in, short-lived download tokens for exactly the refs the credential's
+//! products cover out.
+//!
+//! Wrong credentials get one answer, whatever was wrong. Failed attempts are counted per client
+//! address and per license or account; past the limit, attempts are refused before the
+//! credential is even checked. The repository server never learns who a customer is: the token
+//! names only refs, repositories and an opaque subject.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::audit::AuditWriter;
+use crate::limiter::FailureLimiter;
+use crate::store::{IssuedToken, LicenseKey, Store, StoreError, now};
+use crate::tokens::{SigningKey, issue};
+
+/// How many clients and identities the failure limiters remember at most.
+const LIMITER_CAPACITY: usize = 100_000;
+
+/// A credential as the request presents it.
+#[derive(Debug)]
+pub enum Credential {
+    License(LicenseKey),
+    Account {
+        name: String,
+        password: String,
+    },
+    /// Something in the Authorization header that is neither: wrong, like a wrong key.
+    Unreadable,
+}
+
+impl Credential {
+    /// Reads `Authorization: Bearer tg_...` or `Authorization: Basic <name:password>`.
+    pub fn from_header(value: &str) -> Credential {
+        let Some((scheme, rest)) = value.trim().split_once(' ') else {
+            return Credential::Unreadable;
+        };
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return LicenseKey::parse(rest).map_or(Credential::Unreadable, Credential::License);
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            if let Some((name, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
+                return Credential::Account {
+                    name: name.to_owned(),
+                    password: password.to_owned(),
+                };
+            }
+        }
+        Credential::Unreadable
+    }
+
+    /// What failures are counted against besides the client address.
+    fn identity(&self) -> Option<String> {
+        match self {
+            Credential::License(key) => Some(format!("license:{}", key.id)),
+            Credential::Account { name, .. } => Some(format!("account:{name}")),
+            Credential::Unreadable => None,
+        }
+    }
+}
+
+/// Whether a ref needs a token, as the repository's index says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefKind {
+    Public,
+    Gated,
+    Unknown,
+}
+
+/// The answer, in the shape the Flatpak authenticator hands to flatpak: token → refs (`""` for
+/// refs that need no token), and the refs denied, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    pub tokens: BTreeMap<String, Vec<String>>,
+    pub denied: BTreeMap<String, &'static str>,
+    pub expires_in: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("no credentials")]
+    NoCredentials,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("refused: {0}")]
+    Refused(&'static str),
+    #[error("too many failures")]
+    TooManyFailures(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing: {0}")]
+    Signing(String),
+}
+
+/// Who a token is for, as recorded.
+struct Holder {
+    subject: String,
+    license: Option<String>,
+    account: Option<String>,
+    products: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Entitlements {
+    store: Store,
+    signer: ArcSwap<SigningKey>,
+    ttl: u64,
+    by_address: FailureLimiter<IpAddr>,
+    by_identity: FailureLimiter<String>,
+    audit: Arc<AuditWriter>,
+}
+
+impl Entitlements {
+    pub fn new(
+        store: Store,
+        signer: SigningKey,
+        ttl: u64,
+        max_failures: u32,
+        failure_window: Duration,
+        audit: Arc<AuditWriter>,
+    ) -> Entitlements {
+        Entitlements {
+            store,
+            signer: ArcSwap::from_pointee(signer),
+            ttl,
+            by_address: FailureLimiter::new(max_failures, failure_window, LIMITER_CAPACITY),
+            by_identity: FailureLimiter::new(max_failures, failure_window, LIMITER_CAPACITY),
+            audit,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn ttl(&self) -> u64 {
+        self.ttl
+    }
+
+    /// How long the client address is still blocked after failed attempts, if it is.
+    pub fn address_blocked(&self, client: IpAddr) -> Option<Duration> {
+        self.by_address.blocked(&client)
+    }
+
+    /// Counts a failed attempt (a wrong admin token, say) against the client address.
+    pub fn address_failed(&self, client: IpAddr) {
+        self.by_address.fail(&client);
+    }
+
+    /// Signs with `key` from now on (after a rotation).
+    pub fn set_signer(&self, key: SigningKey) {
+        self.signer.store(Arc::new(key));
+    }
+
+    pub fn signer_kid(&self) -> String {
+        self.signer.load().kid().to_owned()
+    }
+
+    /// Checks the credential, and issues a token for the gated refs its products cover.
+    /// `refs` are the refs asked for, each with what the repository's index says of it.
+    pub async fn issue(
+        &self,
+        credential: Option<Credential>,
+        repo: &str,
+        refs: &[(String, RefKind)],
+        client: IpAddr,
+    ) -> Result<Answer, IssueError> {
+        if let Some(left) = self.by_address.blocked(&client) {
+            return Err(IssueError::TooManyFailures(left));
+        }
+        let credential = credential.ok_or(IssueError::NoCredentials)?;
+        let identity = credential.identity();
+        if let Some(left) = identity.as_ref().and_then(|i| self.by_identity.blocked(i)) {
+            return Err(IssueError::TooManyFailures(left));
+        }
+        let Some(holder) = self.check(&credential).await? else {
+            self.by_address.fail(&client);
+            if let Some(identity) = &identity {
+                self.by_identity.fail(identity);
+            }
+            return Err(IssueError::InvalidCredentials);
+        };
+
+        let mut products = Vec::with_capacity(holder.products.len());
+        for slug in &holder.products {
+            products.push(self.store.product_get(slug).await?);
+        }
+        let mut answer = Answer {
+            tokens: BTreeMap::new(),
+            denied: BTreeMap::new(),
+            expires_in: self.ttl,
+        };
+        let mut granted = Vec::new();
+        for (name, kind) in refs {
+            match kind {
+                RefKind::Public => answer
+                    .tokens
+                    .entry(String::new())
+                    .or_default()
+                    .push(name.clone()),
+                RefKind::Gated if products.iter().any(|p| p.covers(name)) => {
+                    granted.push(name.clone())
+                }
+                RefKind::Gated => {
+                    answer.denied.insert(name.clone(), "not-licensed");
+                }
+                RefKind::Unknown => {
+                    answer.denied.insert(name.clone(), "unknown-ref");
+                }
+            }
+        }
+        if !granted.is_empty() {
+            let signer = self.signer.load();
+            let signed = issue(
+                &signer,
+                &holder.subject,
+                &[repo.to_owned()],
+                &granted,
+                self.ttl,
+            )
+            .map_err(|e| IssueError::Signing(e.to_string()))?;
+            let issued = now();
+            self.audit
+                .issued(IssuedToken {
+                    seq: 0,
+                    jti: signed.jti,
+                    subject: holder.subject,
+                    license: holder.license,
+                    account: holder.account,
+                    repo: repo.to_owned(),
+                    refs: granted.clone(),
+                    client: client.to_string(),
+                    issued,
+                    expires: issued.saturating_add(i64::try_from(self.ttl).unwrap_or(i64::MAX)),
+                })
+                .await;
+            answer.tokens.insert(signed.token, granted);
+        }
+        Ok(answer)
+    }
+
+    /// The holder of a right credential that may get tokens now; `None` for a wrong one.
+    async fn check(&self, credential: &Credential) -> Result<Option<Holder>, IssueError> {
+        match credential {
+            Credential::License(key) => {
+                let Some(license) = self.store.license_verify(key).await? else {
+                    return Ok(None);
+                };
+                if !license.active {
+                    return Err(IssueError::Refused("license-inactive"));
+                }
+                if license.expires.is_some_and(|e| e <= now()) {
+                    return Err(IssueError::Refused("license-expired"));
+                }
+                Ok(Some(Holder {
+                    subject: format!("license:{}", license.id),
+                    license: Some(license.id),
+                    account: None,
+                    products: license.products,
+                }))
+            }
+            Credential::Account { name, password } => {
+                let Some(account) = self.store.account_verify(name, password).await? else {
+                    return Ok(None);
+                };
+                if !account.active {
+                    return Err(IssueError::Refused("account-inactive"));
+                }
+                Ok(Some(Holder {
+                    subject: format!("account:{}", account.name),
+                    license: None,
+                    account: Some(account.name),
+                    products: account.products,
+                }))
+            }
+            Credential::Unreadable => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_from_headers() {
+        let basic = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert!(matches!(
+            Credential::from_header(&basic("alice:pa:ss")),
+            Credential::Account { name, password } if name == "alice" && password == "pa:ss"
+        ));
+        let key = "tg_abcdefghij_0123456789012345678901234567890123456789012";
+        assert!(matches!(
+            Credential::from_header(&format!("Bearer {key}")),
+            Credential::License(_)
+        ));
+        for bad in [
+            "",
+            "Bearer",
+            "Bearer x",
+            "Basic !!!",
+            &basic("no colon"),
+            "Digest x",
+            key,
+        ] {
+            assert!(
+                matches!(Credential::from_header(bad), Credential::Unreadable),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The entitlement service's public endpoints: `POST /api/v1/tokens` (a credential and refs in,
+//! tokens out) and `GET /.well-known/jwks.json` (the public keys tokens are signed with).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde::Deserialize;
+use tollgate_ostree_format::RefName;
+use warp::reply::Response;
+
+use super::{AppState, HttpError};
+use crate::entitlements::{Credential, IssueError, RefKind};
+use crate::index::Access;
+use crate::store::now;
+use crate::tokens::LEEWAY_SECS;
+
+/// A request body, not yet read.
+pub type Body = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
+
+/// Token requests are small: a list of refs.
+const MAX_TOKEN_REQUEST: usize = 64 * 1024;
+/// Refs one request may ask for (flatpak asks for one transaction's refs at once).
+const MAX_REFS: usize = 256;
+
+/// Reads a body of at most `limit` bytes.
+pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, HttpError> {
+    let mut out = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|_| HttpError::BadRequest("the request body could not be read".to_owned()))?;
+        if out.len() + chunk.len() > limit {
+            return Err(HttpError::PayloadTooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+/// A JSON answer.
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// What a client sends to `/api/v1/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    refs: Vec<String>,
+    /// The repository's name; `""` (or absent) for the one served at `/`.
+    #[serde(default)]
+    repo: String,
+}
+
+/// Shows a client's own input in an error without letting it grow the answer.
+pub fn quote(text: &str) -> String {
+    let short: String = text.chars().take(100).collect();
+    if short.len() < text.len() {
+        format!("{short:?}…")
+    } else {
+        format!("{short:?}")
+    }
+}
+
+pub async fn tokens(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    body: Body,
+) -> Result<Response, HttpError> {
+    if method != Method::POST {
+        return Err(HttpError::MethodNotAllowed("POST"));
+    }
+    let body = read_body(body, MAX_TOKEN_REQUEST).await?;
+    let request: TokenRequest = serde_json::from_slice(&body).map_err(|e| {
+        HttpError::BadRequest(format!(
+            "the body must be JSON like {{\"refs\": [\"app/...\"], \"repo\": \"\"}}: {e}"
+        ))
+    })?;
+    if request.refs.is_empty() || request.refs.len() > MAX_REFS {
+        return Err(HttpError::BadRequest(format!(
+            "ask for 1 to {MAX_REFS} refs"
+        )));
+    }
+    for r in &request.refs {
+        RefName::new(r)
+            .map_err(|_| HttpError::BadRequest(format!("{} is not a valid ref name", quote(r))))?;
+    }
+    let served = state
+        .by_token_name(&request.repo)
+        .ok_or(HttpError::UnknownRepo)?;
+
+    // What the index says of each ref; a ref it does not know may have been published a
+    // moment ago: bring it up to date once before calling it unknown.
+    let classify = || {
+        let index = served.index.load();
+        request
+            .refs
+            .iter()
+            .map(|r| {
+                let kind = match index.ref_file(r) {
+                    Access::Public => RefKind::Public,
+                    Access::Gated(_) => RefKind::Gated,
+                    Access::Unknown => RefKind::Unknown,
+                };
+                (r.clone(), kind)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut refs = classify();
+    if refs.iter().any(|(_, k)| *k == RefKind::Unknown) {
+        served.index.refresh().await;
+        refs = classify();
+    }
+    if refs.iter().all(|(_, k)| *k == RefKind::Unknown) {
+        return Err(HttpError::UnknownRefs);
+    }
+
+    let credential = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| Credential::from_header(v.to_str().unwrap_or_default()));
+    let client = peer.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |p| p.ip());
+    let answer = state
+        .entitlements
+        .issue(credential, &request.repo, &refs, client)
+        .await
+        .map_err(|e| match e {
+            IssueError::NoCredentials => HttpError::CredentialsRequired,
+            IssueError::InvalidCredentials => HttpError::InvalidCredentials,
+            IssueError::Refused(code) => HttpError::CredentialsRefused(code),
+            IssueError::TooManyFailures(left) => {
+                HttpError::TooManyFailures(left.as_secs() + u64::from(left.subsec_nanos() > 0))
+            }
+            other => {
+                tracing::error!("issuing a token failed: {other:#}");
+                HttpError::Internal
+            }
+        })?;
+    Ok(json(StatusCode::OK, &answer))
+}
+
+/// The Ed25519 keys that tokens still valid can be signed with, as a JSON Web Key Set.
+pub async fn jwks(state: &AppState, method: &Method) -> Result<Response, HttpError> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(HttpError::MethodNotAllowed("GET, HEAD"));
+    }
+    let overlap = state.entitlements.ttl() + LEEWAY_SECS;
+    let since = now().saturating_sub(i64::try_from(overlap).unwrap_or(i64::MAX));
+    let keys = state
+        .entitlements
+        .store()
+        .keys_valid_since(since)
+        .await
+        .map_err(|e| {
+            tracing::error!("reading the signing keys failed: {e:#}");
+            HttpError::Internal
+        })?;
+    let keys: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "alg": "EdDSA",
+                "use": "sig",
+                "kid": k.kid,
+                "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&k.public_key),
+            })
+        })
+        .collect();
+    let mut response = json(StatusCode::OK, &serde_json::json!({ "keys": keys }));
+    // Other servers fetch this often; a minute of caching keeps a rotation visible soon.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,206 @@
+//! Audit records: every token issued and every gated download, written in batches by the audit
+//! writer (see `crate::audit`) and read back with filters and paging.
+
+use serde::Serialize;
+
+use super::{Result, Store, on_pool};
+
+/// One issued token, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssuedToken {
+    /// Order of recording; pass the last one seen as `after` to page.
+    pub seq: i64,
+    pub jti: String,
+    pub subject: String,
+    pub license: Option<String>,
+    pub account: Option<String>,
+    pub repo: String,
+    pub refs: Vec<String>,
+    /// The client's address.
+    pub client: String,
+    pub issued: i64,
+    pub expires: i64,
+}
+
+/// One gated download, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DownloadRow {
+    pub seq: i64,
+    pub at: i64,
+    pub repo: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub commit: String,
+    pub token_id: Option<String>,
+    pub subject: String,
+    pub user_agent: String,
+}
+
+/// Which audit records to read: newest first, `limit` at most, older than `before` (a `seq`).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub since: Option<i64>,
+    pub license: Option<String>,
+    pub ref_name: Option<String>,
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+impl Store {
+    /// Records issued tokens in one transaction.
+    pub async fn record_issued(&self, tokens: &[IssuedToken]) -> Result<()> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        on_pool!(self, write, pool => {
+            let mut tx = pool.begin().await?;
+            for t in tokens {
+                let refs = serde_json::to_string(&t.refs).unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO issued_tokens \
+                     (jti, subject, license, account, repo, refs, client, issued, expires) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&t.jti)
+                .bind(&t.subject)
+                .bind(&t.license)
+                .bind(&t.account)
+                .bind(&t.repo)
+                .bind(refs)
+                .bind(&t.client)
+                .bind(t.issued)
+                .bind(t.expires)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Records gated downloads in one transaction.
+    pub async fn record_downloads(&self, rows: &[DownloadRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        on_pool!(self, write, pool => {
+            let mut tx = pool.begin().await?;
+            for d in rows {
+                sqlx::query(
+                    "INSERT INTO downloads \
+                     (at, repo, ref_name, commit_id, token_id, subject, user_agent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(d.at)
+                .bind(&d.repo)
+                .bind(&d.ref_name)
+                .bind(&d.commit)
+                .bind(&d.token_id)
+                .bind(&d.subject)
+                .bind(&d.user_agent)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Issued tokens, newest first. The ref filter matches a ref in the token exactly.
+    pub async fn issued_tokens(&self, filter: &AuditFilter) -> Result<Vec<IssuedToken>> {
+        type Row = (
+            i64,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+        );
+        // The ref filter is applied to the decoded list, so fetch generously and trim.
+        let rows: Vec<Row> = on_pool!(self, read, pool => {
+            sqlx::query_as(
+                "SELECT seq, jti, subject, license, account, repo, refs, client, issued, expires \
+                 FROM issued_tokens \
+                 WHERE ($1 IS NULL OR issued >= $1) AND ($2 IS NULL OR license = $2) \
+                   AND ($3 IS NULL OR seq < $3) \
+                 ORDER BY seq DESC LIMIT $4",
+            )
+            .bind(filter.since)
+            .bind(&filter.license)
+            .bind(filter.before)
+            .bind(if filter.ref_name.is_some() { filter.limit.saturating_mul(20) } else { filter.limit })
+            .fetch_all(pool)
+            .await?
+        });
+        let mut out: Vec<IssuedToken> = rows
+            .into_iter()
+            .map(
+                |(seq, jti, subject, license, account, repo, refs, client, issued, expires)| {
+                    IssuedToken {
+                        seq,
+                        jti,
+                        subject,
+                        license,
+                        account,
+                        repo,
+                        refs: serde_json::from_str(&refs).unwrap_or_default(),
+                        client,
+                        issued,
+                        expires,
+                    }
+                },
+            )
+            .filter(|t| filter.ref_name.as_ref().is_none_or(|r| t.refs.contains(r)))
+            .collect();
+        out.truncate(usize::try_from(filter.limit).unwrap_or(0));
+        Ok(out)
+    }
+
+    /// Gated downloads, newest first.
+    pub async fn downloads(&self, filter: &AuditFilter) -> Result<Vec<DownloadRow>> {
+        type Row = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            String,
+        );
+        let rows: Vec<Row> = on_pool!(self, read, pool => {
+            sqlx::query_as(
+                "SELECT seq, at, repo, ref_name, commit_id, token_id, subject, user_agent \
+                 FROM downloads \
+                 WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR ref_name = $2) \
+                   AND ($3 IS NULL OR seq < $3) \
+                 ORDER BY seq DESC LIMIT $4",
+            )
+            .bind(filter.since)
+            .bind(&filter.ref_name)
+            .bind(filter.before)
+            .bind(filter.limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(seq, at, repo, ref_name, commit, token_id, subject, user_agent)| DownloadRow {
+                    seq,
+                    at,
+                    repo,
+                    ref_name,
+                    commit,
+                    token_id,
+                    subject,
+                    user_agent,
+                },
+            )
+            .collect())
+    }
+}

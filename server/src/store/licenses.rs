@@ -1,0 +1,633 @@
+//! Licenses (a random key, shown once, stored as a hash) and accounts (a name and an
+//! Argon2id-hashed password), each holding products.
+//!
+//! A license key is `tg_<id>_<secret>`. The id is public: it finds the row with one indexed
+//! query. The secret is 256 random bits, stored as SHA-256 (a slow hash adds nothing to a secret
+//! that cannot be guessed) and compared in constant time. When the id is unknown, the secret is
+//! still hashed and compared against a stand-in, so that neither the answer nor its timing tells
+//! a wrong secret from an unknown id.
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use base64::Engine as _;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use super::{Result, Store, StoreError, now, on_pool};
+
+const KEY_PREFIX: &str = "tg_";
+const ID_LEN: usize = 10;
+/// Lowercase RFC 4648 base32: easy to read aloud, no `_` (the separator).
+const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct License {
+    pub id: String,
+    pub products: Vec<String>,
+    pub active: bool,
+    /// Seconds since the epoch; `None` for never.
+    pub expires: Option<i64>,
+    pub note: String,
+    pub created: i64,
+}
+
+/// What a new license holds.
+#[derive(Debug, Clone, Default)]
+pub struct NewLicense {
+    pub products: Vec<String>,
+    pub expires: Option<i64>,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub name: String,
+    pub products: Vec<String>,
+    pub active: bool,
+    pub created: i64,
+}
+
+/// A license key as a client presents it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LicenseKey {
+    pub id: String,
+    secret: String,
+}
+
+impl std::fmt::Debug for LicenseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LicenseKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LicenseKey {
+    /// Parses `tg_<id>_<secret>`; `None` for anything else, without saying why.
+    pub fn parse(key: &str) -> Option<LicenseKey> {
+        let rest = key.strip_prefix(KEY_PREFIX)?;
+        let (id, secret) = rest.split_once('_')?;
+        let id_ok = id.len() == ID_LEN && id.bytes().all(|b| ID_ALPHABET.contains(&b));
+        let secret_ok = (32..=128).contains(&secret.len())
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        (id_ok && secret_ok).then(|| LicenseKey {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+        })
+    }
+
+    fn hash(&self) -> [u8; 32] {
+        sha256(self.secret.as_bytes())
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| StoreError::Invalid("no randomness".to_owned()))?;
+    Ok(bytes)
+}
+
+/// A new key: a 10-character base32 id (50 bits, unique per license) and a 256-bit secret.
+fn new_key() -> Result<(String, String)> {
+    let id_bytes = random_bytes::<ID_LEN>()?;
+    let id: String = id_bytes
+        .iter()
+        .map(|b| ID_ALPHABET[usize::from(*b) % 32] as char)
+        .collect();
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(random_bytes::<32>()?)
+        .replace('_', "-");
+    Ok((id, secret))
+}
+
+fn check_note(note: &str) -> Result<()> {
+    if note.len() > 2000 || note.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(StoreError::Invalid(
+            "a note is at most 2000 characters, without control characters".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Account names are what people type at a prompt: 1 to 64 printable characters without
+/// spaces or `:` (which the Basic scheme uses as its separator).
+fn check_account_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != ':');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{name:?} is not an account name (1 to 64 characters, no spaces or ':')"
+        )))
+    }
+}
+
+fn check_password(password: &str) -> Result<()> {
+    if password.len() < 8 || password.len() > 1024 {
+        return Err(StoreError::Invalid(
+            "a password is 8 to 1024 bytes long".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// A password hash to verify against when the account does not exist, so that an unknown name
+/// costs what a wrong password costs.
+fn stand_in_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let password: String = random_bytes::<16>().map(hex::encode).unwrap_or_default();
+        hash_password(&password).unwrap_or_default()
+    })
+}
+
+/// Argon2id with the crate's recommended parameters and a random salt, in PHC string form.
+fn hash_password(password: &str) -> Result<String> {
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Invalid(format!("hashing the password: {e}")))
+}
+
+fn verify_password(hash: &str, password: &str) -> bool {
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// (owner, product) rows.
+type Pairs = Vec<(String, String)>;
+
+/// The products of each row, from (owner, product) pairs sorted by owner.
+fn products_of(owner: &str, pairs: &[(String, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(o, _)| o == owner)
+        .map(|(_, p)| p.clone())
+        .collect()
+}
+
+impl Store {
+    /// Creates a license; returns it with its key, which is never stored or shown again.
+    pub async fn license_add(&self, new: &NewLicense) -> Result<(License, String)> {
+        self.products_exist(&new.products).await?;
+        check_note(&new.note)?;
+        let mut products = new.products.clone();
+        products.sort();
+        products.dedup();
+        let (id, secret) = new_key()?;
+        let key = format!("{KEY_PREFIX}{id}_{secret}");
+        let hash = sha256(secret.as_bytes()).to_vec();
+        let created = now();
+        on_pool!(self, write, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO licenses (id, key_hash, active, expires, note, created) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&id)
+            .bind(&hash)
+            .bind(true)
+            .bind(new.expires)
+            .bind(&new.note)
+            .bind(created)
+            .execute(&mut *tx)
+            .await?;
+            for p in &products {
+                sqlx::query("INSERT INTO license_products (license, product) VALUES ($1, $2)")
+                    .bind(&id)
+                    .bind(p)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        let license = License {
+            id,
+            products,
+            active: true,
+            expires: new.expires,
+            note: new.note.clone(),
+            created,
+        };
+        Ok((license, key))
+    }
+
+    pub async fn license_list(&self) -> Result<Vec<License>> {
+        type Row = (String, bool, Option<i64>, String, i64);
+        let (rows, pairs): (Vec<Row>, Vec<(String, String)>) = on_pool!(self, read, pool => {
+            let rows = sqlx::query_as(
+                "SELECT id, active, expires, note, created FROM licenses ORDER BY created, id",
+            )
+            .fetch_all(pool)
+            .await?;
+            let pairs = sqlx::query_as(
+                "SELECT license, product FROM license_products ORDER BY license, product",
+            )
+            .fetch_all(pool)
+            .await?;
+            (rows, pairs)
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, active, expires, note, created)| License {
+                products: products_of(&id, &pairs),
+                id,
+                active,
+                expires,
+                note,
+                created,
+            })
+            .collect())
+    }
+
+    pub async fn license_get(&self, id: &str) -> Result<License> {
+        self.license_row(id)
+            .await?
+            .map(|(_, l)| l)
+            .ok_or_else(|| not_found_license(id))
+    }
+
+    async fn license_row(&self, id: &str) -> Result<Option<(Vec<u8>, License)>> {
+        type Row = (Vec<u8>, bool, Option<i64>, String, i64);
+        let (row, products): (Option<Row>, Vec<(String,)>) = on_pool!(self, read, pool => {
+            let row = sqlx::query_as(
+                "SELECT key_hash, active, expires, note, created FROM licenses WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            let products = sqlx::query_as(
+                "SELECT product FROM license_products WHERE license = $1 ORDER BY product",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            (row, products)
+        });
+        Ok(row.map(|(hash, active, expires, note, created)| {
+            let license = License {
+                id: id.to_owned(),
+                products: products.into_iter().map(|(p,)| p).collect(),
+                active,
+                expires,
+                note,
+                created,
+            };
+            (hash, license)
+        }))
+    }
+
+    /// The license this key opens, if the key is right; `None` for a wrong secret and an
+    /// unknown id alike, in the same time.
+    pub async fn license_verify(&self, key: &LicenseKey) -> Result<Option<License>> {
+        let row = self.license_row(&key.id).await?;
+        let presented = key.hash();
+        let (stored, license) = match row {
+            Some((hash, license)) => (hash, Some(license)),
+            // Compare against something of the same length, to take the same time.
+            None => (sha256(b"no such license").to_vec(), None),
+        };
+        let matches: bool = stored.ct_eq(&presented[..]).into();
+        Ok(license.filter(|_| matches))
+    }
+
+    /// Changes what a license holds; `None` leaves a field as it is.
+    pub async fn license_update(
+        &self,
+        id: &str,
+        products: Option<&[String]>,
+        active: Option<bool>,
+        expires: Option<Option<i64>>,
+        note: Option<&str>,
+    ) -> Result<License> {
+        if let Some(products) = products {
+            self.products_exist(products).await?;
+        }
+        if let Some(note) = note {
+            check_note(note)?;
+        }
+        on_pool!(self, write, pool => {
+            let mut tx = pool.begin().await?;
+            let found: Option<(String,)> = sqlx::query_as("SELECT id FROM licenses WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(not_found_license(id));
+            }
+            if let Some(active) = active {
+                sqlx::query("UPDATE licenses SET active = $1 WHERE id = $2")
+                    .bind(active)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(expires) = expires {
+                sqlx::query("UPDATE licenses SET expires = $1 WHERE id = $2")
+                    .bind(expires)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(note) = note {
+                sqlx::query("UPDATE licenses SET note = $1 WHERE id = $2")
+                    .bind(note)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(products) = products {
+                sqlx::query("DELETE FROM license_products WHERE license = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let mut products = products.to_vec();
+                products.sort();
+                products.dedup();
+                for p in &products {
+                    sqlx::query("INSERT INTO license_products (license, product) VALUES ($1, $2)")
+                        .bind(id)
+                        .bind(p)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        self.license_get(id).await
+    }
+
+    pub async fn license_remove(&self, id: &str) -> Result<()> {
+        let removed = on_pool!(self, write, pool => {
+            sqlx::query("DELETE FROM licenses WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if removed == 0 {
+            return Err(not_found_license(id));
+        }
+        Ok(())
+    }
+
+    pub async fn account_add(
+        &self,
+        name: &str,
+        password: &str,
+        products: &[String],
+    ) -> Result<Account> {
+        check_account_name(name)?;
+        check_password(password)?;
+        self.products_exist(products).await?;
+        let mut products = products.to_vec();
+        products.sort();
+        products.dedup();
+        let hash = hash_password(password)?;
+        let created = now();
+        on_pool!(self, write, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO accounts (name, password_hash, active, created) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(&hash)
+            .bind(true)
+            .bind(created)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("the account {name:?} exists already")));
+            }
+            for p in &products {
+                sqlx::query("INSERT INTO account_products (account, product) VALUES ($1, $2)")
+                    .bind(name)
+                    .bind(p)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(Account {
+            name: name.to_owned(),
+            products,
+            active: true,
+            created,
+        })
+    }
+
+    pub async fn account_list(&self) -> Result<Vec<Account>> {
+        type Row = (String, bool, i64);
+        let (rows, pairs): (Vec<Row>, Pairs) = on_pool!(self, read, pool => {
+            let rows = sqlx::query_as("SELECT name, active, created FROM accounts ORDER BY name")
+                .fetch_all(pool)
+                .await?;
+            let pairs = sqlx::query_as(
+                "SELECT account, product FROM account_products ORDER BY account, product",
+            )
+            .fetch_all(pool)
+            .await?;
+            (rows, pairs)
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(name, active, created)| Account {
+                products: products_of(&name, &pairs),
+                name,
+                active,
+                created,
+            })
+            .collect())
+    }
+
+    pub async fn account_get(&self, name: &str) -> Result<Account> {
+        self.account_row(name)
+            .await?
+            .map(|(_, a)| a)
+            .ok_or_else(|| StoreError::NotFound(format!("account {name:?}")))
+    }
+
+    async fn account_row(&self, name: &str) -> Result<Option<(String, Account)>> {
+        type Row = (String, bool, i64);
+        let (row, products): (Option<Row>, Vec<(String,)>) = on_pool!(self, read, pool => {
+            let row = sqlx::query_as(
+                "SELECT password_hash, active, created FROM accounts WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+            let products = sqlx::query_as(
+                "SELECT product FROM account_products WHERE account = $1 ORDER BY product",
+            )
+            .bind(name)
+            .fetch_all(pool)
+            .await?;
+            (row, products)
+        });
+        Ok(row.map(|(hash, active, created)| {
+            let account = Account {
+                name: name.to_owned(),
+                products: products.into_iter().map(|(p,)| p).collect(),
+                active,
+                created,
+            };
+            (hash, account)
+        }))
+    }
+
+    /// The account, if the password is right; `None` for a wrong password and an unknown name
+    /// alike, with an Argon2 verification either way. Runs the hash on the blocking pool.
+    pub async fn account_verify(&self, name: &str, password: &str) -> Result<Option<Account>> {
+        let row = if check_account_name(name).is_ok() {
+            self.account_row(name).await?
+        } else {
+            None
+        };
+        let (hash, account) = match row {
+            Some((hash, account)) => (hash, Some(account)),
+            None => (stand_in_hash().to_owned(), None),
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .unwrap_or(false);
+        Ok(account.filter(|_| ok))
+    }
+
+    pub async fn account_update(
+        &self,
+        name: &str,
+        products: Option<&[String]>,
+        active: Option<bool>,
+        password: Option<&str>,
+    ) -> Result<Account> {
+        if let Some(products) = products {
+            self.products_exist(products).await?;
+        }
+        let hash = password
+            .map(|p| {
+                check_password(p)?;
+                hash_password(p)
+            })
+            .transpose()?;
+        on_pool!(self, write, pool => {
+            let mut tx = pool.begin().await?;
+            let found: Option<(String,)> =
+                sqlx::query_as("SELECT name FROM accounts WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if found.is_none() {
+                return Err(StoreError::NotFound(format!("account {name:?}")));
+            }
+            if let Some(active) = active {
+                sqlx::query("UPDATE accounts SET active = $1 WHERE name = $2")
+                    .bind(active)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(hash) = &hash {
+                sqlx::query("UPDATE accounts SET password_hash = $1 WHERE name = $2")
+                    .bind(hash)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(products) = products {
+                sqlx::query("DELETE FROM account_products WHERE account = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                let mut products = products.to_vec();
+                products.sort();
+                products.dedup();
+                for p in &products {
+                    sqlx::query("INSERT INTO account_products (account, product) VALUES ($1, $2)")
+                        .bind(name)
+                        .bind(p)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        self.account_get(name).await
+    }
+
+    pub async fn account_remove(&self, name: &str) -> Result<()> {
+        let removed = on_pool!(self, write, pool => {
+            sqlx::query("DELETE FROM accounts WHERE name = $1")
+                .bind(name)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if removed == 0 {
+            return Err(StoreError::NotFound(format!("account {name:?}")));
+        }
+        Ok(())
+    }
+}
+
+fn not_found_license(id: &str) -> StoreError {
+    StoreError::NotFound(format!("license {id:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_and_refuse() {
+        let (id, secret) = new_key().unwrap();
+        let key = format!("tg_{id}_{secret}");
+        let parsed = LicenseKey::parse(&key).unwrap();
+        assert_eq!(parsed.id, id);
+        assert_eq!(parsed.hash(), sha256(secret.as_bytes()));
+        assert!(
+            !format!("{parsed:?}").contains(&secret),
+            "Debug never shows the secret"
+        );
+        for bad in [
+            "",
+            "tg_",
+            &format!("tg_{id}"),
+            &format!("tg_{id}_"),
+            &format!("xx_{id}_{secret}"),
+            &format!("tg_{}_{secret}", &id[..9]),
+            &format!("tg_{}X_{secret}", &id[..9]),
+            &format!("tg_{id}_{}", &secret[..20]),
+            &format!("tg_{id}_{secret}'; DROP TABLE licenses; --"),
+        ] {
+            assert!(LicenseKey::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password(&hash, "correct horse"));
+        assert!(!verify_password(&hash, "correct horsE"));
+        assert!(!verify_password("not a hash", "x"));
+        assert!(!verify_password(stand_in_hash(), ""));
+    }
+}

@@ -1,0 +1,186 @@
+//! The entitlement database: products, licenses, accounts, the audit records, and the public
+//! halves of the signing keys. SQLite in the data directory by default (WAL, one writer), or
+//! PostgreSQL for several instances; one schema (`server/migrations/`), migrated at start.
+//!
+//! Each operation is written once as SQL that both backends accept and runs on whichever the
+//! store holds (see `on_pool!`). Times are seconds since the epoch. Secrets never reach this
+//! module in the clear except to be hashed: license keys as SHA-256 of their secret part,
+//! passwords with Argon2id.
+
+mod audit;
+mod keys;
+mod licenses;
+mod products;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use audit::{AuditFilter, DownloadRow, IssuedToken};
+pub use licenses::{Account, License, LicenseKey, NewLicense};
+pub use products::Product;
+
+/// How long a writer waits for SQLite's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What can go wrong with a stored thing, by what the caller should answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    #[error("migrating the database")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which database, as the command line names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `DATA_DIR/tollgate.db`.
+    Sqlite(std::path::PathBuf),
+    /// `postgres://...`
+    Postgres(String),
+}
+
+impl Location {
+    pub fn new(data_dir: &Path, database_url: Option<&str>) -> Location {
+        match database_url {
+            Some(url) => Location::Postgres(url.to_owned()),
+            None => Location::Sqlite(data_dir.join("tollgate.db")),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            // The URL may carry a password: show where, not how.
+            Location::Postgres(url) => match url.split_once('@') {
+                Some((_, host)) => write!(f, "postgres://…@{host}"),
+                None => f.write_str(url),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Db {
+    /// One connection writes (SQLite allows one writer; queueing here beats `database is
+    /// locked`), several read.
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the pool that does `$kind` (`write` or `read`).
+macro_rules! on_pool {
+    ($store:expr, write, $pool:ident => $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite { write: $pool, .. } => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+    ($store:expr, read, $pool:ident => $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite { read: $pool, .. } => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// The entitlement database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    /// Opens (creating it if needed) and migrates the database at `location`.
+    pub async fn open(location: &Location) -> Result<Store> {
+        let db = match location {
+            Location::Sqlite(path) => {
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(BUSY_TIMEOUT);
+                let write = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options.clone())
+                    .await?;
+                // The file holds hashes of keys and passwords: owner only.
+                restrict_mode(path);
+                sqlx::migrate!("migrations/sqlite").run(&write).await?;
+                let read = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options.read_only(true))
+                    .await?;
+                Db::Sqlite { write, read }
+            }
+            Location::Postgres(url) => {
+                let options = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options)
+                    .await?;
+                sqlx::migrate!("migrations/postgres").run(&pool).await?;
+                Db::Postgres(pool)
+            }
+        };
+        Ok(Store { db })
+    }
+
+    /// Waits for queued writes and closes the connections.
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+fn restrict_mode(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for file in [
+        path.to_owned(),
+        path.with_extension("db-wal"),
+        path.with_extension("db-shm"),
+    ] {
+        if file.exists() {
+            let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

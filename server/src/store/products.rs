@@ -1,0 +1,267 @@
+//! Products: what a vendor sells, as a set of ref patterns.
+
+use serde::Serialize;
+
+use super::{Result, Store, StoreError, now, on_pool};
+use crate::refpattern::RefPattern;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Product {
+    pub slug: String,
+    pub name: String,
+    /// Ref patterns, sorted.
+    pub refs: Vec<String>,
+    pub created: i64,
+}
+
+impl Product {
+    /// Whether any of the product's patterns covers `ref_name`.
+    pub fn covers(&self, ref_name: &str) -> bool {
+        self.refs
+            .iter()
+            .filter_map(|p| RefPattern::new(p).ok())
+            .any(|p| p.matches(ref_name))
+    }
+}
+
+/// Slugs are short identifiers: lowercase letters, digits and `-`, starting with a letter.
+pub fn check_slug(slug: &str) -> Result<()> {
+    let ok = (1..=64).contains(&slug.len())
+        && slug.starts_with(|c: char| c.is_ascii_lowercase())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{slug:?} is not a product slug (1 to 64 lowercase letters, digits and '-', starting \
+             with a letter)"
+        )))
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "a product name is 1 to 200 characters, without control characters".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_patterns(patterns: &[String]) -> Result<Vec<String>> {
+    if patterns.is_empty() || patterns.len() > 1000 {
+        return Err(StoreError::Invalid(
+            "a product needs 1 to 1000 ref patterns".to_owned(),
+        ));
+    }
+    let mut out = Vec::with_capacity(patterns.len());
+    for p in patterns {
+        if p.len() > 1024 {
+            return Err(StoreError::Invalid(
+                "a ref pattern is at most 1024 characters".to_owned(),
+            ));
+        }
+        RefPattern::new(p).map_err(StoreError::Invalid)?;
+        out.push(p.clone());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+impl Store {
+    pub async fn product_add(
+        &self,
+        slug: &str,
+        name: &str,
+        patterns: &[String],
+    ) -> Result<Product> {
+        check_slug(slug)?;
+        check_name(name)?;
+        let patterns = check_patterns(patterns)?;
+        let created = now();
+        on_pool!(self, write, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO products (slug, name, created) VALUES ($1, $2, $3) \
+                 ON CONFLICT (slug) DO NOTHING",
+            )
+            .bind(slug)
+            .bind(name)
+            .bind(created)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("the product {slug:?} exists already")));
+            }
+            for p in &patterns {
+                sqlx::query("INSERT INTO product_refs (product, pattern) VALUES ($1, $2)")
+                    .bind(slug)
+                    .bind(p)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(Product {
+            slug: slug.to_owned(),
+            name: name.to_owned(),
+            refs: patterns,
+            created,
+        })
+    }
+
+    pub async fn product_list(&self) -> Result<Vec<Product>> {
+        type Rows = (Vec<(String, String, i64)>, Vec<(String, String)>);
+        let (products, refs): Rows = on_pool!(self, read, pool => {
+            let products = sqlx::query_as("SELECT slug, name, created FROM products ORDER BY slug")
+                .fetch_all(pool)
+                .await?;
+            let refs = sqlx::query_as(
+                "SELECT product, pattern FROM product_refs ORDER BY product, pattern",
+            )
+            .fetch_all(pool)
+            .await?;
+            (products, refs)
+        });
+        Ok(products
+            .into_iter()
+            .map(|(slug, name, created)| {
+                let refs = refs
+                    .iter()
+                    .filter(|(p, _)| *p == slug)
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                Product {
+                    slug,
+                    name,
+                    refs,
+                    created,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn product_get(&self, slug: &str) -> Result<Product> {
+        let (row, refs): (Option<(String, i64)>, Vec<(String,)>) = on_pool!(self, read, pool => {
+            let row = sqlx::query_as("SELECT name, created FROM products WHERE slug = $1")
+                .bind(slug)
+                .fetch_optional(pool)
+                .await?;
+            let refs = sqlx::query_as(
+                "SELECT pattern FROM product_refs WHERE product = $1 ORDER BY pattern",
+            )
+            .bind(slug)
+            .fetch_all(pool)
+            .await?;
+            (row, refs)
+        });
+        let (name, created) =
+            row.ok_or_else(|| StoreError::NotFound(format!("product {slug:?}")))?;
+        Ok(Product {
+            slug: slug.to_owned(),
+            name,
+            refs: refs.into_iter().map(|(r,)| r).collect(),
+            created,
+        })
+    }
+
+    /// Changes a product's name and/or patterns.
+    pub async fn product_update(
+        &self,
+        slug: &str,
+        name: Option<&str>,
+        patterns: Option<&[String]>,
+    ) -> Result<Product> {
+        if let Some(name) = name {
+            check_name(name)?;
+        }
+        let patterns = patterns.map(check_patterns).transpose()?;
+        on_pool!(self, write, pool => {
+            let mut tx = pool.begin().await?;
+            let exists: Option<(String,)> =
+                sqlx::query_as("SELECT slug FROM products WHERE slug = $1")
+                    .bind(slug)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("product {slug:?}")));
+            }
+            if let Some(name) = name {
+                sqlx::query("UPDATE products SET name = $1 WHERE slug = $2")
+                    .bind(name)
+                    .bind(slug)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(patterns) = &patterns {
+                sqlx::query("DELETE FROM product_refs WHERE product = $1")
+                    .bind(slug)
+                    .execute(&mut *tx)
+                    .await?;
+                for p in patterns {
+                    sqlx::query("INSERT INTO product_refs (product, pattern) VALUES ($1, $2)")
+                        .bind(slug)
+                        .bind(p)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        self.product_get(slug).await
+    }
+
+    /// Removes a product that no license or account holds.
+    pub async fn product_remove(&self, slug: &str) -> Result<()> {
+        on_pool!(self, write, pool => {
+            let mut tx = pool.begin().await?;
+            let (holders,): (i64,) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM license_products WHERE product = $1) \
+                      + (SELECT COUNT(*) FROM account_products WHERE product = $1)",
+            )
+            .bind(slug)
+            .fetch_one(&mut *tx)
+            .await?;
+            if holders > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "the product {slug:?} is held by {holders} licenses or accounts; take it \
+                     from them first"
+                )));
+            }
+            let removed = sqlx::query("DELETE FROM products WHERE slug = $1")
+                .bind(slug)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if removed == 0 {
+                return Err(StoreError::NotFound(format!("product {slug:?}")));
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The products with these slugs; an unknown slug is an error naming it.
+    pub(super) async fn products_exist(&self, slugs: &[String]) -> Result<()> {
+        if slugs.is_empty() {
+            return Err(StoreError::Invalid("give at least one product".to_owned()));
+        }
+        for slug in slugs {
+            check_slug(slug)?;
+            let found: Option<(String,)> = on_pool!(self, read, pool => {
+                sqlx::query_as("SELECT slug FROM products WHERE slug = $1")
+                    .bind(slug)
+                    .fetch_optional(pool)
+                    .await?
+            });
+            if found.is_none() {
+                return Err(StoreError::NotFound(format!("product {slug:?}")));
+            }
+        }
+        Ok(())
+    }
+}

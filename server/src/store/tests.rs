@@ -1,0 +1,305 @@
+//! One scenario, run on SQLite and on a real PostgreSQL: the same schema must behave the same.
+
+use tollgate_tests::postgres::Postgres;
+
+use super::*;
+
+async fn scenario(store: &Store) {
+    // Products.
+    let pro = store
+        .product_add(
+            "pro",
+            "Pro",
+            &[
+                "app/com.example.Pro/*".into(),
+                "runtime/com.example.Sdk*".into(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(pro.covers("app/com.example.Pro/x86_64/stable"));
+    assert!(!pro.covers("app/com.example.Free/x86_64/stable"));
+    store
+        .product_add("extra", "Extra", &["app/com.example.Extra/*".into()])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.product_add("pro", "Again", &["x".into()]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    for (slug, name, refs) in [
+        ("Bad Slug", "x", vec!["x".to_owned()]),
+        ("ok", "", vec!["x".to_owned()]),
+        ("ok", "x", vec![]),
+        ("ok", "x", vec!["has space".to_owned()]),
+        ("ok'; DROP TABLE products; --", "x", vec!["x".to_owned()]),
+    ] {
+        assert!(
+            matches!(
+                store.product_add(slug, name, &refs).await,
+                Err(StoreError::Invalid(_))
+            ),
+            "{slug}"
+        );
+    }
+    let listed: Vec<String> = store
+        .product_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.slug)
+        .collect();
+    assert_eq!(listed, ["extra", "pro"]);
+    let renamed = store
+        .product_update("pro", Some("Pro 2"), None)
+        .await
+        .unwrap();
+    assert_eq!((renamed.name.as_str(), renamed.refs.len()), ("Pro 2", 2));
+    assert!(matches!(
+        store.product_get("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Licenses: the key opens exactly its license; near misses and unknown ids do not.
+    let (license, key) = store
+        .license_add(&NewLicense {
+            products: vec!["pro".into()],
+            expires: None,
+            note: "for tests".into(),
+        })
+        .await
+        .unwrap();
+    assert!(key.starts_with(&format!("tg_{}_", license.id)), "{key}");
+    let parsed = LicenseKey::parse(&key).unwrap();
+    assert_eq!(
+        store.license_verify(&parsed).await.unwrap(),
+        Some(license.clone())
+    );
+    let mut wrong = key.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'a' { 'b' } else { 'a' });
+    assert_eq!(
+        store
+            .license_verify(&LicenseKey::parse(&wrong).unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    let unknown = format!("tg_aaaaaaaaaa_{}", &key[14..]);
+    assert_eq!(
+        store
+            .license_verify(&LicenseKey::parse(&unknown).unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        store
+            .license_add(&NewLicense {
+                products: vec!["nope".into()],
+                ..Default::default()
+            })
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let updated = store
+        .license_update(
+            &license.id,
+            Some(&["pro".into(), "extra".into()]),
+            Some(false),
+            Some(Some(42)),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.products, ["extra", "pro"]);
+    assert_eq!((updated.active, updated.expires), (false, Some(42)));
+    assert!(matches!(
+        store.product_remove("pro").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.license_list().await.unwrap().len(), 1);
+
+    // Accounts.
+    let account = store
+        .account_add("alice", "correct horse", &["extra".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .account_verify("alice", "correct horse")
+            .await
+            .unwrap(),
+        Some(account)
+    );
+    assert_eq!(
+        store.account_verify("alice", "wrong horse!").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.account_verify("bob", "correct horse").await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        store
+            .account_add("alice", "another one", &["extra".into()])
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .account_add("a b", "long enough", &["extra".into()])
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.account_add("carol", "short", &["extra".into()]).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let off = store
+        .account_update("alice", None, Some(false), None)
+        .await
+        .unwrap();
+    assert!(!off.active);
+
+    // Audit records, paged newest first.
+    let tokens: Vec<IssuedToken> = (0..5)
+        .map(|i| IssuedToken {
+            seq: 0,
+            jti: format!("jti{i}"),
+            subject: format!("license:{}", license.id),
+            license: Some(license.id.clone()),
+            account: None,
+            repo: String::new(),
+            refs: vec![format!("app/com.example.Pro/x86_64/v{i}")],
+            client: "127.0.0.1".into(),
+            issued: 1000 + i,
+            expires: 1600 + i,
+        })
+        .collect();
+    store.record_issued(&tokens).await.unwrap();
+    let page = store
+        .issued_tokens(&AuditFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|t| t.jti.as_str()).collect::<Vec<_>>(),
+        ["jti4", "jti3"]
+    );
+    let next = store
+        .issued_tokens(&AuditFilter {
+            limit: 2,
+            before: Some(page[1].seq),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|t| t.jti.as_str()).collect::<Vec<_>>(),
+        ["jti2", "jti1"]
+    );
+    let by_ref = store
+        .issued_tokens(&AuditFilter {
+            ref_name: Some("app/com.example.Pro/x86_64/v3".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_ref.len(), 1);
+    assert_eq!(by_ref[0].refs, ["app/com.example.Pro/x86_64/v3"]);
+    let since = store
+        .issued_tokens(&AuditFilter {
+            since: Some(1003),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 2);
+    store
+        .record_downloads(&[DownloadRow {
+            seq: 0,
+            at: 5,
+            repo: String::new(),
+            ref_name: "app/com.example.Pro/x86_64/stable".into(),
+            commit: "c".repeat(64),
+            token_id: Some("jti1".into()),
+            subject: "s".into(),
+            user_agent: "ua \"quoted\"".into(),
+        }])
+        .await
+        .unwrap();
+    let downloads = store
+        .downloads(&AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(downloads.len(), 1);
+    assert_eq!(downloads[0].user_agent, "ua \"quoted\"");
+
+    // Keys: published once, retired, and still valid within the overlap.
+    store.key_publish("k1", &[1; 32], 100).await.unwrap();
+    store.key_publish("k1", &[9; 32], 999).await.unwrap();
+    store.key_publish("k2", &[2; 32], 200).await.unwrap();
+    store.keys_retire_all_but("k2", 300).await.unwrap();
+    let valid = store.keys_valid_since(250).await.unwrap();
+    assert_eq!(
+        valid.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+        ["k2", "k1"]
+    );
+    assert_eq!(
+        valid[1].public_key, [1; 32],
+        "publishing again changes nothing"
+    );
+    let valid = store.keys_valid_since(300).await.unwrap();
+    assert_eq!(
+        valid.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+        ["k2"]
+    );
+
+    // Removal.
+    store.license_remove(&license.id).await.unwrap();
+    store.account_remove("alice").await.unwrap();
+    store.product_remove("pro").await.unwrap();
+    assert!(matches!(
+        store.license_remove(&license.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = Location::new(dir.path(), None);
+    let store = Store::open(&location).await.unwrap();
+    scenario(&store).await;
+    store.close().await;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("tollgate.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the database holds hashes: owner only");
+    // Opening again runs no migration twice and keeps the data.
+    let store = Store::open(&location).await.unwrap();
+    assert_eq!(store.product_list().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn postgres() {
+    let pg = Postgres::start();
+    let url = pg.database("scenario");
+    let location = Location::new(std::path::Path::new("/nonexistent"), Some(&url));
+    let store = Store::open(&location).await.unwrap();
+    scenario(&store).await;
+    store.close().await;
+    let store = Store::open(&location).await.unwrap();
+    assert_eq!(store.product_list().await.unwrap().len(), 1);
+    assert!(location.to_string().contains("127.0.0.1"));
+}
