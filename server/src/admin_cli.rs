@@ -53,7 +53,17 @@ async fn product(store: &Store, json: bool, command: ProductCommand) -> anyhow::
         ProductCommand::Show { slug } => vec![store.product_get(&slug).await?],
         ProductCommand::Update { slug, name, refs } => {
             let refs = (!refs.is_empty()).then_some(refs.as_slice());
-            vec![store.product_update(&slug, name.as_deref(), refs).await?]
+            vec![
+                store
+                    .product_update(&slug, name.as_deref(), refs, None)
+                    .await?,
+            ]
+        }
+        ProductCommand::Deactivate { slug } => {
+            vec![store.product_update(&slug, None, None, Some(false)).await?]
+        }
+        ProductCommand::Activate { slug } => {
+            vec![store.product_update(&slug, None, None, Some(true)).await?]
         }
         ProductCommand::Remove { slug } => {
             store.product_remove(&slug).await?;
@@ -70,11 +80,12 @@ async fn product(store: &Store, json: bool, command: ProductCommand) -> anyhow::
                     p.slug.clone(),
                     p.name.clone(),
                     p.refs.join(" "),
+                    if p.active { "active" } else { "inactive" }.to_owned(),
                     time(p.created),
                 ]
             })
             .collect();
-        print_table(&["SLUG", "NAME", "REFS", "CREATED"], &rows);
+        print_table(&["SLUG", "NAME", "REFS", "STATE", "CREATED"], &rows);
     }
     Ok(())
 }

@@ -93,6 +93,14 @@ pub enum ProductCommand {
         #[arg(long = "ref", value_name = "PATTERN")]
         refs: Vec<String>,
     },
+    /// Withdraw a product: it opens nothing, whoever holds it, until activated again (tokens
+    /// already issued run out within minutes).
+    Deactivate {
+        slug: String,
+    },
+    Activate {
+        slug: String,
+    },
     /// Remove a product that no license or account holds.
     Remove {
         slug: String,

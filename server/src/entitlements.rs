@@ -210,11 +210,15 @@ impl Entitlements {
                     .entry(String::new())
                     .or_default()
                     .push(name.clone()),
-                RefKind::Gated if products.iter().any(|p| p.covers(name)) => {
-                    granted.push(name.clone())
-                }
                 RefKind::Gated => {
-                    answer.denied.insert(name.clone(), "not-licensed");
+                    let mut covering = products.iter().filter(|p| p.covers(name)).peekable();
+                    if covering.peek().is_none() {
+                        answer.denied.insert(name.clone(), "not-licensed");
+                    } else if covering.any(|p| p.active) {
+                        granted.push(name.clone());
+                    } else {
+                        answer.denied.insert(name.clone(), "product-inactive");
+                    }
                 }
                 RefKind::Unknown => {
                     answer.denied.insert(name.clone(), "unknown-ref");

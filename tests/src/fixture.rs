@@ -93,6 +93,25 @@ impl Fixture {
         assert!(out.contains("no errors found"), "ostree fsck said:\n{out}");
     }
 
+    /// Fails unless the client repository `client` has `remote:r` at the commit `source` has
+    /// `r` at, and `ostree fsck` finds it whole.
+    pub fn assert_pulled(&self, client: &Path, remote: &str, source: &Path, r: &str) {
+        assert_eq!(
+            self.rev_parse(client, &format!("{remote}:{r}")),
+            self.rev_parse(source, r),
+            "{r} in {}",
+            client.display()
+        );
+        self.fsck(client);
+    }
+
+    /// `flatpak --user remote-add --no-gpg-verify NAME URL`.
+    pub fn flatpak_remote_add(&self, name: &str, url: &str) {
+        self.flatpak()
+            .args(["--user", "remote-add", "--no-gpg-verify", name, url])
+            .run();
+    }
+
     /// `flatpak ...`, checked to be installed.
     pub fn flatpak(&self) -> Cmd {
         require_tool("flatpak", "flatpak");

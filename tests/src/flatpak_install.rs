@@ -11,15 +11,7 @@ fn install_and_uninstall_a_runtime() {
     fx.flatpak_update_repo(&repo);
     let server = Server::serve(&["--repo", repo.to_str().unwrap()], fx.env());
 
-    fx.flatpak()
-        .args([
-            "--user",
-            "remote-add",
-            "--no-gpg-verify",
-            "test",
-            &server.url(),
-        ])
-        .run();
+    fx.flatpak_remote_add("test", &server.url());
     fx.flatpak()
         .args([
             "--user",

@@ -17,22 +17,22 @@ use crate::http::{Response, request};
 use crate::server::{Server, tollgate_bin};
 use crate::tokens;
 
-const FLAT_MANAGER_SECRET: &[u8] = b"a flat-manager download secret for tests";
-const RUNTIME: &str = "org.example.Platform";
-const APP: &str = "org.example.Paid";
+pub(crate) const FLAT_MANAGER_SECRET: &[u8] = b"a flat-manager download secret for tests";
+pub(crate) const RUNTIME: &str = "org.example.Platform";
+pub(crate) const APP: &str = "org.example.Paid";
 
 /// A Flatpak repository with a public runtime and a gated app in two versions, deltas,
 /// appstream, and the test authenticator configured; plus the server's data directory with its
 /// key, and a configuration accepting flat-manager tokens.
-struct GatedRepo {
-    repo: PathBuf,
-    data: PathBuf,
-    config: PathBuf,
-    runtime_ref: String,
-    app_ref: String,
+pub(crate) struct GatedRepo {
+    pub repo: PathBuf,
+    pub data: PathBuf,
+    pub config: PathBuf,
+    pub runtime_ref: String,
+    pub app_ref: String,
 }
 
-fn gated_repo(fx: &Fixture) -> GatedRepo {
+pub(crate) fn gated_repo(fx: &Fixture) -> GatedRepo {
     let repo = fx.join("repo");
     let runtime_ref = fx.flatpak_runtime(&repo, RUNTIME, 1, None);
     fx.flatpak_app(&repo, APP, RUNTIME, 1, Some(2));
@@ -79,7 +79,7 @@ fn gated_repo(fx: &Fixture) -> GatedRepo {
 }
 
 /// `flatpak build-update-repo` with static deltas, naming the test authenticator.
-fn update_repo(fx: &Fixture, repo: &Path) {
+pub(crate) fn update_repo(fx: &Fixture, repo: &Path) {
     fx.flatpak()
         .args([
             "build-update-repo",
@@ -465,12 +465,7 @@ fn ostree_pull_needs_a_token_for_the_gated_ref() {
             &g.app_ref,
         ])
         .run();
-    assert_eq!(
-        fx.rev_parse(&cli, &format!("origin:{}", g.app_ref)),
-        fx.rev_parse(&g.repo, &g.app_ref)
-    );
-    let fsck = fx.ostree(&cli).arg("fsck").run();
-    assert!(fsck.contains("no errors found"), "{fsck}");
+    fx.assert_pulled(&cli, "origin", &g.repo, &g.app_ref);
     // The pull went through the gated delta, and the audit log recorded it.
     let requests = server.requests_since(mark);
     assert!(
@@ -498,15 +493,7 @@ fn flatpak_installs_the_gated_app_through_its_authenticator() {
     let flatpak = || fx.flatpak().envs(&env);
     let required = fx.join("run/required-token");
 
-    flatpak()
-        .args([
-            "--user",
-            "remote-add",
-            "--no-gpg-verify",
-            "test",
-            &server.url(),
-        ])
-        .run();
+    fx.flatpak_remote_add("test", &server.url());
 
     // Appstream is public: flatpak pulls it without a token, before anything is installed.
     let arch = fx.flatpak_arch();

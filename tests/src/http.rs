@@ -2,7 +2,7 @@
 //! it, which is the only way to send `..`, `%00` or a malformed header to a server.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -24,7 +24,34 @@ impl Response {
 
 /// Sends `raw` as is and reads one response up to the end of the connection.
 pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(addr)?;
+    send_raw_from(None, addr, raw)
+}
+
+/// A connection from the loopback address `source` (any of 127.0.0.0/8 works on Linux), so
+/// that a test can be several clients to a server that tells them apart by address.
+fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
+    let family = if source.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = socket(family, SocketType::STREAM, None)?;
+    bind(&fd, &SocketAddr::new(source, 0))?;
+    connect(&fd, &addr)?;
+    Ok(TcpStream::from(fd))
+}
+
+/// [`send_raw`], from the address `source` when given.
+pub fn send_raw_from(
+    source: Option<IpAddr>,
+    addr: SocketAddr,
+    raw: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = match source {
+        Some(source) => connect_from(source, addr)?,
+        None => TcpStream::connect(addr)?,
+    };
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     stream.write_all(raw)?;
     let mut bytes = Vec::new();
@@ -65,4 +92,74 @@ fn parse_response(bytes: &[u8]) -> Option<Response> {
         headers,
         body: bytes[split + 4..].to_vec(),
     })
+}
+
+/// `METHOD path` with a body (and its Content-Length) and the given extra headers.
+pub fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    request_with_body_from(None, addr, method, path, headers, body)
+}
+
+/// [`request_with_body`], from the address `source` when given.
+pub fn request_with_body_from(
+    source: Option<IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    try_request_with_body_from(source, addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// [`request_with_body_from`], with a failed connection as an error rather than a panic.
+pub fn try_request_with_body_from(
+    source: Option<IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (k, v) in headers {
+        raw.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    raw.extend_from_slice(body);
+    send_raw_from(source, addr, &raw)
+}
+
+/// A JSON request (no body for `None`); the status and the JSON answer (`null` when the body
+/// is empty or not JSON).
+pub fn json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let headers: Vec<(&str, &str)> = authorization
+        .iter()
+        .map(|a| ("Authorization", *a))
+        .chain([("Content-Type", "application/json")])
+        .collect();
+    let body = body
+        .map(|b| serde_json::to_vec(b).unwrap())
+        .unwrap_or_default();
+    let r = request_with_body(addr, method, path, &headers, &body);
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null),
+    )
 }

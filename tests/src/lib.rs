@@ -23,6 +23,8 @@ mod bad_input;
 #[cfg(test)]
 mod demo;
 #[cfg(test)]
+mod entitlements;
+#[cfg(test)]
 mod flatpak_install;
 #[cfg(test)]
 mod gating;

@@ -8,8 +8,8 @@
 //! admin API refuses everything.
 //!
 //! ```text
-//! GET, POST            /api/v1/admin/products            PATCH: {"name"?, "refs"?}
-//! GET, PATCH, DELETE   /api/v1/admin/products/SLUG
+//! GET, POST            /api/v1/admin/products            POST: {"slug", "name", "refs"}
+//! GET, PATCH, DELETE   /api/v1/admin/products/SLUG       PATCH: {"name"?, "refs"?, "active"?}
 //! GET, POST            /api/v1/admin/licenses            POST: {"products", "expires"?, "note"?}
 //! GET, PATCH, DELETE   /api/v1/admin/licenses/ID         PATCH: {"products"?, "active"?, "expires"?, "note"?}
 //! GET, POST            /api/v1/admin/accounts            POST: {"name", "password", "products"}
@@ -67,7 +67,12 @@ pub async fn handle(
         (&Method::PATCH, ["products", slug]) => {
             let change: ProductChange = parse(body).await?;
             ok(store
-                .product_update(slug, change.name.as_deref(), change.refs.as_deref())
+                .product_update(
+                    slug,
+                    change.name.as_deref(),
+                    change.refs.as_deref(),
+                    change.active,
+                )
                 .await)
         }
         (&Method::DELETE, ["products", slug]) => removed(store.product_remove(slug).await),
@@ -281,6 +286,7 @@ struct ProductNew {
 struct ProductChange {
     name: Option<String>,
     refs: Option<Vec<String>>,
+    active: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,7 @@ use super::{AppState, HttpError};
 use crate::entitlements::{Credential, IssueError, RefKind};
 use crate::index::Access;
 use crate::store::now;
-use crate::tokens::LEEWAY_SECS;
+use crate::tokens::{LEEWAY_SECS, SubsetError, SubsetRequest};
 
 /// A request body, not yet read.
 pub type Body = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
@@ -25,6 +25,8 @@ pub type Body = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
 const MAX_TOKEN_REQUEST: usize = 64 * 1024;
 /// Refs one request may ask for (flatpak asks for one transaction's refs at once).
 const MAX_REFS: usize = 256;
+/// The longest a token_subset token may live: ten years, as flat-manager's long-lived tokens.
+const MAX_SUBSET_DURATION: i64 = 10 * 366 * 24 * 3600;
 
 /// Reads a body of at most `limit` bytes.
 pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, HttpError> {
@@ -150,6 +152,51 @@ pub async fn tokens(
             }
         })?;
     Ok(json(StatusCode::OK, &answer))
+}
+
+/// flat-manager's `POST /api/v1/token_subset`: a flat-manager token (Bearer) and
+/// `{sub, scope, duration, prefixes?, apps?, repos?, name}` in, `{token}` out, the new token a
+/// subset of the presented one and expiring no later.
+pub async fn token_subset(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    if method != Method::POST {
+        return Err(HttpError::MethodNotAllowed("POST"));
+    }
+    let body = read_body(body, MAX_TOKEN_REQUEST).await?;
+    let request: SubsetRequest = serde_json::from_slice(&body).map_err(|e| {
+        HttpError::BadRequest(format!(
+            "the body must be JSON like {{\"sub\", \"scope\", \"duration\", \"name\", \
+             \"prefixes\"?, \"apps\"?, \"repos\"?}}: {e}"
+        ))
+    })?;
+    if !(1..=MAX_SUBSET_DURATION).contains(&request.duration) {
+        return Err(HttpError::BadRequest(format!(
+            "duration {} is out of range: give 1 to {MAX_SUBSET_DURATION} seconds",
+            request.duration
+        )));
+    }
+    let parent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or(HttpError::CredentialsRequired)?;
+    match state.verifier.load().flat_manager_subset(parent, &request) {
+        Ok(token) => Ok(json(StatusCode::OK, &serde_json::json!({ "token": token }))),
+        Err(SubsetError::NotConfigured) => Err(HttpError::Missing(
+            "token_subset needs a flat-manager secret in the configuration".to_owned(),
+        )),
+        Err(SubsetError::Parent(e)) => {
+            tracing::debug!("refused a token_subset parent: {e}");
+            Err(HttpError::InvalidToken)
+        }
+        Err(SubsetError::NotSubset) => Err(HttpError::NotEntitled),
+    }
 }
 
 /// The Ed25519 keys that tokens still valid can be signed with, as a JSON Web Key Set.

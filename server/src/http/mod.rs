@@ -173,6 +173,8 @@ async fn route(
     match path {
         // POST: a credential and refs in, download tokens out.
         "/api/v1/tokens" => api::tokens(state, &method, &headers, peer, body).await,
+        // POST: flat-manager's token_subset.
+        "/api/v1/token_subset" => api::token_subset(state, &method, &headers, body).await,
         // GET: the public keys of the signing keys.
         "/.well-known/jwks.json" => api::jwks(state, &method).await,
         // GET, HEAD: /[NAME/]<repository file>, judged by the gate.

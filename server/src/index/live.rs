@@ -59,6 +59,8 @@ struct Shared {
     served: tokio::sync::watch::Sender<u64>,
     /// How long the last build took, in milliseconds.
     last_build_ms: AtomicU64,
+    /// How many times the thread has looked at the refs.
+    checks: AtomicU64,
 }
 
 impl LiveIndex {
@@ -74,6 +76,7 @@ impl LiveIndex {
             wake: (Mutex::new(false), Condvar::new()),
             served: tokio::sync::watch::channel(0).0,
             last_build_ms: AtomicU64::new(0),
+            checks: AtomicU64::new(0),
         });
         let watcher = watch(&shared);
         let thread_shared = Arc::clone(&shared);
@@ -150,6 +153,7 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
             std::thread::sleep(EVENT_SETTLE);
         }
         let ticket = shared.requested.load(Ordering::SeqCst);
+        shared.checks.fetch_add(1, Ordering::Relaxed);
         let now = fingerprint(shared.repo.root());
         if now != last {
             let started = Instant::now();
@@ -214,7 +218,10 @@ fn watch(shared: &Arc<Shared>) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
     let weak = Arc::downgrade(shared);
     let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok()
+        // Only changes matter. Opening and reading (requests for `config` and `summary`, this
+        // thread's own walk of `refs/`) are events too, and waking on them would loop.
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
             && let Some(shared) = weak.upgrade()
         {
             shared.wake_up();
@@ -272,4 +279,50 @@ fn fingerprint(root: &Path) -> Fingerprint {
     walk(&root.join("refs/mirrors"), &mut out);
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use tollgate_tests::fixture::{Fixture, sample_tree};
+
+    use super::*;
+    use crate::index::Access;
+
+    #[test]
+    fn reads_do_not_wake_the_index_and_changes_do() {
+        let fx = Fixture::new();
+        let tree = sample_tree(&fx.join("tree"));
+        let (path, _) = fx.archive_repo("repo", "test/a", &tree);
+        let live = LiveIndex::start(Repo::open(&path).unwrap(), Arc::new(|_: &str| false)).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let checks = || live.shared.checks.load(Ordering::Relaxed);
+        let before = checks();
+        let started = Instant::now();
+        // What requests do all day: read the top-level files and the refs.
+        for _ in 0..40 {
+            std::fs::read(path.join("config")).unwrap();
+            std::fs::read(path.join("refs/heads/test/a")).unwrap();
+            assert!(std::fs::read_dir(path.join("refs/heads")).unwrap().count() > 0);
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let polls = started.elapsed().as_secs() / POLL_INTERVAL.as_secs() + 1;
+        let woken = checks() - before;
+        assert!(
+            woken <= polls,
+            "the index looked at the refs {woken} times in {:?} of reads",
+            started.elapsed()
+        );
+
+        // A publish wakes it, well before the next poll would.
+        fx.commit(&path, "test/b", &tree, "another ref");
+        let published = Instant::now();
+        while matches!(live.load().ref_file("test/b"), Access::Unknown) {
+            assert!(
+                published.elapsed() < POLL_INTERVAL + Duration::from_secs(1),
+                "the new ref was not indexed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

@@ -11,6 +11,8 @@ pub struct Product {
     pub name: String,
     /// Ref patterns, sorted.
     pub refs: Vec<String>,
+    /// An inactive product opens nothing, whoever holds it.
+    pub active: bool,
     pub created: i64,
 }
 
@@ -110,16 +112,18 @@ impl Store {
             slug: slug.to_owned(),
             name: name.to_owned(),
             refs: patterns,
+            active: true,
             created,
         })
     }
 
     pub async fn product_list(&self) -> Result<Vec<Product>> {
-        type Rows = (Vec<(String, String, i64)>, Vec<(String, String)>);
+        type Rows = (Vec<(String, String, bool, i64)>, Vec<(String, String)>);
         let (products, refs): Rows = on_pool!(self, read, pool => {
-            let products = sqlx::query_as("SELECT slug, name, created FROM products ORDER BY slug")
-                .fetch_all(pool)
-                .await?;
+            let products =
+                sqlx::query_as("SELECT slug, name, active, created FROM products ORDER BY slug")
+                    .fetch_all(pool)
+                    .await?;
             let refs = sqlx::query_as(
                 "SELECT product, pattern FROM product_refs ORDER BY product, pattern",
             )
@@ -129,7 +133,7 @@ impl Store {
         });
         Ok(products
             .into_iter()
-            .map(|(slug, name, created)| {
+            .map(|(slug, name, active, created)| {
                 let refs = refs
                     .iter()
                     .filter(|(p, _)| *p == slug)
@@ -139,6 +143,7 @@ impl Store {
                     slug,
                     name,
                     refs,
+                    active,
                     created,
                 }
             })
@@ -146,8 +151,9 @@ impl Store {
     }
 
     pub async fn product_get(&self, slug: &str) -> Result<Product> {
-        let (row, refs): (Option<(String, i64)>, Vec<(String,)>) = on_pool!(self, read, pool => {
-            let row = sqlx::query_as("SELECT name, created FROM products WHERE slug = $1")
+        type Rows = (Option<(String, bool, i64)>, Vec<(String,)>);
+        let (row, refs): Rows = on_pool!(self, read, pool => {
+            let row = sqlx::query_as("SELECT name, active, created FROM products WHERE slug = $1")
                 .bind(slug)
                 .fetch_optional(pool)
                 .await?;
@@ -159,22 +165,25 @@ impl Store {
             .await?;
             (row, refs)
         });
-        let (name, created) =
+        let (name, active, created) =
             row.ok_or_else(|| StoreError::NotFound(format!("product {slug:?}")))?;
         Ok(Product {
             slug: slug.to_owned(),
             name,
             refs: refs.into_iter().map(|(r,)| r).collect(),
+            active,
             created,
         })
     }
 
-    /// Changes a product's name and/or patterns.
+    /// Changes a product's name, patterns or whether it is active; `None` leaves a field as
+    /// it is.
     pub async fn product_update(
         &self,
         slug: &str,
         name: Option<&str>,
         patterns: Option<&[String]>,
+        active: Option<bool>,
     ) -> Result<Product> {
         if let Some(name) = name {
             check_name(name)?;
@@ -193,6 +202,13 @@ impl Store {
             if let Some(name) = name {
                 sqlx::query("UPDATE products SET name = $1 WHERE slug = $2")
                     .bind(name)
+                    .bind(slug)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+                        if let Some(active) = active {
+                sqlx::query("UPDATE products SET active = $1 WHERE slug = $2")
+                    .bind(active)
                     .bind(slug)
                     .execute(&mut *tx)
                     .await?;

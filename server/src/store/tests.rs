@@ -51,10 +51,24 @@ async fn scenario(store: &Store) {
         .collect();
     assert_eq!(listed, ["extra", "pro"]);
     let renamed = store
-        .product_update("pro", Some("Pro 2"), None)
+        .product_update("pro", Some("Pro 2"), None, None)
         .await
         .unwrap();
     assert_eq!((renamed.name.as_str(), renamed.refs.len()), ("Pro 2", 2));
+    assert!(renamed.active);
+    let withdrawn = store
+        .product_update("extra", None, None, Some(false))
+        .await
+        .unwrap();
+    assert!(!withdrawn.active);
+    assert!(!store.product_get("extra").await.unwrap().active);
+    assert!(
+        store
+            .product_update("extra", None, None, Some(true))
+            .await
+            .unwrap()
+            .active
+    );
     assert!(matches!(
         store.product_get("nope").await,
         Err(StoreError::NotFound(_))

@@ -12,4 +12,4 @@ mod verify;
 
 pub use claims::{Grant, issue};
 pub use keys::{KeyDir, SigningKey};
-pub use verify::{LEEWAY_SECS, TokenError, TrustedKeys, Verifier};
+pub use verify::{LEEWAY_SECS, SubsetError, SubsetRequest, TokenError, TrustedKeys, Verifier};

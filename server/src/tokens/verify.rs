@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 
 use super::claims::{FlatManagerClaims, Grant, NativeClaims};
 #[cfg(test)]
@@ -51,7 +51,8 @@ pub enum TokenError {
 /// Checks tokens against the keys the server trusts.
 pub struct Verifier {
     native: HashMap<String, DecodingKey>,
-    flat_manager: Option<DecodingKey>,
+    /// flat-manager's secret, to check its tokens and to sign subsets of them.
+    flat_manager: Option<(DecodingKey, EncodingKey)>,
     cache: quick_cache::sync::Cache<String, Arc<Grant>>,
 }
 
@@ -74,7 +75,8 @@ impl Verifier {
     ) -> Verifier {
         Verifier {
             native: keys.into_iter().collect(),
-            flat_manager: flat_manager_secret.map(DecodingKey::from_secret),
+            flat_manager: flat_manager_secret
+                .map(|s| (DecodingKey::from_secret(s), EncodingKey::from_secret(s))),
             cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
         }
     }
@@ -119,6 +121,78 @@ impl Verifier {
         self.flat_manager.is_some()
     }
 
+    /// flat-manager's `token_subset`: checks `parent` (a flat-manager token) and signs a child
+    /// that is a subset of it, by flat-manager's rules.
+    pub fn flat_manager_subset(
+        &self,
+        parent: &str,
+        request: &SubsetRequest,
+    ) -> Result<String, SubsetError> {
+        let (decoding, encoding) = self
+            .flat_manager
+            .as_ref()
+            .ok_or(SubsetError::NotConfigured)?;
+        let header = jsonwebtoken::decode_header(parent)
+            .map_err(|e| SubsetError::Parent(TokenError::Malformed(e)))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(SubsetError::Parent(TokenError::Algorithm(format!(
+                "{:?}",
+                header.alg
+            ))));
+        }
+        let parent = jsonwebtoken::decode::<FlatManagerToken>(
+            parent,
+            decoding,
+            &validation(Algorithm::HS256),
+        )
+        .map_err(|e| SubsetError::Parent(TokenError::Invalid(e)))?
+        .claims;
+        let exp = i64::try_from(now())
+            .unwrap_or(i64::MAX)
+            .saturating_add(request.duration);
+        let subset = exp <= parent.exp
+            && sub_has_prefix(&request.sub, &parent.sub)
+            && request.scope.iter().all(|s| parent.scope.contains(s))
+            && request.prefixes.as_ref().is_none_or(|ps| {
+                ps.iter()
+                    .all(|p| parent.prefixes.iter().any(|q| fm_prefix_matches(p, q)))
+            })
+            && request
+                .apps
+                .as_ref()
+                .is_none_or(|apps| apps.iter().all(|a| parent.apps.contains(a)))
+            && request.repos.as_ref().is_none_or(|repos| {
+                repos
+                    .iter()
+                    .all(|r| parent.repos.iter().any(|q| q.is_empty() || q == r))
+            });
+        if !subset {
+            return Err(SubsetError::NotSubset);
+        }
+        let child = FlatManagerToken {
+            sub: request.sub.clone(),
+            scope: request.scope.clone(),
+            name: Some(format!(
+                "{}/{}",
+                parent.name.unwrap_or_default(),
+                request.name
+            )),
+            jti: parent.jti,
+            prefixes: request.prefixes.clone().unwrap_or(parent.prefixes),
+            apps: request.apps.clone().unwrap_or(parent.apps),
+            repos: request.repos.clone().unwrap_or(parent.repos),
+            branches: parent.branches,
+            token_type: parent.token_type,
+            exp,
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &child,
+            encoding,
+        )
+        .map_err(|e| SubsetError::Parent(TokenError::Invalid(e)))
+    }
+
     /// The key ids this verifier accepts.
     pub fn key_ids(&self) -> impl Iterator<Item = &str> {
         self.native.keys().map(String::as_str)
@@ -153,7 +227,7 @@ impl Verifier {
                 Grant::from_native(data.claims)
             }
             Algorithm::HS256 => {
-                let key = self
+                let (key, _) = self
                     .flat_manager
                     .as_ref()
                     .ok_or(TokenError::NoFlatManagerSecret)?;
@@ -191,6 +265,69 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// What `POST /api/v1/token_subset` asks for, as flat-manager defines it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsetRequest {
+    pub sub: String,
+    pub scope: Vec<String>,
+    /// Seconds from now.
+    pub duration: i64,
+    pub prefixes: Option<Vec<String>>,
+    pub apps: Option<Vec<String>>,
+    pub repos: Option<Vec<String>>,
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubsetError {
+    #[error("no flat-manager secret is configured")]
+    NotConfigured,
+    #[error("the parent token: {0}")]
+    Parent(TokenError),
+    #[error("what was asked for is not a subset of the parent token")]
+    NotSubset,
+}
+
+/// A flat-manager token's claims, all of them, for making a subset.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FlatManagerToken {
+    sub: String,
+    #[serde(default)]
+    scope: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    #[serde(default)]
+    apps: Vec<String>,
+    #[serde(default)]
+    repos: Vec<String>,
+    #[serde(default)]
+    branches: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_type: Option<serde_json::Value>,
+    exp: i64,
+}
+
+/// flat-manager's subject rule: `build` covers `build` and `build/N[/...]`.
+fn sub_has_prefix(required: &str, claimed: &str) -> bool {
+    required
+        .strip_prefix(claimed)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// flat-manager's prefix rule for subsets: `""` covers everything, `org.foo` covers `org.foo`
+/// and `org.foo.Bar`.
+fn fm_prefix_matches(id: &str, prefix: &str) -> bool {
+    prefix.is_empty()
+        || id
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
 /// The keys and secret the configuration file names, read and checked before the server
@@ -510,5 +647,102 @@ mod tests {
         };
         let err = Verifier::with_local_keys(clash, std::slice::from_ref(&local)).unwrap_err();
         assert!(err.to_string().contains("two different keys"), "{err}");
+    }
+
+    #[test]
+    fn token_subsets_follow_flat_manager() {
+        let secret = b"subset-secret";
+        let key = SigningKey::generate().unwrap();
+        let v = verifier(&key, Some(secret));
+        let now = now() as i64;
+        let parent = sign(
+            Header::new(Algorithm::HS256),
+            &json!({"sub": "download", "scope": ["download"], "exp": now + 3600, "name": "vendor",
+                    "jti": "parent-jti", "prefixes": ["org.foo"], "apps": ["org.other.App"],
+                    "repos": ["stable"], "branches": ["stable"]}),
+            &EncodingKey::from_secret(secret),
+        );
+        let ask =
+            |json: serde_json::Value| -> SubsetRequest { serde_json::from_value(json).unwrap() };
+        let base = json!({"sub": "download", "scope": ["download"], "duration": 600,
+                          "prefixes": ["org.foo.Bar"], "name": "customer"});
+
+        let child = v.flat_manager_subset(&parent, &ask(base.clone())).unwrap();
+        let claims: serde_json::Value = jsonwebtoken::decode(
+            &child,
+            &DecodingKey::from_secret(secret),
+            &validation(Algorithm::HS256),
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(claims["name"], "vendor/customer");
+        assert_eq!(
+            claims["jti"], "parent-jti",
+            "the child inherits the parent's id"
+        );
+        assert_eq!(claims["prefixes"], json!(["org.foo.Bar"]));
+        assert_eq!(
+            claims["repos"],
+            json!(["stable"]),
+            "repos left out are inherited"
+        );
+        assert_eq!(claims["branches"], json!(["stable"]));
+        assert!(claims["exp"].as_i64().unwrap() <= now + 601);
+        // The child works as a download token for what it names, and only that.
+        let grant = v.verify(&child).unwrap();
+        assert!(grant.covers("stable", "app/org.foo.Bar/x86_64/stable"));
+        assert!(!grant.covers("stable", "app/org.foo.Baz/x86_64/stable"));
+
+        let mut not_subsets = Vec::new();
+        for (what, field, value) in [
+            ("another prefix", "prefixes", json!(["org.bar"])),
+            ("a wider prefix", "prefixes", json!(["org"])),
+            ("another app", "apps", json!(["org.third.App"])),
+            ("another repo", "repos", json!(["beta"])),
+            ("another scope", "scope", json!(["upload"])),
+            ("another subject", "sub", json!("build")),
+            ("past the parent", "duration", json!(7200)),
+        ] {
+            let mut request = base.clone();
+            request[field] = value;
+            not_subsets.push((what, v.flat_manager_subset(&parent, &ask(request))));
+        }
+        for (what, result) in not_subsets {
+            assert!(
+                matches!(result, Err(SubsetError::NotSubset)),
+                "{what}: {result:?}"
+            );
+        }
+        let native = issue(
+            &key,
+            "s",
+            &["".into()],
+            &["app/a/x86_64/stable".into()],
+            600,
+        )
+        .unwrap()
+        .token;
+        assert!(matches!(
+            v.flat_manager_subset(&native, &ask(base.clone())),
+            Err(SubsetError::Parent(_))
+        ));
+        assert!(matches!(
+            v.flat_manager_subset(&tampered_exp(&parent), &ask(base.clone())),
+            Err(SubsetError::Parent(_))
+        ));
+        assert!(matches!(
+            verifier(&key, None).flat_manager_subset(&parent, &ask(base)),
+            Err(SubsetError::NotConfigured)
+        ));
+    }
+
+    fn tampered_exp(token: &str) -> String {
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&engine.decode(&parts[1]).unwrap()).unwrap();
+        claims["exp"] = json!(claims["exp"].as_i64().unwrap() + 86_400);
+        parts[1] = engine.encode(serde_json::to_vec(&claims).unwrap());
+        parts.join(".")
     }
 }

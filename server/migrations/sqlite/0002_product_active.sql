@@ -1,0 +1,3 @@
+-- A product can be withdrawn without taking it from the licenses and accounts that hold it: an
+-- inactive product opens nothing until it is active again.
+ALTER TABLE products ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
