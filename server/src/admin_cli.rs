@@ -97,7 +97,7 @@ async fn license(store: &Store, json: bool, command: LicenseCommand) -> anyhow::
             expires,
             note,
         } => {
-            let expires = expires.as_deref().map(parse_time).transpose()?;
+            let expires = expires.as_deref().map(parse_rfc3339).transpose()?;
             let (license, key) = store
                 .license_add(&NewLicense {
                     products,
@@ -128,7 +128,7 @@ async fn license(store: &Store, json: bool, command: LicenseCommand) -> anyhow::
             note,
         } => {
             let expires = match (expires, no_expiry) {
-                (Some(t), _) => Some(Some(parse_time(&t)?)),
+                (Some(t), _) => Some(Some(parse_rfc3339(&t)?)),
                 (None, true) => Some(None),
                 (None, false) => None,
             };
@@ -339,8 +339,13 @@ pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
 }
 
-/// Seconds since the epoch as RFC 3339.
+/// Seconds since the epoch as RFC 3339; as the plain number past the year 9999, where RFC 3339
+/// ends.
 pub fn time(secs: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
+    match u64::try_from(secs) {
+        Ok(s) if s < 253_402_300_800 => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()
+        }
+        _ => secs.to_string(),
+    }
 }

@@ -123,8 +123,10 @@ async fn write_all(store: Store, mut entries: mpsc::Receiver<Entry>) {
             }
         }
         if closing {
-            // Anything sent after the close request is written too.
-            while let Ok(entry) = entries.try_recv() {
+            // Nothing more gets in (a late request's record goes to the log instead), and
+            // everything already in, also what came after the close request, is written.
+            entries.close();
+            while let Some(entry) = entries.recv().await {
                 sort(entry, &mut downloads, &mut issued);
             }
         }

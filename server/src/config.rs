@@ -21,6 +21,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::refpattern::RefPattern;
+use crate::secrets::Secret;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -49,7 +50,7 @@ pub struct EntitlementConfig {
     pub failure_window: u64,
     /// The token that opens the admin API. Prefer `admin-token-file` or the
     /// `TOLLGATE_ADMIN_TOKEN` environment variable.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// A file holding the admin token; it must not be readable by others.
     pub admin_token_file: Option<PathBuf>,
 }
@@ -88,7 +89,7 @@ pub struct TokenConfig {
     pub jwks_file: Option<PathBuf>,
     /// flat-manager's download-token secret, base64 as in its `config.json`. Prefer
     /// `flat-manager-secret-file`, which keeps the secret out of a file people share.
-    pub flat_manager_secret: Option<String>,
+    pub flat_manager_secret: Option<Secret>,
     /// A file holding flat-manager's secret (base64); it must not be readable by others.
     pub flat_manager_secret_file: Option<PathBuf>,
 }
@@ -172,7 +173,7 @@ impl Config {
 
     /// The admin API's token: `TOLLGATE_ADMIN_TOKEN`, else the configuration's. `None` keeps
     /// the admin API closed.
-    pub fn admin_token(&self) -> anyhow::Result<Option<String>> {
+    pub fn admin_token(&self) -> anyhow::Result<Option<Secret>> {
         let token = match std::env::var_os("TOLLGATE_ADMIN_TOKEN") {
             Some(token) => Some(
                 token
@@ -183,7 +184,7 @@ impl Config {
                 &self.entitlements.admin_token,
                 &self.entitlements.admin_token_file,
             ) {
-                (Some(token), _) => Some(token.clone()),
+                (Some(token), _) => Some(token.expose().to_owned()),
                 (None, Some(path)) => Some(crate::secrets::read_private(path, "the admin token")?),
                 (None, None) => None,
             },
@@ -192,7 +193,7 @@ impl Config {
             Some(t) if t.len() < 16 => {
                 anyhow::bail!("the admin token is too short: use at least 16 characters")
             }
-            other => Ok(other),
+            other => Ok(other.map(Secret::new)),
         }
     }
 

@@ -17,6 +17,7 @@ use base64::Engine as _;
 use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::repos::{self, RepoArg};
+use crate::secrets::Secret;
 use crate::serve;
 use crate::store::{Location, NewLicense, Store, StoreError};
 use crate::tokens::TrustedKeys;
@@ -51,8 +52,11 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let listener = serve::bind(args.listen.listen)?;
     let mut config = Config::default();
     // The admin API is open to whoever holds this run's admin token (or TOLLGATE_ADMIN_TOKEN).
-    config.entitlements.admin_token = Some(random_token()?);
-    let admin_token = config.admin_token()?.unwrap_or_default();
+    config.entitlements.admin_token = Some(Secret::new(random_token()?));
+    let admin_token = config
+        .admin_token()?
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default();
     let trusted = TrustedKeys::load(&config.tokens)?;
     let data = dir.join("data");
     serve::prepare_data_dir(&data)?;

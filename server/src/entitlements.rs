@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use crate::audit::AuditWriter;
 use crate::limiter::FailureLimiter;
-use crate::store::{IssuedToken, LicenseKey, Store, StoreError, now};
+use crate::secrets::Secret;
+use crate::store::{IssuedToken, LicenseKey, Store, StoreError, is_account_name, now};
 use crate::tokens::{SigningKey, issue};
 
 /// How many clients and identities the failure limiters remember at most.
@@ -30,7 +31,7 @@ pub enum Credential {
     License(LicenseKey),
     Account {
         name: String,
-        password: String,
+        password: Secret,
     },
     /// Something in the Authorization header that is neither: wrong, like a wrong key.
     Unreadable,
@@ -54,19 +55,23 @@ impl Credential {
             if let Some((name, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
                 return Credential::Account {
                     name: name.to_owned(),
-                    password: password.to_owned(),
+                    password: Secret::new(password.to_owned()),
                 };
             }
         }
         Credential::Unreadable
     }
 
-    /// What failures are counted against besides the client address.
+    /// What failures are counted against besides the client address: a license id, or an
+    /// account name that could exist (a name no account can have is not remembered, so that
+    /// guessers cannot fill the table with long made-up names).
     fn identity(&self) -> Option<String> {
         match self {
             Credential::License(key) => Some(format!("license:{}", key.id)),
-            Credential::Account { name, .. } => Some(format!("account:{name}")),
-            Credential::Unreadable => None,
+            Credential::Account { name, .. } if is_account_name(name) => {
+                Some(format!("account:{name}"))
+            }
+            Credential::Account { .. } | Credential::Unreadable => None,
         }
     }
 }
@@ -110,6 +115,8 @@ struct Holder {
     license: Option<String>,
     account: Option<String>,
     products: Vec<String>,
+    /// When the license expires, if it does: no token outlives it.
+    expires: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -119,6 +126,9 @@ pub struct Entitlements {
     ttl: u64,
     by_address: FailureLimiter<IpAddr>,
     by_identity: FailureLimiter<String>,
+    /// Wrong admin tokens, counted apart: customers' mistakes never lock out the admin API,
+    /// nor the other way round.
+    admin_by_address: FailureLimiter<IpAddr>,
     audit: Arc<AuditWriter>,
 }
 
@@ -137,6 +147,7 @@ impl Entitlements {
             ttl,
             by_address: FailureLimiter::new(max_failures, failure_window, LIMITER_CAPACITY),
             by_identity: FailureLimiter::new(max_failures, failure_window, LIMITER_CAPACITY),
+            admin_by_address: FailureLimiter::new(max_failures, failure_window, LIMITER_CAPACITY),
             audit,
         }
     }
@@ -149,14 +160,14 @@ impl Entitlements {
         self.ttl
     }
 
-    /// How long the client address is still blocked after failed attempts, if it is.
-    pub fn address_blocked(&self, client: IpAddr) -> Option<Duration> {
-        self.by_address.blocked(&client)
+    /// How long the client address is still refused the admin API after wrong admin tokens.
+    pub fn admin_blocked(&self, client: IpAddr) -> Option<Duration> {
+        self.admin_by_address.blocked(&client)
     }
 
-    /// Counts a failed attempt (a wrong admin token, say) against the client address.
-    pub fn address_failed(&self, client: IpAddr) {
-        self.by_address.fail(&client);
+    /// Counts a wrong admin token against the client address.
+    pub fn admin_failed(&self, client: IpAddr) {
+        self.admin_by_address.fail(&client);
     }
 
     /// Signs with `key` from now on (after a rotation).
@@ -182,14 +193,31 @@ impl Entitlements {
         }
         let credential = credential.ok_or(IssueError::NoCredentials)?;
         let identity = credential.identity();
-        if let Some(left) = identity.as_ref().and_then(|i| self.by_identity.blocked(i)) {
-            return Err(IssueError::TooManyFailures(left));
-        }
-        let Some(holder) = self.check(&credential).await? else {
+        // Checks take turns per address and per identity, so that guesses sent all at once
+        // cannot all be checked before the first failure counts.
+        let address_turn = self
+            .by_address
+            .turn(&client)
+            .await
+            .map_err(IssueError::TooManyFailures)?;
+        let identity_turn = match &identity {
+            Some(identity) => Some(
+                self.by_identity
+                    .turn(identity)
+                    .await
+                    .map_err(IssueError::TooManyFailures)?,
+            ),
+            None => None,
+        };
+        let checked = self.check(&credential).await;
+        if matches!(checked, Ok(None)) {
             self.by_address.fail(&client);
             if let Some(identity) = &identity {
                 self.by_identity.fail(identity);
             }
+        }
+        drop((identity_turn, address_turn));
+        let Some(holder) = checked? else {
             return Err(IssueError::InvalidCredentials);
         };
 
@@ -197,10 +225,19 @@ impl Entitlements {
         for slug in &holder.products {
             products.push(self.store.product_get(slug).await?);
         }
+        // No token outlives the license it was issued for.
+        let issued = now();
+        let ttl = match holder.expires {
+            Some(expires) => self
+                .ttl
+                .min(u64::try_from(expires.saturating_sub(issued)).unwrap_or(0))
+                .max(1),
+            None => self.ttl,
+        };
         let mut answer = Answer {
             tokens: BTreeMap::new(),
             denied: BTreeMap::new(),
-            expires_in: self.ttl,
+            expires_in: ttl,
         };
         let mut granted = Vec::new();
         for (name, kind) in refs {
@@ -227,15 +264,8 @@ impl Entitlements {
         }
         if !granted.is_empty() {
             let signer = self.signer.load();
-            let signed = issue(
-                &signer,
-                &holder.subject,
-                &[repo.to_owned()],
-                &granted,
-                self.ttl,
-            )
-            .map_err(|e| IssueError::Signing(e.to_string()))?;
-            let issued = now();
+            let signed = issue(&signer, &holder.subject, &[repo.to_owned()], &granted, ttl)
+                .map_err(|e| IssueError::Signing(e.to_string()))?;
             self.audit
                 .issued(IssuedToken {
                     seq: 0,
@@ -247,7 +277,7 @@ impl Entitlements {
                     refs: granted.clone(),
                     client: client.to_string(),
                     issued,
-                    expires: issued.saturating_add(i64::try_from(self.ttl).unwrap_or(i64::MAX)),
+                    expires: issued.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
                 })
                 .await;
             answer.tokens.insert(signed.token, granted);
@@ -273,10 +303,12 @@ impl Entitlements {
                     license: Some(license.id),
                     account: None,
                     products: license.products,
+                    expires: license.expires,
                 }))
             }
             Credential::Account { name, password } => {
-                let Some(account) = self.store.account_verify(name, password).await? else {
+                let Some(account) = self.store.account_verify(name, password.expose()).await?
+                else {
                     return Ok(None);
                 };
                 if !account.active {
@@ -287,6 +319,7 @@ impl Entitlements {
                     license: None,
                     account: Some(account.name),
                     products: account.products,
+                    expires: None,
                 }))
             }
             Credential::Unreadable => Ok(None),
@@ -308,7 +341,7 @@ mod tests {
         };
         assert!(matches!(
             Credential::from_header(&basic("alice:pa:ss")),
-            Credential::Account { name, password } if name == "alice" && password == "pa:ss"
+                        Credential::Account { name, password } if name == "alice" && password.expose() == "pa:ss"
         ));
         let key = "tg_abcdefghij_0123456789012345678901234567890123456789012";
         assert!(matches!(

@@ -6,13 +6,22 @@
 //! count: a legitimate client asking for tokens often is never limited. (governor's limiters
 //! count every attempt and cannot look without taking, which is why this is not one of them.)
 //!
+//! A check takes time (a database lookup, a password hash), so a guesser could send many at
+//! once, all let in before the first failure is counted. Checks therefore take turns: at most
+//! `max_failures` of one key's checks run at a time, the others wait, and each looks again
+//! whether the key is blocked when its turn comes. So a key gets fewer than `2 * max_failures`
+//! guesses per window however many it sends at once, while a busy legitimate client only waits
+//! a moment for a turn.
+//!
 //! Memory is bounded: at most `capacity` keys are tracked; stale ones are dropped when the table
-//! fills, and when all are fresh the older half goes.
+//! fills, and when all are fresh the older half goes (never a key with a check running).
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 #[derive(Debug)]
 pub struct FailureLimiter<K> {
@@ -20,12 +29,32 @@ pub struct FailureLimiter<K> {
     window: Duration,
     capacity: usize,
     entries: Mutex<HashMap<K, Entry>>,
+    /// Signalled whenever a turn ends.
+    turn_ended: Notify,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     started: Instant,
     failures: u32,
+    /// Checks of this key running now.
+    running: u32,
+}
+
+/// One check's turn; it ends when dropped.
+#[derive(Debug)]
+pub struct Turn<'a, K: Hash + Eq + Clone> {
+    limiter: &'a FailureLimiter<K>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> Drop for Turn<'_, K> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.limiter.lock().get_mut(&self.key) {
+            entry.running = entry.running.saturating_sub(1);
+        }
+        self.limiter.turn_ended.notify_waiters();
+    }
 }
 
 impl<K: Hash + Eq + Clone> FailureLimiter<K> {
@@ -35,51 +64,88 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
             window,
             capacity: capacity.max(1),
             entries: Mutex::new(HashMap::new()),
+            turn_ended: Notify::new(),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<K, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How long `key` is still blocked, if it is.
     pub fn blocked(&self, key: &K) -> Option<Duration> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        self.blocked_in(&self.lock(), key)
+    }
+
+    fn blocked_in(&self, entries: &HashMap<K, Entry>, key: &K) -> Option<Duration> {
         let entry = entries.get(key)?;
         let left = self.window.checked_sub(entry.started.elapsed())?;
         (entry.failures >= self.max_failures && !left.is_zero()).then_some(left)
     }
 
+    /// Waits for a turn to check a credential of `key`; refuses, with how long it is blocked,
+    /// when it is blocked (also after waiting).
+    pub async fn turn(&self, key: &K) -> Result<Turn<'_, K>, Duration> {
+        loop {
+            // Made before looking, so that a turn ending in between still wakes this one.
+            let ended = self.turn_ended.notified();
+            {
+                let mut entries = self.lock();
+                if let Some(left) = self.blocked_in(&entries, key) {
+                    return Err(left);
+                }
+                let entry = self.entry(&mut entries, key);
+                if entry.running < self.max_failures {
+                    entry.running += 1;
+                    return Ok(Turn {
+                        limiter: self,
+                        key: key.clone(),
+                    });
+                }
+            }
+            ended.await;
+        }
+    }
+
     /// Counts one failure for `key`.
     pub fn fail(&self, key: &K) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.lock();
+        let entry = self.entry(&mut entries, key);
+        entry.failures = entry.failures.saturating_add(1);
+    }
+
+    /// The entry of `key`, made (room made first) or restarted when its window is over.
+    fn entry<'m>(&self, entries: &'m mut HashMap<K, Entry>, key: &K) -> &'m mut Entry {
         let now = Instant::now();
         if !entries.contains_key(key) && entries.len() >= self.capacity {
             // Full: drop what is stale, and if that is not enough, the older half. Halving keeps
-            // the cost per failure constant on average, however fast keys churn.
+            // the cost per key constant on average, however fast keys churn.
             let window = self.window;
-            entries.retain(|_, e| now.duration_since(e.started) < window);
+            entries.retain(|_, e| e.running > 0 || now.duration_since(e.started) < window);
             if entries.len() >= self.capacity {
                 let mut starts: Vec<Instant> = entries.values().map(|e| e.started).collect();
                 let middle = starts.len() / 2;
                 let (_, cut, _) = starts.select_nth_unstable(middle);
                 let cut = *cut;
-                entries.retain(|_, e| e.started > cut);
+                entries.retain(|_, e| e.running > 0 || e.started > cut);
             }
         }
         let entry = entries.entry(key.clone()).or_insert(Entry {
             started: now,
             failures: 0,
+            running: 0,
         });
         if now.duration_since(entry.started) >= self.window {
-            *entry = Entry {
-                started: now,
-                failures: 0,
-            };
+            entry.started = now;
+            entry.failures = 0;
         }
-        entry.failures = entry.failures.saturating_add(1);
+        entry
     }
 
     /// Keys tracked now.
     #[cfg(test)]
     pub fn tracked(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().len()
     }
 }
 
@@ -105,6 +171,44 @@ mod tests {
         assert_eq!(limiter.blocked(&"a"), None, "the window ends");
         limiter.fail(&"a");
         assert_eq!(limiter.blocked(&"a"), None, "a new window starts from zero");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn guesses_sent_at_once_take_turns() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        let limiter = Arc::new(FailureLimiter::new(3, Duration::from_secs(60), 100));
+        let checked = Arc::new(AtomicU32::new(0));
+        let mut guesses = Vec::new();
+        for _ in 0..200 {
+            let (limiter, checked) = (Arc::clone(&limiter), Arc::clone(&checked));
+            guesses.push(tokio::spawn(async move {
+                let Ok(turn) = limiter.turn(&"guesser").await else {
+                    return;
+                };
+                // A slow check (a password hash), then a failure.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                checked.fetch_add(1, Ordering::SeqCst);
+                limiter.fail(&"guesser");
+                drop(turn);
+            }));
+        }
+        for g in guesses {
+            g.await.unwrap();
+        }
+        let checked = checked.load(Ordering::SeqCst);
+        assert!(
+            (3..6).contains(&checked),
+            "{checked} of 200 simultaneous guesses were checked"
+        );
+        assert!(limiter.turn(&"guesser").await.is_err());
+        // Another key is not held up, and successes leave it unblocked.
+        for _ in 0..10 {
+            let turn = limiter.turn(&"customer").await.unwrap();
+            drop(turn);
+        }
+        assert_eq!(limiter.blocked(&"customer"), None);
     }
 
     #[test]

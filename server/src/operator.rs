@@ -38,22 +38,30 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
             let data_dir = data_dir.resolve()?;
             prepare_data_dir(&data_dir)?;
             let keys = KeyDir::new(&data_dir);
-            let key = keys.add()?;
             let location = Location::new(&data_dir, database_url.as_deref());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(async {
+            let key = runtime.block_on(async {
+                // The database first: a key that cannot be published must not be made, or a
+                // running server would find it and have nobody able to check what it signs.
                 let store = Store::open(&location)
                     .await
                     .with_context(|| format!("opening the database {location}"))?;
+                let key = keys.add()?;
                 let created = i64::try_from(key.created()).unwrap_or(0);
                 store
                     .key_publish(key.kid(), key.public_key(), created)
                     .await?;
-                store.keys_retire_all_but(key.kid(), now()).await?;
+                let older: Vec<String> = keys
+                    .load_all()?
+                    .iter()
+                    .map(|k| k.kid().to_owned())
+                    .filter(|kid| kid != key.kid())
+                    .collect();
+                store.keys_retire(&older, now()).await?;
                 store.close().await;
-                anyhow::Ok(())
+                anyhow::Ok(key)
             })?;
             tracing::info!(
                 "{} signs from now on; the previous keys stay trusted until the tokens they \

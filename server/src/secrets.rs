@@ -24,3 +24,38 @@ pub fn read_private(path: &Path, what: &str) -> anyhow::Result<String> {
         .with_context(|| format!("reading {what} from {}", path.display()))?;
     Ok(text.trim().to_owned())
 }
+
+/// A secret string whose `Debug` does not show it, so that no `{:?}` of a struct holding one
+/// (a configuration, a credential) can carry it into a log.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: String) -> Secret {
+        Secret(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let secret = Secret::new("hunter2-hunter2-hunter2".to_owned());
+        let shown = format!("{:?} {:#?}", secret, Some(&secret));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(secret.expose(), "hunter2-hunter2-hunter2");
+    }
+}

@@ -120,7 +120,9 @@ pub fn run(
             .await
             .with_context(|| format!("opening the database {database}"))?;
         // The data directory's keys go public; the newest signs, the others only verify until
-        // the tokens they signed have expired.
+        // the tokens they signed have expired. Keys of other instances sharing the database
+        // are theirs to retire.
+        let mut older = Vec::new();
         for key in keys.load_all()? {
             store
                 .key_publish(
@@ -129,8 +131,11 @@ pub fn run(
                     i64::try_from(key.created()).unwrap_or(0),
                 )
                 .await?;
+            if key.kid() != signing.kid() {
+                older.push(key.kid().to_owned());
+            }
         }
-        store.keys_retire_all_but(signing.kid(), now()).await?;
+        store.keys_retire(&older, now()).await?;
         let ttl = config.entitlements.token_ttl;
         let verifier = verifier(&store, &trusted, ttl).await?;
         let mut kids: Vec<&str> = verifier.key_ids().collect();
@@ -203,31 +208,47 @@ async fn verifier(store: &Store, trusted: &TrustedKeys, ttl: u64) -> anyhow::Res
 
 /// Signs with the newest key of the data directory and trusts what the database publishes,
 /// checking every few seconds, so that `tollgate keys rotate` takes effect without a restart.
+/// A new key signs only once the database publishes it: otherwise (rotated against another
+/// database, say) no server could check what it signs.
 async fn follow_rotations(state: Arc<AppState>, keys: KeyDir, trusted: TrustedKeys, ttl: u64) {
     let store = state.entitlements.store().clone();
+    let mut warned: Option<String> = None;
     loop {
         tokio::time::sleep(KEY_REFRESH).await;
+        let fresh = match verifier(&store, &trusted, ttl).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!("reading the published keys: {e:#}");
+                continue;
+            }
+        };
         match keys.load_all().map(|k| k.into_iter().next()) {
             Ok(Some(newest)) if newest.kid() != state.entitlements.signer_kid() => {
-                tracing::info!("signing tokens with {} from now on", newest.kid());
-                state.entitlements.set_signer(newest);
+                if fresh.key_ids().any(|kid| kid == newest.kid()) {
+                    tracing::info!("signing tokens with {} from now on", newest.kid());
+                    state.entitlements.set_signer(newest);
+                } else if warned.as_deref() != Some(newest.kid()) {
+                    tracing::warn!(
+                        "the new key {} is not published in the database, so it does not sign \
+                         yet: run `tollgate keys rotate` with this server's --database-url, or \
+                         restart the server",
+                        newest.kid()
+                    );
+                    warned = Some(newest.kid().to_owned());
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("reading the signing keys: {e:#}"),
         }
-        match verifier(&store, &trusted, ttl).await {
-            Ok(fresh) => {
-                let current = state.verifier.load();
-                let mut old: Vec<&str> = current.key_ids().collect();
-                let mut new: Vec<&str> = fresh.key_ids().collect();
-                old.sort_unstable();
-                new.sort_unstable();
-                if old != new {
-                    tracing::info!("accepting tokens signed by {}", new.join(", "));
-                    state.verifier.store(Arc::new(fresh));
-                }
-            }
-            Err(e) => tracing::warn!("reading the published keys: {e:#}"),
+        let current = state.verifier.load();
+        let mut old: Vec<&str> = current.key_ids().collect();
+        let mut new: Vec<&str> = fresh.key_ids().collect();
+        old.sort_unstable();
+        new.sort_unstable();
+        if old != new {
+            tracing::info!("accepting tokens signed by {}", new.join(", "));
+            drop(current);
+            state.verifier.store(Arc::new(fresh));
         }
     }
 }

@@ -411,6 +411,24 @@ fn the_whole_api(database_url: Option<&str>) {
         1_000_000_000
     );
     refused(&bearer(&key), "license-expired");
+    // A license about to expire gets tokens that expire with it.
+    s.admin_ok(
+        200,
+        "PATCH",
+        &license_path,
+        Some(json!({"expires": tokens::now() + 100})),
+    );
+    let (status, answer) = s.tokens(Some(&bearer(&key)), &ask);
+    assert_eq!(status, 200, "{answer}");
+    let expires_in = answer["expires_in"].as_i64().unwrap();
+    assert!((90..=100).contains(&expires_in), "{answer}");
+    let (short, _) = signed_token(&answer).unwrap();
+    let short = claims(&short);
+    assert_eq!(
+        short["exp"].as_i64().unwrap() - short["iat"].as_i64().unwrap(),
+        expires_in
+    );
+    issued_to_license += 1;
     s.admin_ok(200, "PATCH", &license_path, Some(json!({"expires": null})));
     assert_eq!(s.tokens(Some(&bearer(&key)), &ask).0, 200);
     issued_to_license += 1;
@@ -634,7 +652,12 @@ fn bad_input(s: &Service, key: &str, app_ref: &str) {
         ("a license for no product", "POST", "/api/v1/admin/licenses", Some(&admin), product(json!({"products": []})), 400, "bad-request"),
         ("a license for an unknown product", "POST", "/api/v1/admin/licenses", Some(&admin), product(json!({"products": ["nope"]})), 404, "not-found"),
         ("a negative expiry", "POST", "/api/v1/admin/licenses", Some(&admin), product(json!({"products": ["paid"], "expires": -5})), 400, "bad-request"),
-        ("an expiry in words", "POST", "/api/v1/admin/licenses", Some(&admin), product(json!({"products": ["paid"], "expires": "next tuesday"})), 400, "bad-request"),
+                ("an expiry in words", "POST", "/api/v1/admin/licenses", Some(&admin), product(json!({"products": ["paid"], "expires": "next tuesday"})), 400, "bad-request"),
+        ("an expiry past the year 9999", "POST", "/api/v1/admin/licenses", Some(&admin), product(json!({"products": ["paid"], "expires": 300_000_000_000_i64})), 400, "bad-request"),
+        ("a NUL in a slug", "GET", "/api/v1/admin/products/a%00b", Some(&admin), Vec::new(), 404, "not-found"),
+        ("a NUL in an account name", "DELETE", "/api/v1/admin/accounts/a%00b", Some(&admin), Vec::new(), 404, "not-found"),
+        ("a NUL in an audit filter", "GET", "/api/v1/admin/audit/tokens?license=%00", Some(&admin), Vec::new(), 400, "bad-request"),
+        ("an audit ref that is no ref", "GET", "/api/v1/admin/audit/tokens?ref=app/%25", Some(&admin), Vec::new(), 400, "bad-request"),
         ("a note with control characters", "POST", "/api/v1/admin/licenses", Some(&admin), product(json!({"products": ["paid"], "note": "a\u{0}b"})), 400, "bad-request"),
         ("an empty license body", "POST", "/api/v1/admin/licenses", Some(&admin), Vec::new(), 400, "bad-request"),
         ("an unknown license", "PATCH", "/api/v1/admin/licenses/aaaaaaaaaa", Some(&admin), product(json!({"active": false})), 404, "not-found"),
@@ -998,6 +1021,49 @@ fn the_limiter_stops_guessing_per_address_and_per_key() {
     }
     assert_limited(&tokens_from(&s, client(2), &bearer(&key), &ask), 60);
     assert_eq!(tokens_from(&s, client(3), &bearer(&key), &ask).status, 200);
+    let admin_from = |n: u8, token: &str| {
+        http::request_with_body_from(
+            client(n),
+            s.server.addr,
+            "GET",
+            "/api/v1/admin/products",
+            &[("Authorization", &bearer(token))],
+            b"",
+        )
+    };
+    assert_eq!(
+        admin_from(2, ADMIN_TOKEN).status,
+        200,
+        "customers' failures do not lock out the admin API"
+    );
+
+    // Guesses sent all at once are not all checked: the limiter engages within about
+    // max-failures of them, whatever the concurrency.
+    let guesses: Vec<u16> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..40u8)
+            .map(|n| {
+                let (s, ask) = (&s, &ask);
+                scope.spawn(move || {
+                    // Each guess at a license id of its own: only the address limits them.
+                    let id = format!(
+                        "zzzzzzzz{}{}",
+                        char::from(b'a' + n / 26),
+                        char::from(b'a' + n % 26)
+                    );
+                    let guess = format!("tg_{id}_{}", "x".repeat(43));
+                    tokens_from(s, client(20), &bearer(&guess), ask).status
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let checked = guesses.iter().filter(|s| **s == 401).count();
+    let limited = guesses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + limited, guesses.len(), "{guesses:?}");
+    assert!(
+        (3..6).contains(&checked),
+        "{checked} of 40 simultaneous guesses were checked"
+    );
 
     // One key guessed at from many addresses: that key is refused everywhere, the others not.
     let mut near_miss = key.clone();
@@ -1015,17 +1081,7 @@ fn the_limiter_stops_guessing_per_address_and_per_key() {
         200
     );
 
-    // Wrong admin tokens count too.
-    let admin_from = |n: u8, token: &str| {
-        http::request_with_body_from(
-            client(n),
-            s.server.addr,
-            "GET",
-            "/api/v1/admin/products",
-            &[("Authorization", &bearer(token))],
-            b"",
-        )
-    };
+    // Wrong admin tokens count too, apart from customers' failures.
     for _ in 0..3 {
         assert_eq!(
             admin_from(8, "a wrong admin token, long enough").status,
@@ -1034,35 +1090,44 @@ fn the_limiter_stops_guessing_per_address_and_per_key() {
     }
     assert_limited(&admin_from(8, ADMIN_TOKEN), 60);
     assert_eq!(admin_from(9, ADMIN_TOKEN).status, 200);
+    assert_eq!(
+        tokens_from(&s, client(8), &bearer(&second_key), &ask).status,
+        200,
+        "admin failures do not lock out customers"
+    );
 }
 
-/// Median of durations, in microseconds.
-fn median_us(mut samples: Vec<Duration>) -> f64 {
-    samples.sort();
-    samples[samples.len() / 2].as_secs_f64() * 1e6
+/// The median of `samples`.
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
 }
 
-/// Times `a` and `b`, interleaved so that the machine's load falls on both alike, and says
-/// whether their medians are within `tolerance` of each other.
-fn same_timing(
-    samples: usize,
-    tolerance: f64,
-    mut a: impl FnMut(),
-    mut b: impl FnMut(),
-) -> (f64, f64, bool) {
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    for i in 0..samples * 2 {
+/// How `a` and `b` compare in time, measured in pairs run back to back (in alternating order),
+/// so that the machine's load, which comes and goes over seconds here, falls on both sides of
+/// each pair alike: the median time of each, and the median of the pairs' differences relative
+/// to the median time. Timing differences the server leaks show up in that last figure.
+fn paired_timing(pairs: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64, f64) {
+    let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
-        if i % 2 == 0 {
-            a();
-            ta.push(start.elapsed());
+        f();
+        start.elapsed().as_secs_f64() * 1e6
+    };
+    let (mut ta, mut tb, mut differences) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (x, y) = if i % 2 == 0 {
+            let x = time(&mut a);
+            (x, time(&mut b))
         } else {
-            b();
-            tb.push(start.elapsed());
-        }
+            let y = time(&mut b);
+            (time(&mut a), y)
+        };
+        ta.push(x);
+        tb.push(y);
+        differences.push(x - y);
     }
-    let (ma, mb) = (median_us(ta), median_us(tb));
-    (ma, mb, (ma - mb).abs() <= tolerance * ma.min(mb))
+    let (ma, mb) = (median(ta), median(tb));
+    (ma, mb, median(differences) / ma.min(mb))
 }
 
 #[test]
@@ -1096,65 +1161,99 @@ fn unknown_ids_and_wrong_secrets_take_the_same_time() {
     };
     // The same query either way: a license id is looked up by its index, then the secret's hash
     // is compared in constant time (or a stand-in's, when the id is unknown). A test cannot see
-    // a difference: a median a quarter apart would be plain.
-    let (known, unknown, same) = same_timing(
+    // a difference: pairs a fifth apart would be plain over 400 of them.
+    let (known, unknown, apart) = paired_timing(
         400,
-        0.25,
         || refused(&bearer(&wrong_secret)),
         || refused(&bearer(&unknown_id)),
     );
     assert!(
-        same,
-        "a wrong secret takes {known:.0} µs (median), an unknown id {unknown:.0} µs"
+        apart.abs() <= 0.2,
+        "a wrong secret takes {known:.0} µs (median), an unknown id {unknown:.0} µs: pairs differ \
+         by {:.0}%",
+        apart * 100.0
     );
-    // Accounts: an unknown name costs a password hash too, so it is not told by its speed
-    // (without the stand-in hash, it would answer in a fraction of the time).
-    let (known, unknown, same) = same_timing(
-        30,
-        0.25,
+    // Accounts: an unknown name costs a password hash too, so it is not told by its speed.
+    // Without the stand-in hash it would answer in a tenth of the time (pairs ~90% apart).
+    let (known, unknown, apart) = paired_timing(
+        40,
         || refused(&basic("bob", "not the password")),
         || refused(&basic("nobody", "not the password")),
     );
     assert!(
-        same,
-        "a wrong password takes {known:.0} µs (median), an unknown account {unknown:.0} µs"
+        apart.abs() <= 0.3,
+        "a wrong password takes {known:.0} µs (median), an unknown account {unknown:.0} µs: \
+         pairs differ by {:.0}%",
+        apart * 100.0
     );
+}
+
+/// A signed token for `ask` with the license `key`.
+fn token_for(s: &Service, key: &str, ask: &Value) -> String {
+    let (status, answer) = s.tokens(Some(&bearer(key)), ask);
+    assert_eq!(status, 200, "{answer}");
+    signed_token(&answer).unwrap().0
+}
+
+/// The key ids the server publishes.
+fn published_kids(s: &Service) -> Vec<String> {
+    let r = http::get(s.server.addr, "/.well-known/jwks.json");
+    let set: Value = serde_json::from_slice(&r.body).unwrap();
+    let mut kids: Vec<String> = set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
 }
 
 #[test]
 fn keys_rotate_while_serving() {
     let fx = Fixture::new();
     let g = gated_repo(&fx);
-    let s = Service::start(&fx, &g, None, "");
+    let mut s = Service::start(&fx, &g, None, "");
     let key = license_for_paid(&s);
     let ask = json!({ "refs": [g.app_ref] });
-    let token = || {
-        let (status, answer) = s.tokens(Some(&bearer(&key)), &ask);
-        assert_eq!(status, 200, "{answer}");
-        signed_token(&answer).unwrap().0
-    };
-    let published = || -> Vec<String> {
-        let r = http::get(s.server.addr, "/.well-known/jwks.json");
-        let set: Value = serde_json::from_slice(&r.body).unwrap();
-        set["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let old = token();
+    let old = token_for(&s, &key, &ask);
     let old_kid = kid(&old);
-    assert_eq!(published(), std::slice::from_ref(&old_kid));
+    assert_eq!(published_kids(&s), std::slice::from_ref(&old_kid));
 
+    // A rotation published in another database: the server keeps signing with the key its own
+    // database publishes, and says why.
+    let elsewhere = Postgres::start();
+    let url = elsewhere.database("elsewhere");
+    Cmd::new(tollgate_bin())
+        .args(["keys", "rotate", "--data-dir"])
+        .arg(&g.data)
+        .args(["--database-url", &url])
+        .run();
+    s.server
+        .wait_for_log("is not published in the database", Duration::from_secs(30));
+    assert_eq!(kid(&token_for(&s, &key, &ask)), old_kid);
+    // A rotation whose database cannot be reached makes no key at all.
+    let err = Cmd::new(tollgate_bin())
+        .args(["keys", "rotate", "--data-dir"])
+        .arg(&g.data)
+        .args(["--database-url", "postgres://tollgate@127.0.0.1:1/nothing"])
+        .run_fail();
+    assert!(err.contains("opening the database"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(g.data.join("keys")).unwrap().count(),
+        2,
+        "the first key, and the one published elsewhere"
+    );
+
+    // A rotation in the server's own database: it signs with the new key within seconds; both
+    // keys stay published and trusted.
     let rotated = Cmd::new(tollgate_bin())
         .args(["keys", "rotate", "--data-dir"])
         .arg(&g.data)
         .run();
-    // The server signs with the new key within seconds; both keys stay published.
     let deadline = Instant::now() + Duration::from_secs(30);
     let new = loop {
-        let t = token();
+        let t = token_for(&s, &key, &ask);
         if kid(&t) != old_kid {
             break t;
         }
@@ -1163,11 +1262,9 @@ fn keys_rotate_while_serving() {
     };
     let new_kid = kid(&new);
     assert!(rotated.contains(&new_kid), "rotate printed {rotated:?}");
-    let mut keys = published();
-    keys.sort();
     let mut want = vec![old_kid, new_kid];
     want.sort();
-    assert_eq!(keys, want);
+    assert_eq!(published_kids(&s), want);
     verify_with_jwks(&s.server, &old);
     verify_with_jwks(&s.server, &new);
     let head = format!("/refs/heads/{}", g.app_ref);
@@ -1181,6 +1278,49 @@ fn keys_rotate_while_serving() {
         200,
         "the new token"
     );
+}
+
+#[test]
+fn instances_sharing_a_postgresql_database_trust_each_other() {
+    let fx = Fixture::new();
+    let g = gated_repo(&fx);
+    let postgres = Postgres::start();
+    let url = postgres.database("shared");
+    let a = Service::start(&fx, &g, Some(&url), "");
+    let key = license_for_paid(&a);
+    // A second instance: the same repository and database, a data directory (and signing key)
+    // of its own.
+    let b_repo = GatedRepo {
+        repo: g.repo.clone(),
+        data: fx.join("data-b"),
+        config: g.config.clone(),
+        runtime_ref: g.runtime_ref.clone(),
+        app_ref: g.app_ref.clone(),
+    };
+    let b = Service::start(&fx, &b_repo, Some(&url), "");
+    let ask = json!({ "refs": [g.app_ref] });
+    let (from_a, from_b) = (token_for(&a, &key, &ask), token_for(&b, &key, &ask));
+    assert_ne!(kid(&from_a), kid(&from_b), "each signs with its own key");
+
+    // Starting B retired nothing of A's: both keys sign, and both are published.
+    let signing = postgres.query(
+        "shared",
+        "SELECT kid FROM signing_keys WHERE retired IS NULL ORDER BY kid",
+    );
+    let mut kids = vec![kid(&from_a), kid(&from_b)];
+    kids.sort();
+    assert_eq!(signing.lines().collect::<Vec<_>>(), kids);
+    assert_eq!(published_kids(&a).len(), 2);
+
+    // Each instance's tokens open the gated ref on the other (A learns of B's key within its
+    // next look at the database).
+    let head = format!("/refs/heads/{}", g.app_ref);
+    assert_eq!(fetch(&b.server, &head, Some(&from_a)).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fetch(&a.server, &head, Some(&from_b)).status != 200 {
+        assert!(Instant::now() < deadline, "A never trusted B's key");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]
@@ -1230,6 +1370,36 @@ fn the_admin_commands_share_the_database_with_the_server() {
     let ask = json!({ "refs": [g.app_ref] });
     assert_eq!(s.tokens(Some(&bearer(key)), &ask).0, 200);
     assert_eq!(s.tokens(Some(&basic("carol", PASSWORD)), &ask).0, 200);
+
+    // The commands write while the server writes too (audit records of a stream of token
+    // requests): neither side gets "database is locked".
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = {
+        let (stop, addr, auth, ask) = (Arc::clone(&stop), s.server.addr, bearer(key), ask.clone());
+        std::thread::spawn(move || {
+            let mut issued = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, answer) =
+                    http::json(addr, "POST", "/api/v1/tokens", Some(&auth), Some(&ask));
+                assert_eq!(status, 200, "{answer}");
+                issued += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            issued
+        })
+    };
+    for i in 0..20 {
+        admin(&["license", "update", id, "--note", &format!("note {i}")]).run();
+        admin(&["product", "update", "paid", "--name", &format!("Paid {i}")]).run();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let issued_meanwhile = loader.join().unwrap();
+    assert!(
+        (10..900).contains(&issued_meanwhile),
+        "{issued_meanwhile} tokens during the writes"
+    );
+    let log = s.server.log();
+    assert!(!log.contains("locked"), "{log}");
     let listed = admin(&["license", "list"]).run();
     let header = listed.lines().next().unwrap_or_default();
     assert!(header.starts_with("ID") && listed.contains(id), "{listed}");
@@ -1248,9 +1418,11 @@ fn the_admin_commands_share_the_database_with_the_server() {
     // The audit, as the server wrote it.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let audit: Vec<Value> =
-            serde_json::from_str(&admin(&["--json", "audit", "--license", id]).run()).unwrap();
-        if audit.len() == 2 {
+        let audit: Vec<Value> = serde_json::from_str(
+            &admin(&["--json", "audit", "--license", id, "--limit", "1000"]).run(),
+        )
+        .unwrap();
+        if audit.len() == 2 + issued_meanwhile {
             break;
         }
         assert!(Instant::now() < deadline, "audit records: {audit:?}");

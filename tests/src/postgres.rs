@@ -93,6 +93,13 @@ impl Postgres {
 
     /// A new, empty database; its URL.
     pub fn database(&self, name: &str) -> String {
+        self.query("postgres", &format!("CREATE DATABASE {name}"));
+        format!("postgres://tollgate@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs `sql` in the database `name` with the real `psql`; its rows, one per line, columns
+    /// separated by `|`.
+    pub fn query(&self, name: &str, sql: &str) -> String {
         Cmd::new(self.bin.join("psql"))
             .args([
                 "-h",
@@ -101,17 +108,9 @@ impl Postgres {
                 &self.port.to_string(),
                 "-U",
                 "tollgate",
-                "-d",
             ])
-            .args([
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                &format!("CREATE DATABASE {name}"),
-            ])
-            .run();
-        format!("postgres://tollgate@127.0.0.1:{}/{name}", self.port)
+            .args(["-d", name, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .run()
     }
 }
 

@@ -4,8 +4,9 @@
 //!
 //! Every request needs `Authorization: Bearer <admin token>`; the token is compared in constant
 //! time (as SHA-256 digests, so not even its length leaks), and failed attempts count against
-//! the client's address like failed license checks do. Without an admin token configured, the
-//! admin API refuses everything.
+//! the client's address, in a limiter of their own (customers' failures never lock out the
+//! admin, nor the other way round). Without an admin token configured, the admin API refuses
+//! everything.
 //!
 //! ```text
 //! GET, POST            /api/v1/admin/products            POST: {"slug", "name", "refs"}
@@ -55,6 +56,10 @@ pub async fn handle(
         .filter(|s| !s.is_empty())
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
+    // No slug, id or name has control characters (and PostgreSQL refuses NUL outright).
+    if segments.iter().any(|s| s.chars().any(char::is_control)) {
+        return Err(HttpError::NotFound);
+    }
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let store = state.entitlements.store();
     let result = match (method, segments.as_slice()) {
@@ -174,7 +179,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, client: IpAddr) -> Res
     let Some(expected) = &state.admin_token else {
         return Err(HttpError::AdminDisabled);
     };
-    if let Some(left) = state.entitlements.address_blocked(client) {
+    if let Some(left) = state.entitlements.admin_blocked(client) {
         return Err(HttpError::TooManyFailures(left.as_secs().max(1)));
     }
     let given = headers
@@ -185,13 +190,13 @@ async fn authorize(state: &AppState, headers: &HeaderMap, client: IpAddr) -> Res
         .map(|(_, token)| token.trim());
     let digest = |t: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes());
     let right = given.is_some_and(|g| {
-        let (g, e) = (digest(g), digest(expected));
+        let (g, e) = (digest(g), digest(expected.expose()));
         bool::from(g.as_ref().ct_eq(e.as_ref()))
     });
     if right {
         return Ok(());
     }
-    state.entitlements.address_failed(client);
+    state.entitlements.admin_failed(client);
     tokio::time::sleep(FAILURE_DELAY).await;
     Err(HttpError::AdminUnauthorized)
 }
@@ -335,6 +340,12 @@ fn audit_filter(query: &str) -> Result<AuditFilter, HttpError> {
         let value = percent_decode_str(&value.replace('+', " "))
             .decode_utf8_lossy()
             .into_owned();
+        if value.chars().any(char::is_control) {
+            return Err(HttpError::BadRequest(format!(
+                "{key}={} has control characters",
+                quote(&value)
+            )));
+        }
         let number = |v: &str| {
             v.parse::<i64>()
                 .map_err(|_| HttpError::BadRequest(format!("{key}={} is not a number", quote(v))))

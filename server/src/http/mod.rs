@@ -30,6 +30,7 @@ use crate::audit::{AuditWriter, DownloadRecord};
 use crate::entitlements::Entitlements;
 use crate::index::live::LiveIndex;
 use crate::repos::ServedRepo;
+use crate::secrets::Secret;
 use crate::tokens::Verifier;
 use api::Body;
 pub use error::HttpError;
@@ -66,7 +67,7 @@ pub struct AppState {
     pub entitlements: Arc<Entitlements>,
     audit: Arc<AuditWriter>,
     /// Opens the admin API; `None` keeps it closed.
-    admin_token: Option<String>,
+    admin_token: Option<Secret>,
 }
 
 impl AppState {
@@ -75,7 +76,7 @@ impl AppState {
         verifier: Verifier,
         entitlements: Arc<Entitlements>,
         audit: Arc<AuditWriter>,
-        admin_token: Option<String>,
+        admin_token: Option<Secret>,
     ) -> AppState {
         AppState {
             repos: repos.into_iter().map(Arc::new).collect(),

@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use super::{Result, Store, on_pool};
+use tollgate_ostree_format::RefName;
+
+use super::{BeginWrite, Result, Store, StoreError, on_pool};
 
 /// One issued token, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +48,18 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+impl AuditFilter {
+    /// A ref filter must be a ref name (which is what makes matching it in `refs` exact).
+    fn check(&self) -> Result<()> {
+        match &self.ref_name {
+            Some(r) if RefName::new(r).is_err() => Err(StoreError::Invalid(format!(
+                "{r:?} is not a ref name (app/ID/ARCH/BRANCH, say)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Store {
     /// Records issued tokens in one transaction.
     pub async fn record_issued(&self, tokens: &[IssuedToken]) -> Result<()> {
@@ -53,7 +67,7 @@ impl Store {
             return Ok(());
         }
         on_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for t in tokens {
                 let refs = serde_json::to_string(&t.refs).unwrap_or_default();
                 sqlx::query(
@@ -84,7 +98,7 @@ impl Store {
             return Ok(());
         }
         on_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for d in rows {
                 sqlx::query(
                     "INSERT INTO downloads \
@@ -108,6 +122,7 @@ impl Store {
 
     /// Issued tokens, newest first. The ref filter matches a ref in the token exactly.
     pub async fn issued_tokens(&self, filter: &AuditFilter) -> Result<Vec<IssuedToken>> {
+        filter.check()?;
         type Row = (
             i64,
             String,
@@ -120,23 +135,32 @@ impl Store {
             i64,
             i64,
         );
-        // The ref filter is applied to the decoded list, so fetch generously and trim.
+        // `refs` holds a JSON array of ref names, and a ref name has no quotes or backslashes,
+        // so `"REF"` appears in it exactly when REF is one of the refs.
+        let ref_pattern = filter.ref_name.as_ref().map(|r| {
+            let escaped = r
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%\"{escaped}\"%")
+        });
         let rows: Vec<Row> = on_pool!(self, read, pool => {
             sqlx::query_as(
                 "SELECT seq, jti, subject, license, account, repo, refs, client, issued, expires \
                  FROM issued_tokens \
                  WHERE ($1 IS NULL OR issued >= $1) AND ($2 IS NULL OR license = $2) \
-                   AND ($3 IS NULL OR seq < $3) \
+                   AND ($3 IS NULL OR seq < $3) AND ($5 IS NULL OR refs LIKE $5 ESCAPE '\\') \
                  ORDER BY seq DESC LIMIT $4",
             )
             .bind(filter.since)
             .bind(&filter.license)
             .bind(filter.before)
-            .bind(if filter.ref_name.is_some() { filter.limit.saturating_mul(20) } else { filter.limit })
+            .bind(filter.limit)
+            .bind(&ref_pattern)
             .fetch_all(pool)
             .await?
         });
-        let mut out: Vec<IssuedToken> = rows
+        let out: Vec<IssuedToken> = rows
             .into_iter()
             .map(
                 |(seq, jti, subject, license, account, repo, refs, client, issued, expires)| {
@@ -154,14 +178,13 @@ impl Store {
                     }
                 },
             )
-            .filter(|t| filter.ref_name.as_ref().is_none_or(|r| t.refs.contains(r)))
             .collect();
-        out.truncate(usize::try_from(filter.limit).unwrap_or(0));
         Ok(out)
     }
 
     /// Gated downloads, newest first.
     pub async fn downloads(&self, filter: &AuditFilter) -> Result<Vec<DownloadRow>> {
+        filter.check()?;
         type Row = (
             i64,
             i64,

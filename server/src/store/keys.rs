@@ -32,15 +32,19 @@ impl Store {
         Ok(())
     }
 
-    /// Marks every key but `signing` retired at `at` (keys retired earlier keep their time).
-    pub async fn keys_retire_all_but(&self, signing: &str, at: i64) -> Result<()> {
-        on_pool!(self, write, pool => {
-            sqlx::query("UPDATE signing_keys SET retired = $1 WHERE kid <> $2 AND retired IS NULL")
-                .bind(at)
-                .bind(signing)
-                .execute(pool)
-                .await?;
-        });
+    /// Marks the keys `kids` retired at `at` (keys retired earlier keep their time). Only the
+    /// keys of one data directory are ever named, so that instances sharing a database never
+    /// retire each other's signing keys.
+    pub async fn keys_retire(&self, kids: &[String], at: i64) -> Result<()> {
+        for kid in kids {
+            on_pool!(self, write, pool => {
+                sqlx::query("UPDATE signing_keys SET retired = $1 WHERE kid = $2 AND retired IS NULL")
+                    .bind(at)
+                    .bind(kid)
+                    .execute(pool)
+                    .await?;
+            });
+        }
         Ok(())
     }
 

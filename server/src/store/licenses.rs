@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use super::{Result, Store, StoreError, now, on_pool};
+use super::{BeginWrite, Result, Store, StoreError, now, on_pool};
 
 const KEY_PREFIX: &str = "tg_";
 const ID_LEN: usize = 10;
@@ -111,6 +111,18 @@ fn new_key() -> Result<(String, String)> {
     Ok((id, secret))
 }
 
+/// The first second of the year 10000: expiry times stay below it, where RFC 3339 ends.
+const YEAR_10000: i64 = 253_402_300_800;
+
+fn check_expires(expires: Option<i64>) -> Result<()> {
+    match expires {
+        Some(e) if !(1..YEAR_10000).contains(&e) => Err(StoreError::Invalid(format!(
+            "{e} is not an expiry time: give one between 1970 and the year 9999"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn check_note(note: &str) -> Result<()> {
     if note.len() > 2000 || note.chars().any(|c| c.is_control() && c != '\n') {
         return Err(StoreError::Invalid(
@@ -122,6 +134,12 @@ fn check_note(note: &str) -> Result<()> {
 
 /// Account names are what people type at a prompt: 1 to 64 printable characters without
 /// spaces or `:` (which the Basic scheme uses as its separator).
+/// Whether `name` could be an account's name (1 to 64 characters, no spaces, control characters
+/// or ':').
+pub fn is_account_name(name: &str) -> bool {
+    check_account_name(name).is_ok()
+}
+
 fn check_account_name(name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.chars().count())
         && name
@@ -169,6 +187,23 @@ fn verify_password(hash: &str, password: &str) -> bool {
         .is_ok()
 }
 
+/// Runs password hashing on the blocking pool, a few at a time: one Argon2 hash takes about
+/// 19 MiB and tens of milliseconds, and a flood of logins must take neither all the memory nor
+/// every blocking thread (which serve files too). The others wait their turn.
+async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|e| StoreError::Hashing(e.to_string()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Hashing(e.to_string()))
+}
+
 /// (owner, product) rows.
 type Pairs = Vec<(String, String)>;
 
@@ -184,8 +219,9 @@ fn products_of(owner: &str, pairs: &[(String, String)]) -> Vec<String> {
 impl Store {
     /// Creates a license; returns it with its key, which is never stored or shown again.
     pub async fn license_add(&self, new: &NewLicense) -> Result<(License, String)> {
-        self.products_exist(&new.products).await?;
         check_note(&new.note)?;
+        check_expires(new.expires)?;
+        self.products_exist(&new.products).await?;
         let mut products = new.products.clone();
         products.sort();
         products.dedup();
@@ -194,7 +230,7 @@ impl Store {
         let hash = sha256(secret.as_bytes()).to_vec();
         let created = now();
         on_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO licenses (id, key_hash, active, expires, note, created) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -315,14 +351,15 @@ impl Store {
         expires: Option<Option<i64>>,
         note: Option<&str>,
     ) -> Result<License> {
-        if let Some(products) = products {
-            self.products_exist(products).await?;
-        }
         if let Some(note) = note {
             check_note(note)?;
         }
+        check_expires(expires.flatten())?;
+        if let Some(products) = products {
+            self.products_exist(products).await?;
+        }
         on_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let found: Option<(String,)> = sqlx::query_as("SELECT id FROM licenses WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
@@ -398,10 +435,11 @@ impl Store {
         let mut products = products.to_vec();
         products.sort();
         products.dedup();
-        let hash = hash_password(password)?;
+        let owned = password.to_owned();
+        let hash = argon2(move || hash_password(&owned)).await??;
         let created = now();
         on_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO accounts (name, password_hash, active, created) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (name) DO NOTHING",
@@ -501,13 +539,15 @@ impl Store {
             None
         };
         let (hash, account) = match row {
-            Some((hash, account)) => (hash, Some(account)),
-            None => (stand_in_hash().to_owned(), None),
+            Some((hash, account)) => (Some(hash), Some(account)),
+            None => (None, None),
         };
         let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .unwrap_or(false);
+        let ok = argon2(move || {
+            let hash = hash.as_deref().unwrap_or_else(|| stand_in_hash());
+            verify_password(hash, &password)
+        })
+        .await?;
         Ok(account.filter(|_| ok))
     }
 
@@ -521,14 +561,16 @@ impl Store {
         if let Some(products) = products {
             self.products_exist(products).await?;
         }
-        let hash = password
-            .map(|p| {
+        let hash = match password {
+            Some(p) => {
                 check_password(p)?;
-                hash_password(p)
-            })
-            .transpose()?;
+                let owned = p.to_owned();
+                Some(argon2(move || hash_password(&owned)).await??)
+            }
+            None => None,
+        };
         on_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let found: Option<(String,)> =
                 sqlx::query_as("SELECT name FROM accounts WHERE name = $1")
                     .bind(name)

@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditFilter, DownloadRow, IssuedToken};
-pub use licenses::{Account, License, LicenseKey, NewLicense};
+pub use licenses::{Account, License, LicenseKey, NewLicense, is_account_name};
 pub use products::Product;
 
 /// How long a writer waits for SQLite's lock before giving up.
@@ -37,10 +37,30 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("database error")]
-    Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Db(sqlx::Error),
     #[error("migrating the database")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("hashing a password: {0}")]
+    Hashing(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// A constraint broken by a change made at the same time (a product removed while a
+    /// license for it is added, say) is a conflict to retry, not a failure of the server.
+    fn from(e: sqlx::Error) -> StoreError {
+        match &e {
+            sqlx::Error::Database(db)
+                if db.is_foreign_key_violation() || db.is_unique_violation() =>
+            {
+                StoreError::Conflict(
+                    "this conflicts with a change made at the same time; look again and retry"
+                        .to_owned(),
+                )
+            }
+            _ => StoreError::Db(e),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -73,6 +93,29 @@ impl std::fmt::Display for Location {
                 None => f.write_str(url),
             },
         }
+    }
+}
+
+/// Starts a transaction that writes. On SQLite it is `BEGIN IMMEDIATE`, which takes the write
+/// lock at once (waiting up to the busy timeout): a deferred transaction that reads before it
+/// writes fails outright (`SQLITE_BUSY_SNAPSHOT`) when another process, such as `tollgate
+/// admin` beside a running server, committed in between. PostgreSQL's `BEGIN` needs no such care.
+pub(crate) trait BeginWrite {
+    type Database: sqlx::Database;
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, Self::Database>>;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.begin().await
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Result, Store, StoreError, now, on_pool};
+use super::{BeginWrite, Result, Store, StoreError, now, on_pool};
 use crate::refpattern::RefPattern;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -85,7 +85,7 @@ impl Store {
         let patterns = check_patterns(patterns)?;
         let created = now();
         on_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO products (slug, name, created) VALUES ($1, $2, $3) \
                  ON CONFLICT (slug) DO NOTHING",
@@ -190,7 +190,7 @@ impl Store {
         }
         let patterns = patterns.map(check_patterns).transpose()?;
         on_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let exists: Option<(String,)> =
                 sqlx::query_as("SELECT slug FROM products WHERE slug = $1")
                     .bind(slug)
@@ -234,7 +234,7 @@ impl Store {
     /// Removes a product that no license or account holds.
     pub async fn product_remove(&self, slug: &str) -> Result<()> {
         on_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let (holders,): (i64,) = sqlx::query_as(
                 "SELECT (SELECT COUNT(*) FROM license_products WHERE product = $1) \
                       + (SELECT COUNT(*) FROM account_products WHERE product = $1)",

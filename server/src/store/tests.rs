@@ -225,6 +225,7 @@ async fn scenario(store: &Store) {
         .unwrap();
     assert_eq!(by_ref.len(), 1);
     assert_eq!(by_ref[0].refs, ["app/com.example.Pro/x86_64/v3"]);
+
     let since = store
         .issued_tokens(&AuditFilter {
             since: Some(1003),
@@ -234,6 +235,59 @@ async fn scenario(store: &Store) {
         .await
         .unwrap();
     assert_eq!(since.len(), 2);
+
+    // A ref filter pages through sparse matches, and matches exactly (`_` is no wildcard).
+    let sparse: Vec<IssuedToken> = (0..100)
+        .map(|i| IssuedToken {
+            seq: 0,
+            jti: format!("sparse{i}"),
+            subject: "s".into(),
+            license: None,
+            account: Some("bob".into()),
+            repo: String::new(),
+            refs: vec![match i {
+                10 | 90 => "app/com.example.A_b/x86_64/stable".to_owned(),
+                50 => "app/com.example.AXb/x86_64/stable".to_owned(),
+                _ => format!("app/com.example.Other/x86_64/v{i}"),
+            }],
+            client: "127.0.0.1".into(),
+            issued: 2000 + i,
+            expires: 2600 + i,
+        })
+        .collect();
+    store.record_issued(&sparse).await.unwrap();
+    let rare = |before| AuditFilter {
+        ref_name: Some("app/com.example.A_b/x86_64/stable".into()),
+        limit: 1,
+        before,
+        ..Default::default()
+    };
+    let first = store.issued_tokens(&rare(None)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].jti, "sparse90");
+    let second = store
+        .issued_tokens(&rare(Some(first[0].seq)))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].jti, "sparse10");
+    assert!(
+        store
+            .issued_tokens(&rare(Some(second[0].seq)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .issued_tokens(&AuditFilter {
+                ref_name: Some("app/%".into()),
+                limit: 1,
+                ..Default::default()
+            })
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
     store
         .record_downloads(&[DownloadRow {
             seq: 0,
@@ -261,20 +315,22 @@ async fn scenario(store: &Store) {
     store.key_publish("k1", &[1; 32], 100).await.unwrap();
     store.key_publish("k1", &[9; 32], 999).await.unwrap();
     store.key_publish("k2", &[2; 32], 200).await.unwrap();
-    store.keys_retire_all_but("k2", 300).await.unwrap();
+    // Another instance's key, sharing the database: not ours to retire.
+    store.key_publish("k0", &[3; 32], 150).await.unwrap();
+    store.keys_retire(&["k1".into()], 300).await.unwrap();
     let valid = store.keys_valid_since(250).await.unwrap();
     assert_eq!(
         valid.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
-        ["k2", "k1"]
+        ["k2", "k0", "k1"]
     );
     assert_eq!(
-        valid[1].public_key, [1; 32],
+        valid[2].public_key, [1; 32],
         "publishing again changes nothing"
     );
     let valid = store.keys_valid_since(300).await.unwrap();
     assert_eq!(
         valid.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
-        ["k2"]
+        ["k2", "k0"]
     );
 
     // Removal.

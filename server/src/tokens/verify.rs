@@ -321,11 +321,12 @@ fn sub_has_prefix(required: &str, claimed: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// flat-manager's prefix rule for subsets: `""` covers everything, `org.foo` covers `org.foo`
-/// and `org.foo.Bar`.
+/// The prefix rule for subsets: `org.foo` covers `org.foo` and `org.foo.Bar`. flat-manager lets
+/// `""` cover everything; here it covers nothing, as it grants nothing when downloading (see
+/// `Grant`), so that a subset can never open what its parent could not.
 fn fm_prefix_matches(id: &str, prefix: &str) -> bool {
-    prefix.is_empty()
-        || id
+    !prefix.is_empty()
+        && id
             .strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
@@ -370,7 +371,7 @@ impl TrustedKeys {
             &config.flat_manager_secret,
             &config.flat_manager_secret_file,
         ) {
-            (Some(secret), None) => Some(secret.clone()),
+            (Some(secret), None) => Some(secret.expose().to_owned()),
             (None, Some(path)) => Some(crate::secrets::read_private(
                 path,
                 "the flat-manager secret",
@@ -731,9 +732,29 @@ mod tests {
             Err(SubsetError::Parent(_))
         ));
         assert!(matches!(
-            verifier(&key, None).flat_manager_subset(&parent, &ask(base)),
+            verifier(&key, None).flat_manager_subset(&parent, &ask(base.clone())),
             Err(SubsetError::NotConfigured)
         ));
+
+        // A parent whose empty prefix opens nothing here cannot make a child that opens an app.
+        let open_prefix = sign(
+            Header::new(Algorithm::HS256),
+            &json!({"sub": "download", "scope": ["download"], "exp": now + 3600,
+                    "prefixes": [""]}),
+            &EncodingKey::from_secret(secret),
+        );
+        assert!(v.verify(&open_prefix).is_err(), "the parent grants nothing");
+        for prefixes in [json!(["org.foo.Bar"]), json!([""])] {
+            let mut request = base.clone();
+            request["prefixes"] = prefixes;
+            assert!(
+                matches!(
+                    v.flat_manager_subset(&open_prefix, &ask(request.clone())),
+                    Err(SubsetError::NotSubset)
+                ),
+                "{request}"
+            );
+        }
     }
 
     fn tampered_exp(token: &str) -> String {
