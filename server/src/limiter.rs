@@ -18,10 +18,10 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug)]
 pub struct FailureLimiter<K> {
@@ -29,32 +29,28 @@ pub struct FailureLimiter<K> {
     window: Duration,
     capacity: usize,
     entries: Mutex<HashMap<K, Entry>>,
-    /// Signalled whenever a turn ends.
-    turn_ended: Notify,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
     started: Instant,
     failures: u32,
-    /// Checks of this key running now.
-    running: u32,
+    /// Turns for this key's checks: `max_failures` permits, each waiter woken in order.
+    turns: Arc<Semaphore>,
+}
+
+impl Entry {
+    /// Whether a check of this key is running or waiting for its turn (each holds the
+    /// semaphore).
+    fn busy(&self) -> bool {
+        Arc::strong_count(&self.turns) > 1
+    }
 }
 
 /// One check's turn; it ends when dropped.
 #[derive(Debug)]
-pub struct Turn<'a, K: Hash + Eq + Clone> {
-    limiter: &'a FailureLimiter<K>,
-    key: K,
-}
-
-impl<K: Hash + Eq + Clone> Drop for Turn<'_, K> {
-    fn drop(&mut self) {
-        if let Some(entry) = self.limiter.lock().get_mut(&self.key) {
-            entry.running = entry.running.saturating_sub(1);
-        }
-        self.limiter.turn_ended.notify_waiters();
-    }
+pub struct Turn {
+    _permit: OwnedSemaphorePermit,
 }
 
 impl<K: Hash + Eq + Clone> FailureLimiter<K> {
@@ -64,7 +60,6 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
             window,
             capacity: capacity.max(1),
             entries: Mutex::new(HashMap::new()),
-            turn_ended: Notify::new(),
         }
     }
 
@@ -85,25 +80,21 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
 
     /// Waits for a turn to check a credential of `key`; refuses, with how long it is blocked,
     /// when it is blocked (also after waiting).
-    pub async fn turn(&self, key: &K) -> Result<Turn<'_, K>, Duration> {
-        loop {
-            // Made before looking, so that a turn ending in between still wakes this one.
-            let ended = self.turn_ended.notified();
-            {
-                let mut entries = self.lock();
-                if let Some(left) = self.blocked_in(&entries, key) {
-                    return Err(left);
-                }
-                let entry = self.entry(&mut entries, key);
-                if entry.running < self.max_failures {
-                    entry.running += 1;
-                    return Ok(Turn {
-                        limiter: self,
-                        key: key.clone(),
-                    });
-                }
+    pub async fn turn(&self, key: &K) -> Result<Turn, Duration> {
+        let turns = {
+            let mut entries = self.lock();
+            if let Some(left) = self.blocked_in(&entries, key) {
+                return Err(left);
             }
-            ended.await;
+            Arc::clone(&self.entry(&mut entries, key).turns)
+        };
+        // The semaphore is never closed.
+        let Ok(permit) = turns.acquire_owned().await else {
+            return Err(self.window);
+        };
+        match self.blocked(key) {
+            Some(left) => Err(left),
+            None => Ok(Turn { _permit: permit }),
         }
     }
 
@@ -121,19 +112,19 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
             // Full: drop what is stale, and if that is not enough, the older half. Halving keeps
             // the cost per key constant on average, however fast keys churn.
             let window = self.window;
-            entries.retain(|_, e| e.running > 0 || now.duration_since(e.started) < window);
+            entries.retain(|_, e| e.busy() || now.duration_since(e.started) < window);
             if entries.len() >= self.capacity {
                 let mut starts: Vec<Instant> = entries.values().map(|e| e.started).collect();
                 let middle = starts.len() / 2;
                 let (_, cut, _) = starts.select_nth_unstable(middle);
                 let cut = *cut;
-                entries.retain(|_, e| e.running > 0 || e.started > cut);
+                entries.retain(|_, e| e.busy() || e.started > cut);
             }
         }
-        let entry = entries.entry(key.clone()).or_insert(Entry {
+        let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
             started: now,
             failures: 0,
-            running: 0,
+            turns: Arc::new(Semaphore::new(self.max_failures as usize)),
         });
         if now.duration_since(entry.started) >= self.window {
             entry.started = now;
