@@ -80,6 +80,11 @@ impl SessionBus {
         }
     }
 
+    /// The bus's address, for connecting to it from the test itself.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
     /// The variable that points clients at this bus.
     pub fn env(&self) -> (String, PathBuf) {
         (

@@ -13,6 +13,7 @@ pub mod bus;
 pub mod cmd;
 pub mod fixture;
 pub mod http;
+pub mod keyring;
 pub mod postgres;
 pub mod server;
 pub mod synth;
@@ -36,5 +37,7 @@ mod http_semantics;
 mod index_size;
 #[cfg(test)]
 mod ostree_pull;
+#[cfg(test)]
+mod providers;
 #[cfg(test)]
 mod workspace_rules;

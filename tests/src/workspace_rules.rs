@@ -35,7 +35,7 @@ fn providers_depend_on_the_plugin_api_only() {
         );
         checked += 1;
     }
-    assert!(checked >= 2, "found only {checked} providers");
+    assert!(checked >= 3, "found only {checked} providers");
 }
 
 #[test]

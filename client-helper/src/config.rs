@@ -1,0 +1,84 @@
+//! The helper's configuration, `$XDG_CONFIG_HOME/tollgate/helper.toml`
+//! (`~/.config/tollgate/helper.toml`); every setting is optional:
+//!
+//! ```toml
+//! providers = ["secret-service", "file"]   # asked first, in this order; others found after
+//! provider-timeout = 10                    # seconds a provider may take to answer (1 to 300)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Provider names, in the order to ask them.
+    #[serde(default)]
+    pub providers: Vec<String>,
+    /// Seconds a provider call may take.
+    #[serde(default = "default_timeout")]
+    pub provider_timeout: u64,
+}
+
+fn default_timeout() -> u64 {
+    10
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            providers: Vec::new(),
+            provider_timeout: default_timeout(),
+        }
+    }
+}
+
+/// `$XDG_CONFIG_HOME` (absolute), else `~/.config`.
+pub fn config_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+}
+
+/// `$XDG_DATA_HOME` (absolute), else `~/.local/share`.
+pub fn data_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+}
+
+/// Where the configuration file is.
+pub fn config_path() -> Option<PathBuf> {
+    config_home().map(|c| c.join("tollgate/helper.toml"))
+}
+
+impl Config {
+    /// The configuration at `path`; the defaults when there is no file there.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading the configuration {}", path.display()));
+            }
+        };
+        let config: Config = toml::from_str(&text)
+            .with_context(|| format!("in the configuration {}", path.display()))?;
+        if !(1..=300).contains(&config.provider_timeout) {
+            bail!(
+                "in the configuration {}: provider-timeout = {} is out of range (1 to 300 seconds)",
+                path.display(),
+                config.provider_timeout
+            );
+        }
+        Ok(config)
+    }
+}
