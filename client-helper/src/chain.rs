@@ -2,8 +2,9 @@
 //! configured order. The first provider with a credential for a URL wins; one that fails (is
 //! locked, errs, panics, hangs, or answers against the ABI) is reported and the next is asked.
 //!
-//! The search path is `TOLLGATE_PROVIDER_PATH` (directories separated by `:`) when it is set,
-//! and otherwise [`SYSTEM_DIR`] then `$XDG_DATA_HOME/tollgate/providers`. In each directory the
+//! The search path is [`SYSTEM_DIR`], then `$XDG_DATA_HOME/tollgate/providers`, then the
+//! directories of `TOLLGATE_PROVIDER_PATH` (separated by `:`), as `design.md` has it: a provider
+//! the system installed cannot be replaced by a same-named one from the user's environment. In each directory the
 //! files `libtollgate_provider_<name>.so` are providers, taken in name order; a second provider
 //! with a name already loaded is refused. Relative directories are not searched. A library is
 //! loaded (and its initialisers run) before its descriptor can say whether it is usable, so
@@ -24,13 +25,11 @@ const SUFFIX: &str = ".so";
 
 /// The directories providers are found in, in order.
 pub fn search_path() -> Vec<PathBuf> {
-    if let Some(path) = std::env::var_os("TOLLGATE_PROVIDER_PATH") {
-        return std::env::split_paths(&path)
-            .filter(|p| !p.as_os_str().is_empty())
-            .collect();
-    }
     let mut dirs = vec![PathBuf::from(SYSTEM_DIR)];
     dirs.extend(data_home().map(|d| d.join("tollgate/providers")));
+    if let Some(path) = std::env::var_os("TOLLGATE_PROVIDER_PATH") {
+        dirs.extend(std::env::split_paths(&path).filter(|p| !p.as_os_str().is_empty()));
+    }
     dirs
 }
 

@@ -5,11 +5,16 @@
 //! tollgate-helper credential URL [--interactive] [--json]
 //! tollgate-helper login URL (--key-stdin | --token-stdin | --user NAME --password-stdin) [--provider NAME]
 //! tollgate-helper logout URL
+//! tollgate-helper token URL REF... [--repo NAME]
+//! tollgate-helper pull --repo PATH REMOTE REF... [--url URL] [--service-repo NAME]
+//! tollgate-helper status
+//! tollgate-helper install-authenticator [--user]
 //! ```
 //! Answers go to stdout, the providers' answers along the way and errors to stderr. No command
 //! ever prints a secret.
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -18,8 +23,11 @@ use serde_json::json;
 use tollgate_plugin_api::url::normalise;
 use tollgate_plugin_api::{Credential, Secret};
 
+use crate::authenticator::BUS_NAME;
 use crate::chain::{Chain, describe, search_path};
 use crate::config::{Config, config_path};
+use crate::service::Want;
+use crate::tokens::{Helper, RefTokens, grouped};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +68,51 @@ pub enum Command {
         /// Let providers ask the user, e.g. to unlock a keyring.
         #[arg(long)]
         interactive: bool,
+    },
+    /// Print download tokens for refs, as JSON: {"tokens": {TOKEN: [REF...]}} ("" for refs that
+    /// need none). From the cache, else from the entitlement service with the stored credential.
+    Token {
+        /// The entitlement service's URL.
+        url: String,
+        #[arg(required = true)]
+        refs: Vec<String>,
+        /// The repository's name on the server (`tollgate serve --repo NAME=PATH`).
+        #[arg(long, default_value = "")]
+        repo: String,
+        /// Let providers ask the user, e.g. to unlock a keyring.
+        #[arg(long)]
+        interactive: bool,
+    },
+    /// Run `ostree pull` for refs of a remote, with each group of refs that shares a token
+    /// pulled with its own `Authorization` header (and refs that need none, with none).
+    Pull {
+        /// The local OSTree repository.
+        #[arg(long = "repo", value_name = "PATH")]
+        local: std::path::PathBuf,
+        remote: String,
+        #[arg(required = true)]
+        refs: Vec<String>,
+        /// The entitlement service's URL (default: the remote's URL).
+        #[arg(long)]
+        url: Option<String>,
+        /// The repository's name on the server (`tollgate serve --repo NAME=PATH`).
+        #[arg(long, default_value = "")]
+        service_repo: String,
+        /// Let providers ask the user, e.g. to unlock a keyring.
+        #[arg(long)]
+        interactive: bool,
+    },
+    /// Show the providers, which of them has a credential for each service seen, and the cached
+    /// tokens with their expiry (never a secret).
+    Status,
+    /// Install the D-Bus activation file of `tollgate-authenticator`, so that flatpak can start
+    /// it: for this user (`--user`, in $XDG_DATA_HOME/dbus-1/services) or for everyone.
+    InstallAuthenticator {
+        #[arg(long)]
+        user: bool,
+        /// The authenticator binary (default: `tollgate-authenticator` beside this program).
+        #[arg(long, value_name = "PATH")]
+        exec: Option<std::path::PathBuf>,
     },
 }
 
@@ -129,6 +182,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => credential(&url, interactive, json),
         Command::Login(args) => login(args),
         Command::Logout { url, interactive } => logout(&url, interactive),
+        Command::Token {
+            url,
+            refs,
+            repo,
+            interactive,
+        } => token(&url, refs, repo, interactive),
+        Command::Pull {
+            local,
+            remote,
+            refs,
+            url,
+            service_repo,
+            interactive,
+        } => pull(&local, &remote, refs, url, service_repo, interactive),
+        Command::Status => status(),
+        Command::InstallAuthenticator { user, exec } => install_authenticator(user, exec),
     }
 }
 
@@ -315,6 +384,11 @@ fn logout(url: &str, interactive: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if let Some(cache) = crate::cache::Cache::default_location()
+        && let Err(e) = cache.forget(&url)
+    {
+        note(&format!("could not forget the cached tokens of {url}: {e}"));
+    }
     if erased.is_empty() {
         out(&format!("no provider had a credential for {url}"));
     } else {
@@ -328,4 +402,196 @@ fn logout(url: &str, interactive: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A runtime for the commands that talk to the entitlement service.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Tokens for `want`, or an error that says what to do.
+fn tokens_for(want: &Want, interactive: bool) -> anyhow::Result<RefTokens> {
+    let helper = Helper::load()?;
+    runtime()?
+        .block_on(helper.tokens(want, interactive))
+        .map_err(|failure| anyhow::anyhow!(failure.explain()))
+}
+
+fn token(
+    url: &str,
+    refs: Vec<String>,
+    repo: String,
+    interactive: bool,
+) -> anyhow::Result<ExitCode> {
+    let want = Want {
+        url: normalise(url)?,
+        repo,
+        refs,
+    };
+    let tokens = tokens_for(&want, interactive)?;
+    out(&serde_json::to_string_pretty(
+        &json!({ "tokens": grouped(&tokens) }),
+    )?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ostree --repo=PATH ARGS...`, its stdout, or an error with its stderr.
+fn ostree(local: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = std::process::Command::new("ostree")
+        .arg(format!("--repo={}", local.display()))
+        .args(args)
+        .output()
+        .context("running ostree (is it installed? apt-get install ostree)")?;
+    if !output.status.success() {
+        bail!(
+            "ostree {} failed: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn pull(
+    local: &Path,
+    remote: &str,
+    refs: Vec<String>,
+    url: Option<String>,
+    service_repo: String,
+    interactive: bool,
+) -> anyhow::Result<ExitCode> {
+    let url = match url {
+        Some(url) => url,
+        None => ostree(local, &["remote", "show-url", remote])?
+            .trim()
+            .to_owned(),
+    };
+    let want = Want {
+        url: normalise(&url)?,
+        repo: service_repo,
+        refs,
+    };
+    let tokens = tokens_for(&want, interactive)?;
+    for (token, refs) in grouped(&tokens) {
+        // The header reaches ostree on its command line: tokens are short-lived and open only
+        // these refs. (A pull through libostree itself comes with the P2P work.)
+        let header =
+            (!token.is_empty()).then(|| format!("--http-header=Authorization=Bearer {token}"));
+        let mut args: Vec<&str> = vec!["pull"];
+        if let Some(header) = &header {
+            args.push(header);
+        }
+        args.push(remote);
+        args.extend(refs.iter().map(String::as_str));
+        ostree(local, &args)?;
+        out(&format!(
+            "pulled {} {}",
+            refs.join(" "),
+            if token.is_empty() {
+                "(public)"
+            } else {
+                "with a token"
+            }
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status() -> anyhow::Result<ExitCode> {
+    let helper = Helper::load()?;
+    out("providers:");
+    if helper.chain.providers.is_empty() {
+        out("  none found (`tollgate-helper providers` shows where they are looked for)");
+    }
+    for p in &helper.chain.providers {
+        out(&format!(
+            "  {} {} [{}]",
+            p.name,
+            p.version,
+            p.capabilities.names().join(", ")
+        ));
+    }
+    let now = crate::cache::now();
+    let entries = helper
+        .cache
+        .as_ref()
+        .map(|c| c.entries(now))
+        .unwrap_or_default();
+    let mut urls: Vec<&str> = entries.iter().map(|e| e.url.as_str()).collect();
+    urls.dedup();
+    out("credentials:");
+    if urls.is_empty() {
+        out("  no service seen yet");
+    }
+    for url in urls {
+        let (found, _) = helper.chain.lookup(url, false);
+        match found {
+            Some((provider, credential)) => {
+                out(&format!("  {url}: {} in {provider}", what(&credential)))
+            }
+            None => out(&format!("  {url}: none stored")),
+        }
+    }
+    out("cached tokens:");
+    if entries.is_empty() {
+        out("  none");
+    }
+    for e in &entries {
+        let repo = if e.repo.is_empty() {
+            String::new()
+        } else {
+            format!(" repo {}", e.repo)
+        };
+        out(&format!(
+            "  {}{repo} {}: {}, expires in {} s",
+            e.url,
+            e.ref_,
+            if e.token.is_empty() {
+                "public"
+            } else {
+                "token"
+            },
+            e.expires_at.saturating_sub(now)
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn install_authenticator(user: bool, exec: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let exec = match exec {
+        Some(exec) => exec,
+        None => std::env::current_exe()
+            .context("finding this program")?
+            .with_file_name("tollgate-authenticator"),
+    };
+    let exec = std::fs::canonicalize(&exec).with_context(|| {
+        format!(
+            "{} is missing: install tollgate-authenticator beside tollgate-helper, or give \
+             --exec PATH",
+            exec.display()
+        )
+    })?;
+    let dir = if user {
+        crate::config::data_home()
+            .context("neither XDG_DATA_HOME nor HOME is set")?
+            .join("dbus-1/services")
+    } else {
+        PathBuf::from("/usr/share/dbus-1/services")
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join(format!("{BUS_NAME}.service"));
+    let text = format!(
+        "[D-BUS Service]\nName={BUS_NAME}\nExec={}\n",
+        exec.display()
+    );
+    std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    out(&format!(
+        "installed {}: flatpak remotes whose authenticator is {BUS_NAME} now start {}",
+        file.display(),
+        exec.display()
+    ));
+    Ok(ExitCode::SUCCESS)
 }

@@ -43,6 +43,14 @@ pub fn config_home() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
 }
 
+/// `$XDG_CACHE_HOME` (absolute), else `~/.cache`.
+pub fn cache_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+}
+
 /// `$XDG_DATA_HOME` (absolute), else `~/.local/share`.
 pub fn data_home() -> Option<PathBuf> {
     std::env::var_os("XDG_DATA_HOME")

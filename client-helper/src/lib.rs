@@ -10,6 +10,10 @@
 //! token only to the origin and to mirrors the user trusts. It must never send a token to a
 //! server it was not issued for, and it never prints a secret.
 
+pub mod authenticator;
+pub mod cache;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod service;
+pub mod tokens;

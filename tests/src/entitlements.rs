@@ -22,22 +22,22 @@ use crate::postgres::Postgres;
 use crate::server::{Server, tollgate_bin};
 use crate::tokens;
 
-const ADMIN_TOKEN: &str = "an admin token for the entitlement tests";
+pub(crate) const ADMIN_TOKEN: &str = "an admin token for the entitlement tests";
 const OTHER_APP: &str = "org.example.Other";
 const PASSWORD: &str = "correct horse battery staple";
 
 /// A running service and how to start it again on the same data.
-struct Service {
+pub(crate) struct Service {
     args: Vec<String>,
     env: Vec<(String, PathBuf)>,
-    server: Server,
+    pub(crate) server: Server,
 }
 
 impl Service {
     /// Serves `g` with the admin token in the environment, the database at `database_url`
     /// (the data directory's SQLite when `None`), and `entitlements` as the configuration's
     /// `[entitlements]` section.
-    fn start(
+    pub(crate) fn start(
         fx: &Fixture,
         g: &GatedRepo,
         database_url: Option<&str>,
@@ -82,7 +82,7 @@ impl Service {
         Service { args, env, server }
     }
 
-    fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         http::json(
             self.server.addr,
             method,
@@ -93,7 +93,13 @@ impl Service {
     }
 
     /// An admin request that must succeed with `status`; its answer.
-    fn admin_ok(&self, status: u16, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn admin_ok(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let (got, answer) = self.admin(method, path, body);
         assert_eq!(got, status, "{method} {path}: {answer}");
         answer
@@ -137,7 +143,7 @@ impl Service {
     /// Waits until the admin API lists at least `n` audit records of `kind` (`tokens` or
     /// `downloads`) matching `query`, and returns them: the audit writer writes in batches, a
     /// moment after the answer.
-    fn wait_for_audit(&self, kind: &str, query: &str, n: usize) -> Vec<Value> {
+    pub(crate) fn wait_for_audit(&self, kind: &str, query: &str, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let page = self.admin_ok(200, "GET", &format!("audit/{kind}?{query}"), None);
@@ -722,7 +728,7 @@ fn two_gated_apps(fx: &Fixture) -> (GatedRepo, String) {
 }
 
 /// A product for the paid app and a license for it; the license key.
-fn license_for_paid(s: &Service) -> String {
+pub(crate) fn license_for_paid(s: &Service) -> String {
     s.admin_ok(
         201,
         "POST",

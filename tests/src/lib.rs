@@ -20,6 +20,8 @@ pub mod synth;
 pub mod tokens;
 
 #[cfg(test)]
+mod authenticator;
+#[cfg(test)]
 mod bad_input;
 #[cfg(test)]
 mod demo;

@@ -1,0 +1,217 @@
+//! The client of the entitlement service: `POST {url}/api/v1/tokens` with a credential, and
+//! what the answer means for a person.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use tollgate_plugin_api::Credential;
+
+/// What to ask for: refs of one repository of one entitlement service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// The service's base URL, normalised.
+    pub url: String,
+    /// The repository's name on the server (`--repo NAME=PATH`), `""` for the one at `/`.
+    pub repo: String,
+    pub refs: Vec<String>,
+}
+
+/// The service's answer: each token with the refs it opens (`""` for refs that need none),
+/// the refs it would not give, and how long the tokens live.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Issued {
+    pub tokens: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub denied: BTreeMap<String, String>,
+    pub expires_in: u64,
+}
+
+/// Why the service gave no tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceError {
+    /// The credential was refused (`invalid-credentials`), or is for a license or account that
+    /// cannot get tokens now (`license-expired`, ...).
+    Credential { error_type: String, message: String },
+    /// Too many failed attempts lately.
+    TooMany { retry_after: Option<u64> },
+    /// Another refusal (unknown repository or refs, a bad request).
+    Refused {
+        status: u16,
+        error_type: String,
+        message: String,
+    },
+    /// The service could not be reached or answered something that is not its API.
+    Unreachable(String),
+}
+
+impl ServiceError {
+    /// Whether asking the user for another credential could help.
+    pub fn is_bad_credential(&self) -> bool {
+        matches!(self, ServiceError::Credential { error_type, .. } if error_type == "invalid-credentials")
+    }
+
+    /// What happened, for the person at the terminal, with what to do about it.
+    pub fn explain(&self, url: &str) -> String {
+        match self {
+            ServiceError::Credential { error_type, .. } if error_type == "invalid-credentials" => {
+                format!(
+                    "{url} refused the license key or account: check it, and store the right one \
+                     with `tollgate-helper login {url}`"
+                )
+            }
+            ServiceError::Credential {
+                error_type,
+                message,
+            } => {
+                let what = match error_type.as_str() {
+                    "license-inactive" => "the license has been revoked or suspended",
+                    "license-expired" => "the license has expired",
+                    "account-inactive" => "the account has been disabled",
+                    _ => "the credential cannot get downloads now",
+                };
+                format!("{url}: {what} ({message}); contact the vendor to renew it")
+            }
+            ServiceError::TooMany { retry_after } => format!(
+                "{url} refuses for now after too many failed attempts; try again in {} seconds",
+                retry_after.unwrap_or(60)
+            ),
+            ServiceError::Refused {
+                status, message, ..
+            } => format!("{url} refused the request ({status}): {message}"),
+            ServiceError::Unreachable(why) => format!(
+                "cannot reach the entitlement service at {url}: {why}; check the network, or try \
+                 again later"
+            ),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "error-type", default)]
+    error_type: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// An HTTP client for the service, with time limits.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("tollgate-helper/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}
+
+/// The `Authorization` header value for a credential.
+fn authorization(credential: &Credential) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(match credential {
+        Credential::LicenseKey(secret) | Credential::Token(secret) => {
+            format!("Bearer {}", secret.expose())
+        }
+        Credential::Password { user, password } => {
+            let pair = zeroize::Zeroizing::new(format!("{user}:{}", password.expose()));
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
+            )
+        }
+    })
+}
+
+/// Asks the service for tokens for `want.refs` with `credential`.
+pub async fn request_tokens(
+    client: &reqwest::Client,
+    want: &Want,
+    credential: &Credential,
+) -> Result<Issued, ServiceError> {
+    let endpoint = format!("{}/api/v1/tokens", want.url);
+    let mut body = serde_json::json!({ "refs": want.refs });
+    if !want.repo.is_empty() {
+        body["repo"] = serde_json::Value::from(want.repo.as_str());
+    }
+    let mut header =
+        reqwest::header::HeaderValue::from_str(&authorization(credential)).map_err(|_| {
+            ServiceError::Refused {
+                status: 0,
+                error_type: "bad-credential".to_owned(),
+                message: "the credential has characters an HTTP header cannot carry".to_owned(),
+            }
+        })?;
+    header.set_sensitive(true);
+    let response = client
+        .post(&endpoint)
+        .header(reqwest::header::AUTHORIZATION, header)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| ServiceError::Unreachable(without_url(&e)))?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let text = response
+        .text()
+        .await
+        .map_err(|e| ServiceError::Unreachable(without_url(&e)))?;
+    if status == 200 {
+        return serde_json::from_str(&text).map_err(|_| {
+            ServiceError::Unreachable(format!(
+                "{endpoint} answered 200 with something that is not a token answer; is this a \
+                 tollgate server?"
+            ))
+        });
+    }
+    let Ok(error) = serde_json::from_str::<ErrorBody>(&text) else {
+        return Err(ServiceError::Unreachable(format!(
+            "{endpoint} answered {status}, not as a tollgate server would"
+        )));
+    };
+    Err(match status {
+        401 => ServiceError::Credential {
+            error_type: error.error_type,
+            message: error.message,
+        },
+        429 => ServiceError::TooMany { retry_after },
+        500..=599 => ServiceError::Unreachable(format!(
+            "it answered {status} ({}); this is a fault on the server",
+            error.message
+        )),
+        _ => ServiceError::Refused {
+            status,
+            error_type: error.error_type,
+            message: error.message,
+        },
+    })
+}
+
+/// A request error in words: what failed and its causes, without the URL (which the caller
+/// names itself).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "no answer in time".to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        let mut t = e.to_string();
+        if let Some(at) = t.find(" for url (") {
+            t.truncate(at);
+        }
+        t
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
