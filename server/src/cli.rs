@@ -37,6 +37,24 @@ enum Command {
     /// Manage products, licenses and accounts, and read the audit records, straight in the
     /// database (the server may be running).
     Admin(AdminArgs),
+    /// Point a Flatpak repository's clients at tollgate's authenticator: writes
+    /// `xa.authenticator-name` and `xa.authenticator-options.url` (and `.repo`) into its config
+    /// and summary with the real `flatpak build-update-repo`, so that a plain
+    /// `flatpak remote-add` sets everything up.
+    Authenticator(AuthenticatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthenticatorArgs {
+    /// The archive repository, as `tollgate serve --repo` serves it.
+    #[arg(long, value_name = "PATH")]
+    pub repo: PathBuf,
+    /// The entitlement service's address as customers reach it, e.g. https://apps.example.com
+    #[arg(long)]
+    pub url: String,
+    /// The repository's name on the server, when it is served as `--repo NAME=PATH`.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -349,6 +367,7 @@ pub fn main() -> ExitCode {
         Command::Token(TokenCommand::Issue(args)) => crate::operator::issue_token(args),
         Command::Inspect(args) => crate::operator::inspect(args),
         Command::Admin(args) => crate::admin_cli::run(args),
+        Command::Authenticator(args) => crate::operator::authenticator(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

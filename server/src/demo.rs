@@ -287,13 +287,13 @@ fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
 }
 
 /// Runs a command, returning its stdout, or an error carrying its stderr.
-fn run(command: &mut Command) -> anyhow::Result<String> {
+pub(crate) fn run(command: &mut Command) -> anyhow::Result<String> {
     let program = command.get_program().to_string_lossy().into_owned();
     let output = match command.output() {
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "`{program}` is not installed; the demo builds its repository with the real one. \
-             Install it with `apt-get install {program}` (scripts/demo does this for you)"
+            "`{program}` is not installed; tollgate runs the real one. Install it with \
+             `apt-get install {program}` (scripts/setup does this for you)"
         ),
         Err(e) => return Err(e).with_context(|| format!("running {program}")),
     };

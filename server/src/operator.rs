@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use tollgate_ostree_format::{Commit, RefName, Repo, load_commit};
 
-use crate::cli::{InspectArgs, KeysCommand, TokenIssueArgs};
+use crate::cli::{AuthenticatorArgs, InspectArgs, KeysCommand, TokenIssueArgs};
 use crate::config::Config;
 use crate::index::{Access, RepoIndex};
 use crate::output::print_line;
@@ -196,4 +196,50 @@ fn peak_rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
+}
+
+/// The bus name of tollgate's Flatpak authenticator (`tollgate-authenticator`).
+pub const AUTHENTICATOR_NAME: &str = "org.tollgate.Authenticator";
+
+/// `tollgate authenticator`: the repository's clients will ask tollgate's authenticator for
+/// tokens, at the entitlement service `args.url`.
+pub fn authenticator(args: AuthenticatorArgs) -> anyhow::Result<()> {
+    Repo::open(&args.repo).with_context(|| {
+        format!(
+            "{} is not an OSTree archive repository",
+            args.repo.display()
+        )
+    })?;
+    let url = args.url.trim();
+    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+    if !scheme_ok || url.contains(char::is_whitespace) || url.contains('@') || url.contains('?') {
+        bail!(
+            "--url {url:?} is not an http or https address without user or query, such as \
+             https://apps.example.com"
+        );
+    }
+    if let Some(name) = &args.name
+        && !is_valid_name(name)
+    {
+        bail!(
+            "--name {name:?} is not a repository name tollgate serves (letters, digits, -, _, .)"
+        );
+    }
+    let mut command = std::process::Command::new("flatpak");
+    command.args([
+        "build-update-repo",
+        &format!("--authenticator-name={AUTHENTICATOR_NAME}"),
+        "--no-authenticator-install",
+        &format!("--authenticator-option=url={url}"),
+    ]);
+    if let Some(name) = &args.name {
+        command.arg(format!("--authenticator-option=repo={name}"));
+    }
+    command.arg(&args.repo);
+    crate::demo::run(&mut command)?;
+    print_line(&format!(
+        "{}: flatpak clients now ask {AUTHENTICATOR_NAME} for tokens from {url}",
+        args.repo.display()
+    ));
+    Ok(())
 }

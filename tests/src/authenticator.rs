@@ -13,7 +13,7 @@ use crate::entitlements::{Service, license_for_paid};
 use crate::fixture::Fixture;
 use crate::gating::{APP, GatedRepo, RUNTIME, gated_repo};
 use crate::keyring::Keyring;
-use crate::server::workspace_bin;
+use crate::server::{tollgate_bin, workspace_bin};
 
 const AUTHENTICATOR: &str = "org.tollgate.Authenticator";
 
@@ -35,15 +35,26 @@ impl Setup {
         let g = gated_repo(&fx);
         let s = Service::start(&fx, &g, None, "");
         let key = license_for_paid(&s);
-        fx.flatpak()
-            .args([
-                "build-update-repo",
-                &format!("--authenticator-name={AUTHENTICATOR}"),
-                "--no-authenticator-install",
-                &format!("--authenticator-option=url={}", s.server.url()),
-            ])
+        let said = fx
+            .cmd(tollgate_bin().to_str().expect("UTF-8"))
+            .args(["authenticator", "--repo"])
             .arg(&g.repo)
+            .args(["--url", &s.server.url()])
             .run();
+        assert!(
+            said.contains(&format!("flatpak clients now ask {AUTHENTICATOR}")),
+            "{said}"
+        );
+        // What flatpak remote-add will copy: the repository's config says it.
+        let config = std::fs::read_to_string(g.repo.join("config")).expect("config");
+        assert!(
+            config.contains(&format!("authenticator-name={AUTHENTICATOR}")),
+            "{config}"
+        );
+        assert!(
+            config.contains(&format!("authenticator-options.url={}", s.server.url())),
+            "{config}"
+        );
         let providers = fx.join("home/.local/share/tollgate/providers");
         std::fs::create_dir_all(&providers).expect("mkdir providers");
         let library = "libtollgate_provider_secret_service.so";
@@ -236,5 +247,47 @@ fn tollgate_helper_pulls_a_gated_ref_with_its_token_and_the_public_one_without()
     assert!(
         err.contains(&format!("no license key or account is stored for {url}")),
         "{err}"
+    );
+}
+
+#[test]
+fn tollgate_authenticator_refuses_what_is_not_a_repository_or_an_address() {
+    let fx = Fixture::new();
+    let tree = crate::fixture::sample_tree(&fx.join("tree"));
+    let (repo, _) = fx.archive_repo("repo", "test/ref", &tree);
+    let before = std::fs::read_to_string(repo.join("config")).expect("config");
+    let tollgate = || fx.cmd(tollgate_bin().to_str().expect("UTF-8"));
+    let err = tollgate()
+        .args(["authenticator", "--repo"])
+        .arg(fx.join("tree"))
+        .args(["--url", "https://apps.example.com"])
+        .run_fail();
+    assert!(err.contains("is not an OSTree archive repository"), "{err}");
+    for url in [
+        "ftp://apps.example.com",
+        "https://user:pw@apps.example.com",
+        "https://apps.example.com/?key=1",
+        "apps.example.com",
+    ] {
+        let err = tollgate()
+            .args(["authenticator", "--repo"])
+            .arg(&repo)
+            .args(["--url", url])
+            .run_fail();
+        assert!(
+            err.contains("is not an http or https address"),
+            "{url}: {err}"
+        );
+    }
+    let err = tollgate()
+        .args(["authenticator", "--repo"])
+        .arg(&repo)
+        .args(["--url", "https://apps.example.com", "--name", "../x"])
+        .run_fail();
+    assert!(err.contains("is not a repository name"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("config")).expect("config"),
+        before,
+        "a refused command changed the repository"
     );
 }
