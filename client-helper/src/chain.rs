@@ -231,6 +231,15 @@ impl Chain {
     }
 }
 
+/// What the providers that failed said, one line each (with their files).
+pub fn failures(asked: &[Asked]) -> Vec<String> {
+    asked
+        .iter()
+        .filter(|a| a.answer.is_err())
+        .map(Asked::line)
+        .collect()
+}
+
 impl Asked {
     /// One line for people: which provider (and its file) said what.
     pub fn line(&self) -> String {

@@ -24,7 +24,7 @@ use tollgate_plugin_api::url::normalise;
 use tollgate_plugin_api::{Credential, Secret};
 
 use crate::authenticator::BUS_NAME;
-use crate::chain::{Chain, describe, search_path};
+use crate::chain::{Chain, describe, failures, search_path};
 use crate::config::{Config, config_path};
 use crate::service::Want;
 use crate::tokens::{Helper, RefTokens, grouped};
@@ -271,8 +271,8 @@ fn credential(url: &str, interactive: bool, as_json: bool) -> anyhow::Result<Exi
         });
         out(&serde_json::to_string_pretty(&value)?);
     } else {
-        for a in asked.iter().filter(|a| a.answer.is_err()) {
-            note(&a.line());
+        for line in failures(&asked) {
+            note(&line);
         }
         if let Some((provider, credential)) = &found {
             out(&format!("{provider}: {}", what(credential)));
@@ -346,8 +346,8 @@ fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         args.interactive,
         args.provider.as_deref(),
     );
-    for a in asked.iter().filter(|a| a.answer.is_err()) {
-        note(&a.line());
+    for line in failures(&asked) {
+        note(&line);
     }
     match stored {
         Some(provider) => {

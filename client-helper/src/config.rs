@@ -35,28 +35,27 @@ impl Default for Config {
     }
 }
 
-/// `$XDG_CONFIG_HOME` (absolute), else `~/.config`.
+/// An XDG base directory: `$var` when it is absolute, else `~/under_home`.
+fn xdg_dir(var: &str, under_home: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))
+}
+
+/// `$XDG_CONFIG_HOME`, else `~/.config`.
 pub fn config_home() -> Option<PathBuf> {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+    xdg_dir("XDG_CONFIG_HOME", ".config")
 }
 
-/// `$XDG_CACHE_HOME` (absolute), else `~/.cache`.
+/// `$XDG_CACHE_HOME`, else `~/.cache`.
 pub fn cache_home() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+    xdg_dir("XDG_CACHE_HOME", ".cache")
 }
 
-/// `$XDG_DATA_HOME` (absolute), else `~/.local/share`.
+/// `$XDG_DATA_HOME`, else `~/.local/share`.
 pub fn data_home() -> Option<PathBuf> {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+    xdg_dir("XDG_DATA_HOME", ".local/share")
 }
 
 /// Where the configuration file is.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tollgate_plugin_api::Credential;
 
 use crate::cache::{Cache, now};
-use crate::chain::{Asked, Chain};
+use crate::chain::{Chain, failures};
 use crate::config::{Config, config_path};
 use crate::service::{self, ServiceError, Want};
 
@@ -100,7 +100,7 @@ impl Helper {
         let url = url.to_owned();
         let asked = tokio::task::spawn_blocking(move || chain.lookup(&url, interactive)).await;
         match asked {
-            Ok((found, asked)) => (found, lines(&asked)),
+            Ok((found, asked)) => (found, failures(&asked)),
             Err(e) => (None, vec![format!("the providers failed: {e}")]),
         }
     }
@@ -123,7 +123,7 @@ impl Helper {
             Ok((None, asked)) if asked.is_empty() => {
                 Err(vec!["no provider can store credentials".to_owned()])
             }
-            Ok((None, asked)) => Err(lines(&asked)),
+            Ok((None, asked)) => Err(failures(&asked)),
             Err(e) => Err(vec![format!("the providers failed: {e}")]),
         }
     }
@@ -175,15 +175,6 @@ impl Helper {
         };
         self.issue(want, &credential).await
     }
-}
-
-/// What each provider said, one line each (errors only).
-fn lines(asked: &[Asked]) -> Vec<String> {
-    asked
-        .iter()
-        .filter(|a| a.answer.is_err())
-        .map(Asked::line)
-        .collect()
 }
 
 /// Tokens grouped: token → the refs it opens (`""` for refs that need none).

@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 
-use secret_service::{EncryptionType, Error, Item, SecretService};
+use secret_service::{EncryptionType, Error, Item, SearchItemsResult, SecretService};
 use tollgate_plugin_api::{Credential, ErrorKind, Kind, Provider, ProviderError, Request, Secret};
 
 /// The `xdg:schema` of items this provider makes.
@@ -106,32 +106,32 @@ fn base_attributes(url: &str) -> HashMap<&str, &str> {
     HashMap::from([("service", "tollgate"), ("url", url)])
 }
 
-/// The items for `url`: the unlocked ones, and the locked ones too (unlocked first) when the
-/// request allows interaction. Without interaction, locked items are an error only if
-/// `need_all` or there are no unlocked ones.
-async fn items_for<'a>(
+/// Every item for `url`, unlocked and locked.
+async fn search<'a>(
     service: &'a SecretService<'a>,
-    request: &Request,
-    need_all: bool,
-) -> Result<Vec<Item<'a>>, ProviderError> {
-    let found = service
-        .search_items(base_attributes(&request.url))
+    url: &str,
+) -> Result<SearchItemsResult<Item<'a>>, ProviderError> {
+    service
+        .search_items(base_attributes(url))
         .await
-        .map_err(|e| failed("searching the Secret Service", e))?;
-    let mut items = found.unlocked;
-    if found.locked.is_empty() || (!need_all && !items.is_empty() && !request.interactive) {
-        return Ok(items);
+        .map_err(|e| failed("searching the Secret Service", e))
+}
+
+/// Unlocks `locked` (the Secret Service may prompt) when the request allows interaction; the
+/// `locked` error when it does not.
+async fn unlock(locked: &[Item<'_>], request: &Request) -> Result<(), ProviderError> {
+    if locked.is_empty() {
+        return Ok(());
     }
     if !request.interactive {
         return Err(locked_error(&request.url));
     }
-    for item in &found.locked {
+    for item in locked {
         item.unlock()
             .await
             .map_err(|e| failed("unlocking the keyring", e))?;
     }
-    items.extend(found.locked);
-    Ok(items)
+    Ok(())
 }
 
 fn locked_error(url: &str) -> ProviderError {
@@ -170,28 +170,30 @@ async fn credential_of(item: &Item<'_>) -> Result<Option<Credential>, ProviderEr
     })
 }
 
+/// The credentials the items hold, skipping items of kinds this provider does not know.
+async fn credentials_of(items: &[Item<'_>]) -> Result<Vec<Credential>, ProviderError> {
+    let mut found = Vec::new();
+    for item in items {
+        if let Some(credential) = credential_of(item).await? {
+            found.push(credential);
+        }
+    }
+    Ok(found)
+}
+
 impl Provider for SecretServiceProvider {
     fn lookup(&self, request: &Request) -> Result<Credential, ProviderError> {
         self.block_on(async {
             let service = connect().await?;
-            let mut found = Vec::new();
-            for item in items_for(&service, request, false).await? {
-                if let Some(credential) = credential_of(&item).await? {
-                    found.push(credential);
-                }
+            let items = search(&service, &request.url).await?;
+            let mut found = credentials_of(&items.unlocked).await?;
+            // Locked items are opened when the request may prompt, or when nothing unlocked
+            // holds a credential (and then, without interaction, the answer is `locked`).
+            if !items.locked.is_empty() && (request.interactive || found.is_empty()) {
+                unlock(&items.locked, request).await?;
+                found.extend(credentials_of(&items.locked).await?);
             }
             found.sort_by_key(|c| Kind::ALL.iter().position(|k| *k == c.kind()));
-            if found.is_empty() && !request.interactive {
-                // Nothing usable unlocked; a locked item may hold it.
-                let locked = service
-                    .search_items(base_attributes(&request.url))
-                    .await
-                    .map_err(|e| failed("searching the Secret Service", e))?
-                    .locked;
-                if !locked.is_empty() {
-                    return Err(locked_error(&request.url));
-                }
-            }
             found.into_iter().next().ok_or_else(|| {
                 ProviderError::not_found(format!(
                     "no item for {} in the Secret Service",
@@ -244,11 +246,7 @@ impl Provider for SecretServiceProvider {
                 .map_err(|e| failed("storing the item", e))?;
             // One credential per URL: the others for it go, once the new one is safely kept
             // (those in another, locked collection stay: they cannot be reached).
-            let others = service
-                .search_items(base_attributes(&request.url))
-                .await
-                .map_err(|e| failed("searching the Secret Service", e))?
-                .unlocked;
+            let others = search(&service, &request.url).await?.unlocked;
             for item in others {
                 if item.item_path != created.item_path {
                     item.delete()
@@ -263,7 +261,9 @@ impl Provider for SecretServiceProvider {
     fn erase(&self, request: &Request) -> Result<(), ProviderError> {
         self.block_on(async {
             let service = connect().await?;
-            let items = items_for(&service, request, true).await?;
+            let found = search(&service, &request.url).await?;
+            unlock(&found.locked, request).await?;
+            let items: Vec<Item<'_>> = found.unlocked.into_iter().chain(found.locked).collect();
             if items.is_empty() {
                 return Err(ProviderError::not_found(format!(
                     "no item for {} in the Secret Service",
