@@ -375,7 +375,10 @@ async fn work_out(
                 return Outcome::Tokens(tokens);
             }
             Err(Failure::Service { error, .. }) if error.is_bad_credential() => {
-                previous_error = Some(error.explain(&url));
+                previous_error = Some(format!(
+                    "{url} did not accept that license key, or that account name and password; \
+                     check it and enter it again."
+                ));
             }
             Err(failure) => return Outcome::Failed(failure.explain()),
         }

@@ -138,6 +138,10 @@ pub struct LoginArgs {
     /// Let providers ask the user, e.g. to unlock a keyring.
     #[arg(long)]
     pub interactive: bool,
+    /// Store the credential without first asking the entitlement service whether it is right
+    /// (for when it cannot be reached now).
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -340,6 +344,22 @@ fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("no provider named {name:?} (`tollgate-helper providers` lists them)");
     }
+    // A token is for the repository server, not the entitlement service: nothing to ask.
+    if !args.no_check && !matches!(credential, Credential::Token(_)) {
+        let checked = runtime()?.block_on(crate::service::check_credential(
+            &crate::service::client(),
+            &url,
+            &credential,
+        ));
+        match checked {
+            Ok(entitled) => out(&describe_entitled(&url, &credential, &entitled)),
+            Err(e @ crate::service::ServiceError::Unreachable(_)) => bail!(
+                "not stored: {}; to store it anyway, unchecked, add --no-check",
+                e.explain(&url)
+            ),
+            Err(e) => bail!("not stored: {}", e.explain(&url)),
+        }
+    }
     let (stored, asked) = chain.store(
         &url,
         &credential,
@@ -366,6 +386,39 @@ fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
             }
         ),
     }
+}
+
+/// What the service said a credential opens, for the person logging in.
+fn describe_entitled(
+    url: &str,
+    credential: &Credential,
+    entitled: &crate::service::Entitled,
+) -> String {
+    let mut text = format!("{url} accepts the {}", what(credential));
+    match entitled.expires {
+        Some(at) => {
+            let at =
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.max(0).unsigned_abs());
+            text.push_str(&format!(
+                ", valid until {}",
+                humantime::format_rfc3339_seconds(at)
+            ));
+        }
+        None => text.push_str(", valid without end"),
+    }
+    if entitled.products.is_empty() {
+        text.push_str("; it includes no product yet");
+    }
+    for p in &entitled.products {
+        text.push_str(&format!(
+            "\n  {} ({}): {}{}",
+            p.name,
+            p.slug,
+            p.refs.join(", "),
+            if p.active { "" } else { " [withdrawn]" }
+        ));
+    }
+    text
 }
 
 fn logout(url: &str, interactive: bool) -> anyhow::Result<ExitCode> {

@@ -133,6 +133,58 @@ pub async fn request_tokens(
     if !want.repo.is_empty() {
         body["repo"] = serde_json::Value::from(want.repo.as_str());
     }
+    call(
+        client.post(&endpoint).json(&body),
+        &endpoint,
+        credential,
+        "a token answer",
+    )
+    .await
+}
+
+/// What a credential opens at the service (`GET /api/v1/entitlements`), as it answers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Entitled {
+    pub kind: String,
+    #[serde(default)]
+    pub account: Option<String>,
+    pub products: Vec<EntitledProduct>,
+    /// Unix seconds; `None` for never.
+    pub expires: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EntitledProduct {
+    pub slug: String,
+    pub name: String,
+    pub refs: Vec<String>,
+    pub active: bool,
+}
+
+/// Checks a credential with the service at `url` without getting any token: what it opens.
+pub async fn check_credential(
+    client: &reqwest::Client,
+    url: &str,
+    credential: &Credential,
+) -> Result<Entitled, ServiceError> {
+    let endpoint = format!("{url}/api/v1/entitlements");
+    call(
+        client.get(&endpoint),
+        &endpoint,
+        credential,
+        "an entitlements answer",
+    )
+    .await
+}
+
+/// Sends `request` with `credential`, and reads the answer as a `T` (`what`, in errors) or as
+/// the service's error.
+async fn call<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    endpoint: &str,
+    credential: &Credential,
+    what: &str,
+) -> Result<T, ServiceError> {
     let mut header =
         reqwest::header::HeaderValue::from_str(&authorization(credential)).map_err(|_| {
             ServiceError::Refused {
@@ -142,10 +194,8 @@ pub async fn request_tokens(
             }
         })?;
     header.set_sensitive(true);
-    let response = client
-        .post(&endpoint)
+    let response = request
         .header(reqwest::header::AUTHORIZATION, header)
-        .json(&body)
         .send()
         .await
         .map_err(|e| ServiceError::Unreachable(without_url(&e)))?;
@@ -162,7 +212,7 @@ pub async fn request_tokens(
     if status == 200 {
         return serde_json::from_str(&text).map_err(|_| {
             ServiceError::Unreachable(format!(
-                "{endpoint} answered 200 with something that is not a token answer; is this a \
+                "{endpoint} answered 200 with something that is not {what}; is this a \
                  tollgate server?"
             ))
         });

@@ -23,7 +23,7 @@ pub use objects::{
 };
 pub use path::{DeltaFile, DeltaName, RepoPath, SubSummary, SummaryFile};
 pub use refs::{CollectionId, NameError, RefName};
-pub use repo::{Repo, RepoConfig, RepoError, client_config};
+pub use repo::{Repo, RepoConfig, RepoError, client_config, flatpak_repo_file};
 pub use walk::{
     ObjectSource, WalkError, commit_closure, commit_closure_into, commit_history, load_commit,
 };

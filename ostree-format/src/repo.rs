@@ -170,6 +170,57 @@ pub fn client_config(text: &str) -> String {
     out
 }
 
+/// `[flatpak]` keys of a repository's `config` (as `flatpak build-update-repo --title=...`
+/// writes them) and the `.flatpakrepo` keys they become.
+const FLATPAKREPO_KEYS: &[(&str, &str)] = &[
+    ("title", "Title"),
+    ("comment", "Comment"),
+    ("description", "Description"),
+    ("homepage", "Homepage"),
+    ("icon", "Icon"),
+    ("default-branch", "DefaultBranch"),
+    ("authenticator-name", "AuthenticatorName"),
+    ("authenticator-install", "AuthenticatorInstall"),
+];
+
+/// A `.flatpakrepo` file for the repository whose `config` is `text`, served at `url`: what
+/// `flatpak remote-add NAME URL-OF-THIS-FILE` needs to set the remote up. Values are copied as
+/// the config holds them (both files are GKeyFiles, with the same escapes). A repository that
+/// names no authenticator gets `default_authenticator`, not installed from the remote: flatpak
+/// asks it only for refs whose token type is not 0.
+pub fn flatpak_repo_file(text: &str, url: &str, default_authenticator: &str) -> String {
+    let mut values: Vec<(&str, &str)> = Vec::new();
+    let mut group = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|g| g.strip_suffix(']')) {
+            group = Some(name);
+            continue;
+        }
+        if group != Some("flatpak") {
+            continue;
+        }
+        if let Some((key, value)) = trimmed.split_once('=')
+            && let Some((_, out)) = FLATPAKREPO_KEYS.iter().find(|(k, _)| *k == key.trim())
+        {
+            values.retain(|(k, _)| k != out);
+            values.push((out, value.trim()));
+        }
+    }
+    if !values.iter().any(|(k, _)| *k == "AuthenticatorName") {
+        values.retain(|(k, _)| *k != "AuthenticatorInstall");
+        values.push(("AuthenticatorName", default_authenticator));
+        values.push(("AuthenticatorInstall", "false"));
+    }
+    let mut out = format!("[Flatpak Repo]\nUrl={url}\n");
+    for (_, key) in FLATPAKREPO_KEYS {
+        if let Some((_, value)) = values.iter().find(|(k, _)| k == key) {
+            out.push_str(&format!("{key}={value}\n"));
+        }
+    }
+    out
+}
+
 /// An archive repository opened for reading.
 #[derive(Debug, Clone)]
 pub struct Repo {
@@ -430,6 +481,34 @@ mod tests {
              [flatpak]\ntitle=Example\nauthenticator-name=org.x.Auth\n"
         );
         assert_eq!(client_config(""), "");
+    }
+
+    #[test]
+    fn flatpakrepo_files() {
+        let check = |config: &str, expected: &str| {
+            assert_eq!(
+                flatpak_repo_file(config, "https://r.example/", "org.x.Auth"),
+                expected,
+                "{config}"
+            );
+        };
+        check(
+            "",
+            "[Flatpak Repo]\nUrl=https://r.example/\nAuthenticatorName=org.x.Auth\n\
+             AuthenticatorInstall=false\n",
+        );
+        check(
+            "[core]\ntitle=not this\n[flatpak]\nhomepage = https://h\ntitle=Shop\\nA\n\
+             authenticator-install=true\nunknown=1\n[remote \"x\"]\nurl=https://secret@up\n",
+            "[Flatpak Repo]\nUrl=https://r.example/\nTitle=Shop\\nA\nHomepage=https://h\n\
+             AuthenticatorName=org.x.Auth\nAuthenticatorInstall=false\n",
+        );
+        check(
+            "[flatpak]\nauthenticator-name=org.y.Auth\nauthenticator-install=true\n\
+             default-branch=stable\ntitle=A\ntitle=B\n",
+            "[Flatpak Repo]\nUrl=https://r.example/\nTitle=B\nDefaultBranch=stable\n\
+             AuthenticatorName=org.y.Auth\nAuthenticatorInstall=true\n",
+        );
     }
 
     #[test]

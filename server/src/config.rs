@@ -5,6 +5,8 @@
 //! # Refs gated even though their commits carry no xa.token-type (see the README for why
 //! # flatpak clients still need xa.token-type).
 //! gated-refs = ["app/com.example.Pro/*", "os/private/*"]
+//! # Where clients reach the server, for the .flatpakrepo files (default: http://HOST/).
+//! public-url = "https://apps.example.com/"
 //!
 //! [tokens]
 //! trusted-keys = ["/etc/tollgate/issuer-2.pem"]   # Ed25519 public keys, PEM
@@ -33,6 +35,16 @@ pub struct Config {
     pub tokens: TokenConfig,
     #[serde(default)]
     pub entitlements: EntitlementConfig,
+    /// The address clients reach this server at, when it is not `http://` and the request's
+    /// `Host` (behind a TLS proxy, say): written into the `.flatpakrepo` files served.
+    pub public_url: Option<String>,
+}
+
+/// Whether `url` is an http or https address without user, query or fragment: one that can be
+/// handed to clients as a server's address.
+pub fn is_http_address(url: &str) -> bool {
+    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+    scheme_ok && !url.contains(|c: char| c.is_whitespace() || matches!(c, '@' | '?' | '#'))
 }
 
 /// How the entitlement service issues tokens and guards its APIs.
@@ -118,6 +130,18 @@ impl Config {
                     mode & 0o777,
                     path.display()
                 );
+            }
+        }
+        if let Some(url) = &mut config.public_url {
+            if !is_http_address(url) {
+                anyhow::bail!(
+                    "in the configuration file {}: public-url {url:?} is not an http or https \
+                     address without user or query, such as \"https://apps.example.com/\"",
+                    path.display()
+                );
+            }
+            if !url.ends_with('/') {
+                url.push('/');
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));

@@ -93,6 +93,28 @@ pub struct Answer {
     pub expires_in: u64,
 }
 
+/// What a right credential opens: its products (with their ref patterns), and when it expires.
+/// Never the license's id or key: only what its holder may know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entitled {
+    /// `license` or `account`.
+    pub kind: &'static str,
+    /// The account's name, for an account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    pub products: Vec<EntitledProduct>,
+    /// Unix seconds; `None` for never.
+    pub expires: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntitledProduct {
+    pub slug: String,
+    pub name: String,
+    pub refs: Vec<String>,
+    pub active: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error("no credentials")]
@@ -179,15 +201,13 @@ impl Entitlements {
         self.signer.load().kid().to_owned()
     }
 
-    /// Checks the credential, and issues a token for the gated refs its products cover.
-    /// `refs` are the refs asked for, each with what the repository's index says of it.
-    pub async fn issue(
+    /// Checks the credential, counting a wrong one against the client address and the
+    /// license or account it names: the holder, or why there is none.
+    async fn authenticate(
         &self,
         credential: Option<Credential>,
-        repo: &str,
-        refs: &[(String, RefKind)],
         client: IpAddr,
-    ) -> Result<Answer, IssueError> {
+    ) -> Result<Holder, IssueError> {
         if let Some(left) = self.by_address.blocked(&client) {
             return Err(IssueError::TooManyFailures(left));
         }
@@ -217,9 +237,49 @@ impl Entitlements {
             }
         }
         drop((identity_turn, address_turn));
-        let Some(holder) = checked? else {
-            return Err(IssueError::InvalidCredentials);
-        };
+        checked?.ok_or(IssueError::InvalidCredentials)
+    }
+
+    /// What a credential opens, without issuing anything: for a client checking a credential
+    /// before keeping it. Wrong credentials count as for [`Entitlements::issue`].
+    pub async fn entitled(
+        &self,
+        credential: Option<Credential>,
+        client: IpAddr,
+    ) -> Result<Entitled, IssueError> {
+        let holder = self.authenticate(credential, client).await?;
+        let mut products = Vec::with_capacity(holder.products.len());
+        for slug in &holder.products {
+            let product = self.store.product_get(slug).await?;
+            products.push(EntitledProduct {
+                slug: product.slug,
+                name: product.name,
+                refs: product.refs,
+                active: product.active,
+            });
+        }
+        Ok(Entitled {
+            kind: if holder.license.is_some() {
+                "license"
+            } else {
+                "account"
+            },
+            account: holder.account,
+            products,
+            expires: holder.expires,
+        })
+    }
+
+    /// Checks the credential, and issues a token for the gated refs its products cover.
+    /// `refs` are the refs asked for, each with what the repository's index says of it.
+    pub async fn issue(
+        &self,
+        credential: Option<Credential>,
+        repo: &str,
+        refs: &[(String, RefKind)],
+        client: IpAddr,
+    ) -> Result<Answer, IssueError> {
+        let holder = self.authenticate(credential, client).await?;
 
         let mut products = Vec::with_capacity(holder.products.len());
         for slug in &holder.products {

@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use tollgate_ostree_format::{Commit, RefName, Repo, load_commit};
 
 use crate::cli::{AuthenticatorArgs, InspectArgs, KeysCommand, TokenIssueArgs};
-use crate::config::Config;
+use crate::config::{Config, is_http_address};
 use crate::index::{Access, RepoIndex};
 use crate::output::print_line;
 use crate::repos::is_valid_name;
@@ -211,8 +211,7 @@ pub fn authenticator(args: AuthenticatorArgs) -> anyhow::Result<()> {
         )
     })?;
     let url = args.url.trim();
-    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-    if !scheme_ok || url.contains(char::is_whitespace) || url.contains('@') || url.contains('?') {
+    if !is_http_address(url) {
         bail!(
             "--url {url:?} is not an http or https address without user or query, such as \
              https://apps.example.com"

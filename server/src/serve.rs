@@ -180,6 +180,7 @@ pub fn run(
             entitlements,
             Arc::clone(&audit),
             admin_token,
+            config.public_url.clone(),
         ));
         let refresher = tokio::spawn(follow_rotations(Arc::clone(&state), keys, trusted, ttl));
         tracing::info!("listening on http://{addr}/");

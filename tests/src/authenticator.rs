@@ -124,7 +124,10 @@ fn flatpak_installs_updates_and_uninstalls_a_gated_app_with_the_key_in_the_keyri
         .run();
     assert_eq!(
         stored.trim(),
-        format!("stored the license-key for {url} with secret-service")
+        format!(
+            "{url} accepts the license-key, valid without end\n  Paid (paid): app/{APP}/*\n\
+             stored the license-key for {url} with secret-service"
+        )
     );
 
     t.fx.flatpak_remote_add("shop", &t.s.server.url());
@@ -289,5 +292,347 @@ fn tollgate_authenticator_refuses_what_is_not_a_repository_or_an_address() {
         std::fs::read_to_string(repo.join("config")).expect("config"),
         before,
         "a refused command changed the repository"
+    );
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    let port = listener.local_addr().expect("address").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn a_plain_remote_add_from_the_flatpakrepo_and_flatpaks_own_prompt_in_a_terminal() {
+    let t = Setup::new();
+    let url = t.s.server.url();
+    let url = url.trim_end_matches('/');
+
+    // The .flatpakrepo names the server as the client reached it, and the authenticator.
+    let file = crate::http::get(t.s.server.addr, "/repo.flatpakrepo");
+    assert_eq!(file.status, 200);
+    assert_eq!(
+        file.header("content-type"),
+        Some("application/vnd.flatpak.repo")
+    );
+    let text = String::from_utf8_lossy(&file.body);
+    assert!(
+        text.starts_with(&format!("[Flatpak Repo]\nUrl={url}/\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "AuthenticatorName={AUTHENTICATOR}\nAuthenticatorInstall=false\n"
+        )),
+        "{text}"
+    );
+
+    // A plain remote-add from it sets up the remote, the authenticator included.
+    t.flatpak()
+        .args(["--user", "remote-add", "shop"])
+        .arg(format!("{url}/repo.flatpakrepo"))
+        .run();
+    let config = std::fs::read_to_string(t.fx.join("home/.local/share/flatpak/repo/config"))
+        .expect("the user repository's config");
+    assert!(
+        config.contains(&format!("authenticator-name={AUTHENTICATOR}")),
+        "{config}"
+    );
+
+    // No credential is stored: flatpak prompts in the terminal. A wrong key gets the
+    // authenticator's previous-error and a second prompt; the right one installs, and is kept.
+    // (Not -y: for flatpak, -y also means no interaction.)
+    let mut terminal = t
+        .flatpak()
+        .args(["--user", "install", "shop", APP])
+        .in_terminal();
+    let mut passwords = 0;
+    while let Some((prompt, _)) = terminal.next_of(&["[Y/n]", "User:", "Password:"]) {
+        match prompt {
+            0 => terminal.send("y"),
+            1 => terminal.send("customer"),
+            _ => {
+                passwords += 1;
+                terminal.send(if passwords == 1 {
+                    "tg_0000000000000000_notakey"
+                } else {
+                    &t.key
+                });
+            }
+        }
+    }
+    let (status, output) = terminal.finish();
+    assert!(
+        status.success(),
+        "flatpak install failed ({status}):\n{output}"
+    );
+    assert_eq!(passwords, 2, "two prompts expected:\n{output}");
+    assert!(
+        output.contains(&format!("Login required remote shop (realm {url}:")),
+        "the prompt does not name the service:\n{output}"
+    );
+    // The second prompt comes after the authenticator's previous-error.
+    let refused = output
+        .find(&format!(
+            "{url} did not accept that license key, or that account name and password"
+        ))
+        .unwrap_or_else(|| panic!("no previous-error:\n{output}"));
+    let first = output.find("Password:").expect("a prompt");
+    let last = output.rfind("Password:").expect("a prompt");
+    assert!(first < refused && refused < last, "{output}");
+    assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
+    assert!(!output.contains(&t.key), "the key was echoed: {output}");
+
+    // The accepted key was stored in the keyring; the wrong one was not.
+    let found = t.helper().args(["credential", url]).run();
+    assert_eq!(found.trim(), "secret-service: license-key");
+    let printed = t.helper().args(["token", url, &t.g.app_ref]).run();
+    assert!(printed.contains("eyJ"), "{printed}");
+}
+
+#[test]
+fn revoked_licenses_uncovered_refs_and_an_unreachable_service_each_fail_clearly() {
+    let t = Setup::new();
+    let url = t.s.server.url();
+    let url = url.trim_end_matches('/');
+    t.fx.flatpak_remote_add("shop", &t.s.server.url());
+    let install = || {
+        t.flatpak()
+            .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
+            .run_fail()
+    };
+
+    // A license for another product: the app is not covered.
+    t.s.admin_ok(
+        201,
+        "POST",
+        "products",
+        Some(serde_json::json!({"slug": "other", "name": "Other", "refs": ["app/org.example.Other/*"]})),
+    );
+    let other = t.s.admin_ok(
+        201,
+        "POST",
+        "licenses",
+        Some(serde_json::json!({"products": ["other"]})),
+    );
+    t.helper()
+        .args(["login", url, "--key-stdin"])
+        .stdin(format!("{}\n", other["key"].as_str().expect("key")))
+        .run();
+    let err = install();
+    assert!(
+        err.contains(&format!(
+            "{url} gives no download token for {} (your license does not include it)",
+            t.g.app_ref
+        )),
+        "{err}"
+    );
+
+    // The right license, revoked after it was stored.
+    t.helper()
+        .args(["login", url, "--key-stdin"])
+        .stdin(format!("{}\n", t.key))
+        .run();
+    let licenses = t.s.admin_ok(200, "GET", "licenses", None);
+    let id = licenses
+        .as_array()
+        .expect("licenses")
+        .iter()
+        .find(|l| l["products"] == serde_json::json!(["paid"]))
+        .and_then(|l| l["id"].as_str())
+        .expect("the paid license")
+        .to_owned();
+    t.s.admin_ok(
+        200,
+        "PATCH",
+        &format!("licenses/{id}"),
+        Some(serde_json::json!({"active": false})),
+    );
+    let err = install();
+    assert!(
+        err.contains(&format!("{url}: the license has been revoked or suspended")),
+        "{err}"
+    );
+    assert!(err.contains("contact the vendor"), "{err}");
+
+    // An entitlement service that cannot be reached.
+    // (The vendor points the repository at a service that is down.)
+    let dead = dead_url();
+    t.fx.cmd(tollgate_bin().to_str().expect("UTF-8"))
+        .args(["authenticator", "--repo"])
+        .arg(&t.g.repo)
+        .args(["--url", &dead])
+        .run();
+    let refused = t
+        .helper()
+        .args(["login", &dead, "--key-stdin"])
+        .stdin(format!("{}\n", t.key))
+        .run_fail();
+    assert!(
+        refused.contains(&format!(
+            "not stored: cannot reach the entitlement service at {dead}"
+        )),
+        "{refused}"
+    );
+    assert!(refused.contains("--no-check"), "{refused}");
+    t.helper()
+        .args(["login", &dead, "--key-stdin", "--no-check"])
+        .stdin(format!("{}\n", t.key))
+        .run();
+    let err = install();
+    assert!(
+        err.contains(&format!(
+            "cannot reach the entitlement service at {dead}: cannot connect"
+        )),
+        "{err}"
+    );
+    assert_eq!(t.installed_app(), "", "something was installed");
+}
+
+#[test]
+fn login_checks_the_credential_with_the_service_before_storing_it() {
+    let t = Setup::new();
+    let url = t.s.server.url();
+    let url = url.trim_end_matches('/');
+    let err = t
+        .helper()
+        .args(["login", url, "--key-stdin"])
+        .stdin("tg_0000000000000000_notakey\n")
+        .run_fail();
+    assert!(
+        err.contains(&format!(
+            "not stored: {url} refused the license key or account"
+        )),
+        "{err}"
+    );
+    let err = t.helper().args(["credential", url]).run_fail();
+    assert!(err.contains("no provider has a credential"), "{err}");
+
+    // An account's name and password are checked the same way.
+    t.s.admin_ok(
+        201,
+        "POST",
+        "accounts",
+        Some(serde_json::json!({"name": "alice", "password": "a long enough password", "products": ["paid"]})),
+    );
+    let err = t
+        .helper()
+        .args(["login", url, "--user", "alice", "--password-stdin"])
+        .stdin("not her password\n")
+        .run_fail();
+    assert!(err.contains("not stored"), "{err}");
+    let out = t
+        .helper()
+        .args(["login", url, "--user", "alice", "--password-stdin"])
+        .stdin("a long enough password\n")
+        .run();
+    assert!(
+        out.contains(&format!(
+            "{url} accepts the password for alice, valid without end"
+        )),
+        "{out}"
+    );
+    let found = t.helper().args(["credential", url]).run();
+    assert_eq!(found.trim(), "secret-service: password for alice");
+}
+
+#[test]
+fn the_flatpakrepo_file_follows_the_repository_config_its_name_and_public_url() {
+    let fx = Fixture::new();
+    let tree = crate::fixture::sample_tree(&fx.join("tree"));
+    let (repo, _) = fx.archive_repo("repo", "test/ref", &tree);
+    fx.flatpak()
+        .args([
+            "build-update-repo",
+            "--title=Example Shop",
+            "--homepage=https://shop.example.com/",
+        ])
+        .arg(&repo)
+        .run();
+    let served = format!("shop={}", repo.display());
+
+    // Behind a proxy: the configured address, with the repository's name.
+    let config = fx.join("tollgate.toml");
+    std::fs::write(&config, "public-url = \"https://apps.example.com\"\n").expect("config");
+    let server = crate::server::Server::serve(
+        &[
+            "--repo",
+            &served,
+            "--config",
+            config.to_str().expect("UTF-8"),
+        ],
+        fx.env(),
+    );
+    let file = crate::http::get(server.addr, "/shop/repo.flatpakrepo");
+    assert_eq!(file.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&file.body),
+        format!(
+            "[Flatpak Repo]\nUrl=https://apps.example.com/shop/\nTitle=Example Shop\n\
+             Homepage=https://shop.example.com/\nAuthenticatorName={AUTHENTICATOR}\n\
+             AuthenticatorInstall=false\n"
+        )
+    );
+    assert_eq!(file.header("cache-control"), Some("no-cache"));
+    // Only repositories have one.
+    assert_eq!(
+        crate::http::get(server.addr, "/repo.flatpakrepo").status,
+        404
+    );
+    assert_eq!(
+        crate::http::get(server.addr, "/shop/other.flatpakrepo").status,
+        404
+    );
+    drop(server);
+
+    // Without public-url: the Host the client asked for, if it is one.
+    let server = crate::server::Server::serve(&["--repo", &served], fx.env());
+    let ask = |host: &str| {
+        crate::http::send_raw(
+            server.addr,
+            format!(
+                "GET /shop/repo.flatpakrepo HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .expect("an answer")
+    };
+    let file = ask("apps.test:8080");
+    assert_eq!(file.status, 200);
+    assert!(
+        String::from_utf8_lossy(&file.body).contains("\nUrl=http://apps.test:8080/shop/\n"),
+        "{}",
+        String::from_utf8_lossy(&file.body)
+    );
+    for host in ["user@apps.test", "apps.test/evil", "apps.test:port"] {
+        let answer = ask(host);
+        assert_eq!(answer.status, 400, "Host {host}");
+        assert!(
+            String::from_utf8_lossy(&answer.body).contains("public-url"),
+            "Host {host}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    drop(server);
+
+    // A public-url that is not one stops the server at start, saying so.
+    std::fs::write(&config, "public-url = \"ftp://apps.example.com\"\n").expect("config");
+    let err = fx
+        .cmd(tollgate_bin().to_str().expect("UTF-8"))
+        .args([
+            "serve",
+            "--repo",
+            &served,
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .timeout(Duration::from_secs(30))
+        .run_fail();
+    assert!(
+        err.contains("public-url \"ftp://apps.example.com\" is not an http or https address"),
+        "{err}"
     );
 }

@@ -153,6 +153,179 @@ impl Cmd {
     }
 }
 
+impl Cmd {
+    /// Starts the command on a pseudo-terminal of its own (through util-linux's `script`), for
+    /// programs that only prompt when a person could answer, as flatpak does.
+    pub fn in_terminal(self) -> Terminal {
+        require_tool("script", "bsdutils");
+        let quote = |s: &OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+        let line: Vec<String> = std::iter::once(self.command.get_program())
+            .chain(self.command.get_args())
+            .map(quote)
+            .collect();
+        let mut command = Command::new("script");
+        command.args(["--quiet", "--flush", "--return", "--command"]);
+        command.arg(line.join(" ")).arg("/dev/null");
+        for (key, value) in self.command.get_envs() {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        if let Some(dir) = self.command.get_current_dir() {
+            command.current_dir(dir);
+        }
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}` in a terminal: {e}", self.display));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let readers = vec![
+            follow(child.stdout.take().expect("stdout is piped"), &seen),
+            follow(child.stderr.take().expect("stderr is piped"), &seen),
+        ];
+        Terminal {
+            stdin: child.stdin.take(),
+            child,
+            seen,
+            readers,
+            cursor: 0,
+            display: self.display,
+            deadline: Instant::now() + self.timeout,
+        }
+    }
+}
+
+/// Appends what `pipe` gives to `seen` as it comes.
+fn follow(
+    mut pipe: impl Read + Send + 'static,
+    seen: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) -> std::thread::JoinHandle<()> {
+    let seen = std::sync::Arc::clone(seen);
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            seen.lock()
+                .expect("terminal output")
+                .extend_from_slice(&buffer[..n]);
+        }
+    })
+}
+
+/// A command running on a pseudo-terminal: wait for what it prints, type answers.
+#[derive(Debug)]
+pub struct Terminal {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    /// How much of the output earlier `expect`s have consumed.
+    cursor: usize,
+    display: String,
+    deadline: Instant,
+}
+
+impl Terminal {
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().expect("terminal output")).into_owned()
+    }
+
+    /// Waits until the output after what earlier calls consumed contains `text`; returns that
+    /// output up to and including it. Panics, with all the output, if the command ends or its
+    /// time runs out first.
+    pub fn expect(&mut self, text: &str) -> String {
+        match self.next_of(&[text]) {
+            Some((_, upto)) => upto,
+            None => panic!(
+                "`{}` ended before printing {text:?}; it printed:\n{}",
+                self.display,
+                self.output()
+            ),
+        }
+    }
+
+    /// Waits until the output after what earlier calls consumed contains one of `texts`: which
+    /// one came first, and the output up to and including it; `None` if the command ended
+    /// without printing any. Panics, with all the output, if its time runs out first.
+    pub fn next_of(&mut self, texts: &[&str]) -> Option<(usize, String)> {
+        loop {
+            // Whether it had ended is read before its output, so that nothing it printed last
+            // is missed.
+            let ended = self
+                .child
+                .try_wait()
+                .expect("waiting for a child")
+                .is_some();
+            if ended {
+                for reader in std::mem::take(&mut self.readers) {
+                    let _ = reader.join();
+                }
+            }
+            let output = self.output();
+            let rest = output.get(self.cursor..).unwrap_or_default();
+            let first = texts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, text)| rest.find(text).map(|at| (at, i, text.len())))
+                .min();
+            if let Some((at, i, len)) = first {
+                let upto = rest[..at + len].to_owned();
+                self.cursor += at + len;
+                return Some((i, upto));
+            }
+            if ended {
+                return None;
+            }
+            if Instant::now() >= self.deadline {
+                panic!(
+                    "`{}` ran out of time waiting for one of {texts:?}; it printed:\n{output}",
+                    self.display
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Types `line` and Enter.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("the terminal's input is open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("typing into `{}`: {e}", self.display));
+    }
+
+    /// Waits for the command to end; its exit status and everything it printed.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let status = wait_with_deadline(&mut self.child, remaining);
+        self.stdin.take();
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = reader.join();
+        }
+        let output =
+            String::from_utf8_lossy(&self.seen.lock().expect("terminal output")).into_owned();
+        let status = status
+            .unwrap_or_else(|| panic!("`{}` ran out of time; it printed:\n{output}", self.display));
+        (status, output)
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();

@@ -1489,3 +1489,113 @@ fn bad_entitlement_settings_stop_the_server_with_a_reason() {
         assert!(err.contains(expected), "{settings:?}: {err}");
     }
 }
+
+#[test]
+fn the_entitlements_endpoint_says_what_a_credential_opens_and_nothing_to_others() {
+    let fx = Fixture::new();
+    let g = gated_repo(&fx);
+    let s = Service::start(&fx, &g, None, "");
+    let key = license_for_paid(&s);
+    let ask = |authorization: Option<&str>| {
+        http::json(
+            s.server.addr,
+            "GET",
+            "/api/v1/entitlements",
+            authorization,
+            None,
+        )
+    };
+    let (status, answer) = ask(Some(&bearer(&key)));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({
+            "kind": "license",
+            "products": [{"slug": "paid", "name": "Paid", "refs": [format!("app/{APP}/*")], "active": true}],
+            "expires": null,
+        })
+    );
+    let (status, answer) = ask(None);
+    assert_eq!(
+        (status, &answer["error-type"]),
+        (401, &json!("credentials-required"))
+    );
+    let (status, answer) = ask(Some(&bearer("tg_0000000000000000_notakey")));
+    assert_eq!(
+        (status, &answer["error-type"]),
+        (401, &json!("invalid-credentials"))
+    );
+    let (status, answer) = ask(Some(&basic("nobody", PASSWORD)));
+    assert_eq!(
+        (status, &answer["error-type"]),
+        (401, &json!("invalid-credentials"))
+    );
+
+    // An account shows its name; a revoked license says so.
+    s.admin_ok(
+        201,
+        "POST",
+        "accounts",
+        Some(json!({"name": "alice", "password": PASSWORD, "products": ["paid"]})),
+    );
+    let (status, answer) = ask(Some(&basic("alice", PASSWORD)));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (&answer["kind"], &answer["account"]),
+        (&json!("account"), &json!("alice"))
+    );
+    let id = s.admin_ok(200, "GET", "licenses", None)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.admin_ok(
+        200,
+        "PATCH",
+        &format!("licenses/{id}"),
+        Some(json!({"active": false})),
+    );
+    let (status, answer) = ask(Some(&bearer(&key)));
+    assert_eq!(
+        (status, &answer["error-type"]),
+        (401, &json!("license-inactive"))
+    );
+
+    let (status, _) = http::json(
+        s.server.addr,
+        "POST",
+        "/api/v1/entitlements",
+        None,
+        Some(&json!({})),
+    );
+    assert_eq!(status, 405);
+    // Checking issues nothing.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        s.admin_ok(200, "GET", "audit/tokens?limit=10", None)["items"],
+        json!([])
+    );
+}
+
+#[test]
+fn wrong_credentials_at_the_entitlements_endpoint_count_towards_the_limit() {
+    let fx = Fixture::new();
+    let g = gated_repo(&fx);
+    let s = Service::start(&fx, &g, None, "max-failures = 2\nfailure-window = 60");
+    let key = license_for_paid(&s);
+    let ask = |authorization: &str| {
+        http::json(
+            s.server.addr,
+            "GET",
+            "/api/v1/entitlements",
+            Some(authorization),
+            None,
+        )
+        .0
+    };
+    assert_eq!(ask(&bearer("tg_0000000000000000_notakey")), 401);
+    assert_eq!(ask(&bearer("tg_0000000000000000_notakey")), 401);
+    // Past the limit even the right key waits, here and at /api/v1/tokens.
+    assert_eq!(ask(&bearer(&key)), 429);
+    let (status, _) = s.tokens(Some(&bearer(&key)), &json!({"refs": [g.app_ref]}));
+    assert_eq!(status, 429);
+}

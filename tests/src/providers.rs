@@ -197,7 +197,7 @@ fn a_provider_written_in_c_is_listed_and_asked() {
 
     // It cannot store: asked by name, the helper says so.
     let err = helper(&fx, &dir)
-        .args(["login", url, "--key-stdin", "--provider", "c"])
+        .args(["login", url, "--key-stdin", "--no-check", "--provider", "c"])
         .stdin("tg_x_y\n")
         .run_fail();
     assert_contains(
@@ -370,7 +370,12 @@ fn the_file_provider_refuses_a_file_others_may_read() {
         );
         // Nor does it write to it: the file is left as it was.
         helper(&fx, &dir)
-            .args(["login", "https://other.example.com", "--key-stdin"])
+            .args([
+                "login",
+                "https://other.example.com",
+                "--key-stdin",
+                "--no-check",
+            ])
             .stdin("tg_c_d\n")
             .run_fail();
         assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
@@ -509,7 +514,14 @@ fn the_file_provider_stores_and_erases_keeping_the_file_private() {
     );
     let url = "https://apps.example.com";
     let out = helper(&fx, &dir)
-        .args(["login", url, "--user", "alice", "--password-stdin"])
+        .args([
+            "login",
+            url,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--no-check",
+        ])
         .stdin("s3cret\n")
         .run();
     assert_eq!(
@@ -530,7 +542,7 @@ fn the_file_provider_stores_and_erases_keeping_the_file_private() {
 
     // A second login for the URL replaces the first.
     helper(&fx, &dir)
-        .args(["login", url, "--key-stdin"])
+        .args(["login", url, "--key-stdin", "--no-check"])
         .stdin("tg_new_key\n")
         .run();
     let text = std::fs::read_to_string(&path).expect("read");
@@ -630,6 +642,7 @@ fn the_secret_service_provider_stores_finds_and_erases_with_secret_tool_both_way
             "login",
             "https://Apps.Example.com:443/store/",
             "--key-stdin",
+            "--no-check",
         ])
         .stdin("tg_abc_0123456789\n")
         .run();
@@ -673,7 +686,7 @@ fn the_secret_service_provider_stores_finds_and_erases_with_secret_tool_both_way
 
     // A second login replaces it: one item per URL.
     on_bus(helper(&fx, &dir))
-        .args(["login", url, "--key-stdin"])
+        .args(["login", url, "--key-stdin", "--no-check"])
         .stdin("tg_def_9876543210\n")
         .run();
     let found = secret_tool(&fx, &bus)
@@ -768,7 +781,7 @@ fn a_locked_keyring_is_reported_without_interaction_and_unlocked_with_it() {
     let on_bus = |cmd: Cmd| cmd.envs([&bus.env()]);
     let url = "https://apps.example.com";
     on_bus(helper(&fx, &dir))
-        .args(["login", url, "--key-stdin"])
+        .args(["login", url, "--key-stdin", "--no-check"])
         .stdin("tg_abc_locked\n")
         .run();
     keyring.lock();
@@ -786,7 +799,7 @@ fn a_locked_keyring_is_reported_without_interaction_and_unlocked_with_it() {
     );
     // A login that cannot store keeps what was stored.
     let err = on_bus(helper(&fx, &dir))
-        .args(["login", url, "--key-stdin"])
+        .args(["login", url, "--key-stdin", "--no-check"])
         .stdin("tg_new_x\n")
         .run_fail();
     assert_contains(

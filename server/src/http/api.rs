@@ -1,5 +1,7 @@
 //! The entitlement service's public endpoints: `POST /api/v1/tokens` (a credential and refs in,
-//! tokens out) and `GET /.well-known/jwks.json` (the public keys tokens are signed with).
+//! tokens out), `GET /api/v1/entitlements` (what a credential opens, so that a client can check
+//! one before keeping it) and `GET /.well-known/jwks.json` (the public keys tokens are signed
+//! with).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -131,27 +133,61 @@ pub async fn tokens(
         return Err(HttpError::UnknownRefs);
     }
 
-    let credential = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| Credential::from_header(v.to_str().unwrap_or_default()));
-    let client = peer.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |p| p.ip());
+    let (credential, client) = credential_and_client(headers, peer);
     let answer = state
         .entitlements
         .issue(credential, &request.repo, &refs, client)
         .await
-        .map_err(|e| match e {
-            IssueError::NoCredentials => HttpError::CredentialsRequired,
-            IssueError::InvalidCredentials => HttpError::InvalidCredentials,
-            IssueError::Refused(code) => HttpError::CredentialsRefused(code),
-            IssueError::TooManyFailures(left) => {
-                HttpError::TooManyFailures(left.as_secs() + u64::from(left.subsec_nanos() > 0))
-            }
-            other => {
-                tracing::error!("issuing a token failed: {other:#}");
-                HttpError::Internal
-            }
-        })?;
+        .map_err(|e| issue_error(e, "issuing a token"))?;
     Ok(json(StatusCode::OK, &answer))
+}
+
+/// The credential a request presents, and the address its failures count against.
+fn credential_and_client(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> (Option<Credential>, IpAddr) {
+    let credential = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| Credential::from_header(v.to_str().unwrap_or_default()));
+    let client = peer.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |p| p.ip());
+    (credential, client)
+}
+
+fn issue_error(e: IssueError, doing: &str) -> HttpError {
+    match e {
+        IssueError::NoCredentials => HttpError::CredentialsRequired,
+        IssueError::InvalidCredentials => HttpError::InvalidCredentials,
+        IssueError::Refused(code) => HttpError::CredentialsRefused(code),
+        IssueError::TooManyFailures(left) => {
+            HttpError::TooManyFailures(left.as_secs() + u64::from(left.subsec_nanos() > 0))
+        }
+        other => {
+            tracing::error!("{doing} failed: {other:#}");
+            HttpError::Internal
+        }
+    }
+}
+
+/// What the presented credential opens: `{kind, account?, products: [{slug, name, refs,
+/// active}], expires}`. Wrong credentials get the same answers, and count the same, as at
+/// `/api/v1/tokens`.
+pub async fn entitlements(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Response, HttpError> {
+    if method != Method::GET {
+        return Err(HttpError::MethodNotAllowed("GET"));
+    }
+    let (credential, client) = credential_and_client(headers, peer);
+    let entitled = state
+        .entitlements
+        .entitled(credential, client)
+        .await
+        .map_err(|e| issue_error(e, "checking a credential"))?;
+    Ok(json(StatusCode::OK, &entitled))
 }
 
 /// flat-manager's `POST /api/v1/token_subset`: a flat-manager token (Bearer) and

@@ -22,7 +22,7 @@ use warp::reply::Response;
 use crate::repos::ServedRepo;
 
 /// A repository `config` larger than this is not a real one; refuse to read it into memory.
-const MAX_CONFIG_LEN: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_LEN: u64 = 1024 * 1024;
 /// Files up to this size are read whole in the task that opens them: one trip to the blocking
 /// pool instead of one per read, and headers and body leave together.
 const READ_WHOLE_LIMIT: u64 = 256 * 1024;

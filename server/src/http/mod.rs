@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod error;
 mod files;
+mod flatpakrepo;
 mod gate;
 pub mod listener;
 
@@ -68,6 +69,8 @@ pub struct AppState {
     audit: Arc<AuditWriter>,
     /// Opens the admin API; `None` keeps it closed.
     admin_token: Option<Secret>,
+    /// Where clients reach the server (ends with `/`); `None`: `http://` and the `Host` asked.
+    public_url: Option<String>,
 }
 
 impl AppState {
@@ -77,6 +80,7 @@ impl AppState {
         entitlements: Arc<Entitlements>,
         audit: Arc<AuditWriter>,
         admin_token: Option<Secret>,
+        public_url: Option<String>,
     ) -> AppState {
         AppState {
             repos: repos.into_iter().map(Arc::new).collect(),
@@ -84,6 +88,7 @@ impl AppState {
             entitlements,
             audit,
             admin_token,
+            public_url,
         }
     }
 
@@ -174,11 +179,14 @@ async fn route(
     match path {
         // POST: a credential and refs in, download tokens out.
         "/api/v1/tokens" => api::tokens(state, &method, &headers, peer, body).await,
+        // GET: what a credential opens (checked before a client keeps it).
+        "/api/v1/entitlements" => api::entitlements(state, &method, &headers, peer).await,
         // POST: flat-manager's token_subset.
         "/api/v1/token_subset" => api::token_subset(state, &method, &headers, body).await,
         // GET: the public keys of the signing keys.
         "/.well-known/jwks.json" => api::jwks(state, &method).await,
-        // GET, HEAD: /[NAME/]<repository file>, judged by the gate.
+        // GET, HEAD: /[NAME/]<repository file>, judged by the gate, and
+        // /[NAME/]repo.flatpakrepo, made from the repository's config.
         _ => repo_file(state, method, path, headers).await,
     }
 }
@@ -200,6 +208,9 @@ async fn repo_file(
         .map_err(|_| HttpError::NotFound)?;
     let relative = decoded.strip_prefix('/').ok_or(HttpError::NotFound)?;
     let (served, inside) = state.resolve(relative).ok_or(HttpError::NotFound)?;
+    if inside == flatpakrepo::FILE_NAME {
+        return flatpakrepo::serve(state, served, &headers).await;
+    }
     let path = RepoPath::parse(inside).ok_or(HttpError::NotFound)?;
 
     let decision = decide(state, served, &path, &headers).await?;
