@@ -3,7 +3,7 @@
 //! ```text
 //! tollgate-helper providers [--json]
 //! tollgate-helper credential URL [--interactive] [--json]
-//! tollgate-helper login URL (--key-stdin | --token-stdin | --user NAME --password-stdin) [--provider NAME]
+//! tollgate-helper login URL [--key-stdin | --token-stdin | --user NAME [--password-stdin]] [--provider NAME] [--no-check]
 //! tollgate-helper logout URL
 //! tollgate-helper token URL REF... [--repo NAME]
 //! tollgate-helper pull --repo PATH REMOTE REF... [--url URL] [--service-repo NAME]
@@ -117,7 +117,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("kind").required(true).args(["key_stdin", "token_stdin", "password_stdin"])))]
+#[command(group(clap::ArgGroup::new("kind").args(["key_stdin", "token_stdin", "password_stdin"])))]
 pub struct LoginArgs {
     pub url: String,
     /// A license key (tg_...), read from stdin.
@@ -129,7 +129,8 @@ pub struct LoginArgs {
     /// An account's password, read from stdin (with --user).
     #[arg(long, requires = "user")]
     pub password_stdin: bool,
-    /// The account's name.
+    /// The account's name (its password is asked for, or read from stdin with
+    /// --password-stdin). Without --user or a --*-stdin option, the license key is asked for.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// Store with this provider only.
@@ -325,18 +326,44 @@ fn read_secret(what: &str) -> anyhow::Result<Secret> {
     Ok(Secret::new(line))
 }
 
+/// Asks at the terminal, without echo.
+fn ask_secret(prompt: &str) -> anyhow::Result<Secret> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "not at a terminal, so nothing can be asked: pipe the secret in with --key-stdin \
+             (or --user NAME --password-stdin, or --token-stdin)"
+        );
+    }
+    let typed = zeroize::Zeroizing::new(
+        rpassword::prompt_password(prompt).context("reading from the terminal")?,
+    );
+    let typed = typed.trim();
+    if typed.is_empty() {
+        bail!("nothing was typed; nothing is stored");
+    }
+    Ok(Secret::new(typed))
+}
+
 fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let url = normalise(&args.url)?;
     let credential = if args.key_stdin {
         Credential::LicenseKey(read_secret("license key")?)
     } else if args.token_stdin {
         Credential::Token(read_secret("token")?)
-    } else {
+    } else if args.password_stdin {
         let user = args.user.clone().unwrap_or_default();
         Credential::Password {
             user,
             password: read_secret("password")?,
         }
+    } else if let Some(user) = &args.user {
+        Credential::Password {
+            user: user.clone(),
+            password: ask_secret(&format!("Password of {user} at {url}: "))?,
+        }
+    } else {
+        Credential::LicenseKey(ask_secret(&format!("License key for {url}: "))?)
     };
     let chain = load_chain()?;
     if let Some(name) = &args.provider

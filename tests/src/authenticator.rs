@@ -535,6 +535,26 @@ fn login_checks_the_credential_with_the_service_before_storing_it() {
     );
     let found = t.helper().args(["credential", url]).run();
     assert_eq!(found.trim(), "secret-service: password for alice");
+
+    // At a terminal, login asks for the key, without echo.
+    let mut terminal = t.helper().args(["login", url]).in_terminal();
+    terminal.expect(&format!("License key for {url}: "));
+    terminal.send(&t.key);
+    let (status, output) = terminal.finish();
+    assert!(status.success(), "login failed ({status}):\n{output}");
+    assert!(
+        output.contains(&format!(
+            "stored the license-key for {url} with secret-service"
+        )),
+        "{output}"
+    );
+    assert!(!output.contains(&t.key), "the key was echoed: {output}");
+    let found = t.helper().args(["credential", url]).run();
+    assert_eq!(found.trim(), "secret-service: license-key");
+    // Elsewhere, it says how to give the key instead.
+    let err = t.helper().args(["login", url]).run_fail();
+    assert!(err.contains("not at a terminal"), "{err}");
+    assert!(err.contains("--key-stdin"), "{err}");
 }
 
 #[test]
