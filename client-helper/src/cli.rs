@@ -8,6 +8,8 @@
 //! tollgate-helper token URL REF... [--repo NAME]
 //! tollgate-helper pull --repo PATH REMOTE REF... [--url URL] [--service-repo NAME]
 //! tollgate-helper status
+//! tollgate-helper trust add|remove URL | trust list
+//! tollgate-helper p2p-options --origin URL --result URL=REF[,REF...]... [--url URL] [--service-repo NAME]
 //! tollgate-helper install-authenticator [--user]
 //! ```
 //! Answers go to stdout, the providers' answers along the way and errors to stderr. No command
@@ -25,7 +27,8 @@ use tollgate_plugin_api::{Credential, Secret};
 
 use crate::authenticator::BUS_NAME;
 use crate::chain::{Chain, describe, failures, search_path};
-use crate::config::{Config, config_path};
+use crate::config::{Config, config_path, edit_trusted};
+use crate::p2p::{Found, options_text, plan};
 use crate::service::Want;
 use crate::tokens::{Helper, RefTokens, grouped};
 
@@ -105,6 +108,30 @@ pub enum Command {
     /// Show the providers, which of them has a credential for each service seen, and the cached
     /// tokens with their expiry (never a secret).
     Status,
+    /// The mirrors P2P pulls may send tokens to, besides the origin they were issued for.
+    Trust {
+        #[command(subcommand)]
+        action: TrustAction,
+    },
+    /// Print the options a P2P pull would use at each place its refs were found, in GVariant
+    /// text form: a gated ref's token goes only to the origin and trusted mirrors.
+    P2pOptions {
+        /// The repository the tokens are for (the origin remote's URL).
+        #[arg(long)]
+        origin: String,
+        /// A place refs were found at, and which: URL=REF[,REF...] (once per place).
+        #[arg(long = "result", value_name = "URL=REF[,REF...]", required = true)]
+        results: Vec<String>,
+        /// The entitlement service's URL (default: the origin's).
+        #[arg(long)]
+        url: Option<String>,
+        /// The repository's name on the server (`tollgate serve --repo NAME=PATH`).
+        #[arg(long, default_value = "")]
+        service_repo: String,
+        /// Let providers ask the user, e.g. to unlock a keyring.
+        #[arg(long)]
+        interactive: bool,
+    },
     /// Install the D-Bus activation file of `tollgate-authenticator`, so that flatpak can start
     /// it: for this user (`--user`, in $XDG_DATA_HOME/dbus-1/services) or for everyone.
     InstallAuthenticator {
@@ -114,6 +141,16 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         exec: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustAction {
+    /// Trust a mirror with tokens.
+    Add { url: String },
+    /// Stop trusting a mirror.
+    Remove { url: String },
+    /// The mirrors trusted.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -164,9 +201,12 @@ fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
+fn load_config() -> anyhow::Result<Config> {
+    Config::load(config_path().as_deref())
+}
+
 fn load_chain() -> anyhow::Result<Chain> {
-    let config = Config::load(config_path().as_deref())?;
-    Ok(Chain::load(&search_path(), &config))
+    Ok(Chain::load(&search_path(), &load_config()?))
 }
 
 /// What a credential is, without its secret.
@@ -202,6 +242,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             interactive,
         } => pull(&local, &remote, refs, url, service_repo, interactive),
         Command::Status => status(),
+        Command::Trust { action } => trust(action),
+        Command::P2pOptions {
+            origin,
+            results,
+            url,
+            service_repo,
+            interactive,
+        } => p2p_options(&origin, &results, url, service_repo, interactive),
         Command::InstallAuthenticator { user, exec } => install_authenticator(user, exec),
     }
 }
@@ -576,6 +624,100 @@ fn pull(
                 "with a token"
             }
         ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn trust(action: TrustAction) -> anyhow::Result<ExitCode> {
+    let path = config_path().context("no HOME or XDG_CONFIG_HOME: nowhere to keep the list")?;
+    match action {
+        TrustAction::List => {
+            let list = Config::load(Some(&path))?.trusted_mirrors;
+            if list.is_empty() {
+                out("no trusted mirrors: tokens go only to the origin they were issued for");
+            }
+            for url in list {
+                out(&url);
+            }
+        }
+        TrustAction::Add { url } => {
+            let url = normalise(&url)?;
+            edit_trusted(&path, |list| {
+                if !list.iter().any(|u| normalise(u).is_ok_and(|u| u == url)) {
+                    list.push(url.clone());
+                }
+            })?;
+            out(&format!(
+                "trusted {url}: P2P pulls send it the tokens for the refs it has"
+            ));
+        }
+        TrustAction::Remove { url } => {
+            let url = normalise(&url)?;
+            let mut found = false;
+            edit_trusted(&path, |list| {
+                let before = list.len();
+                list.retain(|u| normalise(u).map_or(true, |u| u != url));
+                found = list.len() != before;
+            })?;
+            if !found {
+                bail!("{url} was not trusted (`tollgate-helper trust list` shows which are)");
+            }
+            out(&format!("no longer trusted: {url}"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn p2p_options(
+    origin: &str,
+    results: &[String],
+    url: Option<String>,
+    service_repo: String,
+    interactive: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut found = Vec::new();
+    for result in results {
+        let Some((place, refs)) = result.rsplit_once('=') else {
+            bail!("--result {result:?} is not URL=REF[,REF...]");
+        };
+        let refs: Vec<String> = refs
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if place.is_empty() || refs.is_empty() {
+            bail!("--result {result:?} is not URL=REF[,REF...]");
+        }
+        found.push(Found {
+            url: place.to_owned(),
+            refs,
+        });
+    }
+    let mut refs: Vec<String> = found.iter().flat_map(|f| f.refs.clone()).collect();
+    refs.sort();
+    refs.dedup();
+    let want = Want {
+        url: normalise(url.as_deref().unwrap_or(origin))?,
+        repo: service_repo,
+        refs,
+    };
+    let tokens = tokens_for(&want, interactive)?;
+    let trusted = load_config()?.trusted_mirrors;
+    for pull in plan(&found, origin, &trusted, &tokens) {
+        let mut line = format!(
+            "{} ({}): {}",
+            pull.url,
+            pull.standing.name(),
+            pull.refs.join(" ")
+        );
+        if !pull.withheld.is_empty() {
+            line.push_str(&format!(
+                " (without the token for {}: only untrusted places have it)",
+                pull.withheld.join(" ")
+            ));
+        }
+        out(&line);
+        out(&options_text(&pull));
     }
     Ok(ExitCode::SUCCESS)
 }

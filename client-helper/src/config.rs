@@ -4,7 +4,10 @@
 //! ```toml
 //! providers = ["secret-service", "file"]   # asked first, in this order; others found after
 //! provider-timeout = 10                    # seconds a provider may take to answer (1 to 300)
+//! trusted-mirrors = ["https://mirror.example.com"]   # P2P: mirrors trusted with tokens
 //! ```
+//!
+//! `tollgate-helper trust add|remove URL` edit `trusted-mirrors`, keeping the rest of the file.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +23,9 @@ pub struct Config {
     /// Seconds a provider call may take.
     #[serde(default = "default_timeout")]
     pub provider_timeout: u64,
+    /// Mirrors that may see the tokens of any origin whose refs they serve (normalised URLs).
+    #[serde(default)]
+    pub trusted_mirrors: Vec<String>,
 }
 
 fn default_timeout() -> u64 {
@@ -31,6 +37,7 @@ impl Default for Config {
         Config {
             providers: Vec::new(),
             provider_timeout: default_timeout(),
+            trusted_mirrors: Vec::new(),
         }
     }
 }
@@ -88,4 +95,38 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// Rewrites `trusted-mirrors` in the configuration at `path` with `change`, keeping everything
+/// else in the file as it was (comments included); creates the file if there is none. Returns
+/// the new list.
+pub fn edit_trusted(
+    path: &Path,
+    change: impl FnOnce(&mut Vec<String>),
+) -> anyhow::Result<Vec<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading the configuration {}", path.display()));
+        }
+    };
+    // Check the whole file first, so that a broken one is reported, not rewritten.
+    let mut list = Config::load(Some(path))?.trusted_mirrors;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("in the configuration {}", path.display()))?;
+    change(&mut list);
+    let mut array = toml_edit::Array::new();
+    for url in &list {
+        array.push(url.as_str());
+    }
+    doc["trusted-mirrors"] = toml_edit::value(array);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let temporary = dir.join(format!(".helper.toml.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, doc.to_string())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .with_context(|| format!("writing the configuration {}", path.display()))?;
+    Ok(list)
 }

@@ -1,19 +1,19 @@
 //! The client helper: what runs on the customer's machine.
 //!
-//! So far it holds the provider chain ([`chain`]): credentials from plugins, found in the
-//! provider search path and asked in a configured order ([`config`]), and the `tollgate-helper`
-//! commands that list providers and find, store and forget credentials ([`cli`]).
-//!
-//! Later issues add the client of the entitlement service with a per-remote, per-ref token
-//! cache, the `tollgate-authenticator` D-Bus service implementing
-//! `org.freedesktop.Flatpak.Authenticator`, token-aware `ostree pull`, and P2P pulls that give a
-//! token only to the origin and to mirrors the user trusts. It must never send a token to a
-//! server it was not issued for, and it never prints a secret.
+//! Credentials come from provider plugins found in a search path and asked in a configured
+//! order ([`chain`], [`config`]); download tokens from the entitlement service ([`service`]),
+//! kept in a per-service, per-ref cache ([`cache`]), both behind one [`tokens::Helper`]. Two
+//! front ends use it: `tollgate-authenticator`, the D-Bus service implementing
+//! `org.freedesktop.Flatpak.Authenticator` ([`authenticator`]), and the `tollgate-helper`
+//! commands ([`cli`]). [`p2p`] plans P2P pulls so that a token reaches only the origin it was
+//! issued for and mirrors the user trusts. Nothing here sends a token to a server it was not
+//! issued for, or prints a secret (`tollgate-helper token` prints tokens, which are not).
 
 pub mod authenticator;
 pub mod cache;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod p2p;
 pub mod service;
 pub mod tokens;

@@ -20,17 +20,17 @@ const AUTHENTICATOR: &str = "org.tollgate.Authenticator";
 /// A gated app and its public runtime served with the entitlement service, the repository
 /// pointed at tollgate's authenticator, the Secret Service provider installed for the user, and
 /// a private bus with gnome-keyring on it where flatpak can activate the authenticator.
-struct Setup {
-    fx: Fixture,
-    g: GatedRepo,
-    s: Service,
+pub(crate) struct Setup {
+    pub(crate) fx: Fixture,
+    pub(crate) g: GatedRepo,
+    pub(crate) s: Service,
     bus: SessionBus,
     _keyring: Keyring,
-    key: String,
+    pub(crate) key: String,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let fx = Fixture::new();
         let g = gated_repo(&fx);
         let s = Service::start(&fx, &g, None, "");
@@ -89,7 +89,7 @@ impl Setup {
             .timeout(Duration::from_secs(120))
     }
 
-    fn helper(&self) -> Cmd {
+    pub(crate) fn helper(&self) -> Cmd {
         let bin = workspace_bin("tollgate-helper");
         self.fx
             .cmd(bin.to_str().expect("UTF-8"))

@@ -40,6 +40,8 @@ mod index_size;
 #[cfg(test)]
 mod ostree_pull;
 #[cfg(test)]
+mod p2p;
+#[cfg(test)]
 mod providers;
 #[cfg(test)]
 mod workspace_rules;
