@@ -1,9 +1,12 @@
-//! P2P pulls, as far as they are built: the trusted-mirror list and the options each place a
-//! ref was found at gets, printed by `tollgate-helper p2p-options` with tokens from the real
+//! P2P pulls, as far as they are built: the real libostree finding a gated repository's refs
+//! through `ostree find-remotes`; the trusted-mirror list and the options each place a ref was
+//! found at gets, printed by `tollgate-helper p2p-options` with tokens from the real
 //! entitlement service.
 
 use crate::authenticator::Setup;
+use crate::fixture::{Fixture, sample_tree};
 use crate::gating::{APP, RUNTIME};
+use crate::server::Server;
 
 const MIRROR: &str = "http://mirror.test";
 const USB: &str = "file:///media/usb/.ostree/repo";
@@ -104,4 +107,72 @@ fn p2p_options_give_the_token_only_to_the_origin_and_trusted_mirrors() {
         .args(["p2p-options", "--origin", origin, "--result", "no-refs="])
         .run_fail();
     assert!(err.contains("is not URL=REF"), "{err}");
+}
+
+#[test]
+fn find_remotes_learns_a_gated_repositorys_refs_from_its_summary_alone() {
+    let fx = Fixture::new();
+    let tree = sample_tree(&fx.join("tree"));
+    let repo = fx.join("srv");
+    fx.ostree(&repo)
+        .args(["init", "--mode=archive", "--collection-id=org.example.Shop"])
+        .run();
+    let paid = fx.commit(&repo, "os/paid", &tree, "paid");
+    let free = fx.commit(&repo, "os/free", &tree, "free");
+    let config = fx.join("tollgate.toml");
+    std::fs::write(&config, "gated-refs = [\"os/paid\"]\n").expect("config");
+    let server = Server::serve(
+        &[
+            "--repo",
+            repo.to_str().expect("UTF-8"),
+            "--config",
+            config.to_str().expect("UTF-8"),
+        ],
+        fx.env(),
+    );
+    let client = fx.join("client");
+    fx.ostree(&client).args(["init", "--mode=bare-user"]).run();
+    fx.ostree(&client)
+        .args([
+            "remote",
+            "add",
+            "--no-gpg-verify",
+            "--collection-id=org.example.Shop",
+            "origin",
+            &server.url(),
+        ])
+        .run();
+
+    // libostree's config finder: both refs found at the origin, with their commits.
+    let found = fx
+        .ostree(&client)
+        .args(["find-remotes", "--finders=config"])
+        .args(["org.example.Shop", "os/paid", "org.example.Shop", "os/free"])
+        .run();
+    assert!(
+        found.contains(&format!("Result 0: {}", server.url())),
+        "{found}"
+    );
+    assert!(
+        found.contains(&format!("(org.example.Shop, os/paid) = {paid}")),
+        "{found}"
+    );
+    assert!(
+        found.contains(&format!("(org.example.Shop, os/free) = {free}")),
+        "{found}"
+    );
+    assert!(found.contains("2/2 refs were found."), "{found}");
+    // From the summary alone (it carries the commits' timestamps): no object was asked for,
+    // so no gated commit had to be opened or refused.
+    let requests = server.requests_since(0);
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path == "/summary" && r.status == 200),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().all(|r| !r.path.starts_with("/objects/")),
+        "{requests:?}"
+    );
 }
