@@ -386,7 +386,8 @@ fn ask_secret(prompt: &str) -> anyhow::Result<Secret> {
     let typed = zeroize::Zeroizing::new(
         rpassword::prompt_password(prompt).context("reading from the terminal")?,
     );
-    let typed = typed.trim();
+    // Only the line end is not part of it (rpassword drops it): spaces may be.
+    let typed = typed.trim_end_matches(['\r', '\n']);
     if typed.is_empty() {
         bail!("nothing was typed; nothing is stored");
     }
@@ -428,7 +429,10 @@ fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         ));
         match checked {
             Ok(entitled) => out(&describe_entitled(&url, &credential, &entitled)),
-            Err(e @ crate::service::ServiceError::Unreachable(_)) => bail!(
+            Err(
+                e @ (crate::service::ServiceError::Unreachable(_)
+                | crate::service::ServiceError::Refused { status: 404, .. }),
+            ) => bail!(
                 "not stored: {}; to store it anyway, unchecked, add --no-check",
                 e.explain(&url)
             ),
@@ -473,7 +477,9 @@ fn describe_entitled(
     match entitled.expires {
         Some(at) => {
             let at =
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.max(0).unsigned_abs());
+                // RFC 3339 ends with year 9999; a later expiry is as good as none.
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(at.clamp(0, 253_402_300_799).unsigned_abs());
             text.push_str(&format!(
                 ", valid until {}",
                 humantime::format_rfc3339_seconds(at)

@@ -43,8 +43,14 @@ pub struct Config {
 /// Whether `url` is an http or https address without user, query or fragment: one that can be
 /// handed to clients as a server's address.
 pub fn is_http_address(url: &str) -> bool {
-    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-    scheme_ok && !url.contains(|c: char| c.is_whitespace() || matches!(c, '@' | '?' | '#'))
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    !host.is_empty() && !url.contains(|c: char| c.is_whitespace() || matches!(c, '@' | '?' | '#'))
 }
 
 /// How the entitlement service issues tokens and guards its APIs.
@@ -230,6 +236,30 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_addresses() {
+        for good in [
+            "https://apps.example.com",
+            "http://127.0.0.1:8080/",
+            "https://[::1]/x/",
+        ] {
+            assert!(is_http_address(good), "{good}");
+        }
+        for bad in [
+            "https://",
+            "https://:80/",
+            "http:///x",
+            "ftp://a",
+            "https://u@a",
+            "https://a/?k=1",
+            "https://a/#f",
+            "https://a b",
+            "apps.example.com",
+        ] {
+            assert!(!is_http_address(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_and_refuses_unknown_keys() {

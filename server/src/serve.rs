@@ -171,6 +171,12 @@ pub fn run(
                 .unwrap_or("/".to_owned());
             tracing::info!("serving {} at {at}", s.repo.repo.root().display());
         }
+        if config.public_url.is_none() {
+            tracing::info!(
+                "the .flatpakrepo files name http:// and the Host each client asked for; behind \
+                 a TLS proxy, set public-url in the configuration"
+            );
+        }
         if admin_token.is_none() {
             tracing::info!("the admin API is off: no admin token is configured");
         }

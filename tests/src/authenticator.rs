@@ -295,12 +295,9 @@ fn tollgate_authenticator_refuses_what_is_not_a_repository_or_an_address() {
     );
 }
 
-/// A port on 127.0.0.1 where nothing listens.
+/// An address where nothing listens: port 1 (tcpmux), which no test server can be given.
 fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
-    let port = listener.local_addr().expect("address").port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
+    "http://127.0.0.1:1".to_owned()
 }
 
 #[test]

@@ -292,8 +292,10 @@ impl Terminal {
         }
     }
 
-    /// Types `line` and Enter.
+    /// Types `line` and Enter, a moment after the prompt appeared: programs print a password
+    /// prompt before they turn echo off (flushing input), as flatpak and rpassword do.
     pub fn send(&mut self, line: &str) {
+        std::thread::sleep(Duration::from_millis(300));
         let stdin = self.stdin.as_mut().expect("the terminal's input is open");
         stdin
             .write_all(format!("{line}\n").as_bytes())
