@@ -95,15 +95,8 @@ pub enum Command {
         remote: String,
         #[arg(required = true)]
         refs: Vec<String>,
-        /// The entitlement service's URL (default: the remote's URL).
-        #[arg(long)]
-        url: Option<String>,
-        /// The repository's name on the server (`tollgate serve --repo NAME=PATH`).
-        #[arg(long, default_value = "")]
-        service_repo: String,
-        /// Let providers ask the user, e.g. to unlock a keyring.
-        #[arg(long)]
-        interactive: bool,
+        #[command(flatten)]
+        service: ServiceArgs,
     },
     /// Show the providers, which of them has a credential for each service seen, and the cached
     /// tokens with their expiry (never a secret).
@@ -122,15 +115,8 @@ pub enum Command {
         /// A place refs were found at, and which: URL=REF[,REF...] (once per place).
         #[arg(long = "result", value_name = "URL=REF[,REF...]", required = true)]
         results: Vec<String>,
-        /// The entitlement service's URL (default: the origin's).
-        #[arg(long)]
-        url: Option<String>,
-        /// The repository's name on the server (`tollgate serve --repo NAME=PATH`).
-        #[arg(long, default_value = "")]
-        service_repo: String,
-        /// Let providers ask the user, e.g. to unlock a keyring.
-        #[arg(long)]
-        interactive: bool,
+        #[command(flatten)]
+        service: ServiceArgs,
     },
     /// Install the D-Bus activation file of `tollgate-authenticator`, so that flatpak can start
     /// it: for this user (`--user`, in $XDG_DATA_HOME/dbus-1/services) or for everyone.
@@ -141,6 +127,40 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         exec: Option<std::path::PathBuf>,
     },
+}
+
+/// Where a pull's tokens come from.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// The entitlement service's URL (default: the remote's URL, or --origin).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The repository's name on the server (`tollgate serve --repo NAME=PATH`).
+    #[arg(long, default_value = "")]
+    pub service_repo: String,
+    /// Let providers ask the user, e.g. to unlock a keyring.
+    #[arg(long)]
+    pub interactive: bool,
+}
+
+impl ServiceArgs {
+    /// The tokens for `refs` from the service at --url, else at `default_url()`.
+    fn tokens(
+        &self,
+        default_url: impl FnOnce() -> anyhow::Result<String>,
+        refs: Vec<String>,
+    ) -> anyhow::Result<RefTokens> {
+        let url = match &self.url {
+            Some(url) => url.clone(),
+            None => default_url()?,
+        };
+        let want = Want {
+            url: normalise(&url)?,
+            repo: self.service_repo.clone(),
+            refs,
+        };
+        tokens_for(&want, self.interactive)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,19 +257,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             local,
             remote,
             refs,
-            url,
-            service_repo,
-            interactive,
-        } => pull(&local, &remote, refs, url, service_repo, interactive),
+            service,
+        } => pull(&local, &remote, refs, &service),
         Command::Status => status(),
         Command::Trust { action } => trust(action),
         Command::P2pOptions {
             origin,
             results,
-            url,
-            service_repo,
-            interactive,
-        } => p2p_options(&origin, &results, url, service_repo, interactive),
+            service,
+        } => p2p_options(&origin, &results, &service),
         Command::InstallAuthenticator { user, exec } => install_authenticator(user, exec),
     }
 }
@@ -593,22 +609,14 @@ fn pull(
     local: &Path,
     remote: &str,
     refs: Vec<String>,
-    url: Option<String>,
-    service_repo: String,
-    interactive: bool,
+    service: &ServiceArgs,
 ) -> anyhow::Result<ExitCode> {
-    let url = match url {
-        Some(url) => url,
-        None => ostree(local, &["remote", "show-url", remote])?
+    let remote_url = || {
+        Ok(ostree(local, &["remote", "show-url", remote])?
             .trim()
-            .to_owned(),
+            .to_owned())
     };
-    let want = Want {
-        url: normalise(&url)?,
-        repo: service_repo,
-        refs,
-    };
-    let tokens = tokens_for(&want, interactive)?;
+    let tokens = service.tokens(remote_url, refs)?;
     for (token, refs) in grouped(&tokens) {
         // The header reaches ostree on its command line: tokens are short-lived and open only
         // these refs. (A pull through libostree itself comes with the P2P work.)
@@ -677,9 +685,7 @@ fn trust(action: TrustAction) -> anyhow::Result<ExitCode> {
 fn p2p_options(
     origin: &str,
     results: &[String],
-    url: Option<String>,
-    service_repo: String,
-    interactive: bool,
+    service: &ServiceArgs,
 ) -> anyhow::Result<ExitCode> {
     let mut found = Vec::new();
     for result in results {
@@ -702,12 +708,7 @@ fn p2p_options(
     let mut refs: Vec<String> = found.iter().flat_map(|f| f.refs.clone()).collect();
     refs.sort();
     refs.dedup();
-    let want = Want {
-        url: normalise(url.as_deref().unwrap_or(origin))?,
-        repo: service_repo,
-        refs,
-    };
-    let tokens = tokens_for(&want, interactive)?;
+    let tokens = service.tokens(|| Ok(origin.to_owned()), refs)?;
     let trusted = load_config()?.trusted_mirrors;
     for pull in plan(&found, origin, &trusted, &tokens) {
         let mut line = format!(

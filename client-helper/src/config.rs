@@ -84,7 +84,12 @@ impl Config {
                     .with_context(|| format!("reading the configuration {}", path.display()));
             }
         };
-        let config: Config = toml::from_str(&text)
+        Config::parse(&text, path)
+    }
+
+    /// The configuration in `text`, read from `path` (named in errors).
+    fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)
             .with_context(|| format!("in the configuration {}", path.display()))?;
         if !(1..=300).contains(&config.provider_timeout) {
             bail!(
@@ -112,7 +117,7 @@ pub fn edit_trusted(
         }
     };
     // Check the whole file first, so that a broken one is reported, not rewritten.
-    let mut list = Config::load(Some(path))?.trusted_mirrors;
+    let mut list = Config::parse(&text, path)?.trusted_mirrors;
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .with_context(|| format!("in the configuration {}", path.display()))?;

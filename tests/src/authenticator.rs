@@ -104,11 +104,14 @@ impl Setup {
     }
 
     fn installed_app(&self) -> String {
-        let arch = self.fx.flatpak_arch();
-        let path = self.fx.join(format!(
-            "home/.local/share/flatpak/app/{APP}/{arch}/stable/active/files/bin/app"
-        ));
-        std::fs::read_to_string(&path).unwrap_or_default()
+        self.fx.installed_app(APP)
+    }
+
+    /// `tollgate-helper login URL --key-stdin` with `key` on stdin, to run.
+    pub(crate) fn login(&self, url: &str, key: &str) -> Cmd {
+        self.helper()
+            .args(["login", url, "--key-stdin"])
+            .stdin(format!("{key}\n"))
     }
 }
 
@@ -117,11 +120,7 @@ fn flatpak_installs_updates_and_uninstalls_a_gated_app_with_the_key_in_the_keyri
     let t = Setup::new();
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
-    let stored = t
-        .helper()
-        .args(["login", url, "--key-stdin"])
-        .stdin(format!("{}\n", t.key))
-        .run();
+    let stored = t.login(url, &t.key).run();
     assert_eq!(
         stored.trim(),
         format!(
@@ -199,10 +198,7 @@ fn tollgate_helper_pulls_a_gated_ref_with_its_token_and_the_public_one_without()
     let t = Setup::new();
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
-    t.helper()
-        .args(["login", url, "--key-stdin"])
-        .stdin(format!("{}\n", t.key))
-        .run();
+    t.login(url, &t.key).run();
 
     let printed = t
         .helper()
@@ -413,10 +409,7 @@ fn revoked_licenses_uncovered_refs_and_an_unreachable_service_each_fail_clearly(
         "licenses",
         Some(serde_json::json!({"products": ["other"]})),
     );
-    t.helper()
-        .args(["login", url, "--key-stdin"])
-        .stdin(format!("{}\n", other["key"].as_str().expect("key")))
-        .run();
+    t.login(url, other["key"].as_str().expect("key")).run();
     let err = install();
     assert!(
         err.contains(&format!(
@@ -427,10 +420,7 @@ fn revoked_licenses_uncovered_refs_and_an_unreachable_service_each_fail_clearly(
     );
 
     // The right license, revoked after it was stored.
-    t.helper()
-        .args(["login", url, "--key-stdin"])
-        .stdin(format!("{}\n", t.key))
-        .run();
+    t.login(url, &t.key).run();
     let licenses = t.s.admin_ok(200, "GET", "licenses", None);
     let id = licenses
         .as_array()
@@ -461,11 +451,7 @@ fn revoked_licenses_uncovered_refs_and_an_unreachable_service_each_fail_clearly(
         .arg(&t.g.repo)
         .args(["--url", &dead])
         .run();
-    let refused = t
-        .helper()
-        .args(["login", &dead, "--key-stdin"])
-        .stdin(format!("{}\n", t.key))
-        .run_fail();
+    let refused = t.login(&dead, &t.key).run_fail();
     assert!(
         refused.contains(&format!(
             "not stored: cannot reach the entitlement service at {dead}"
@@ -473,10 +459,7 @@ fn revoked_licenses_uncovered_refs_and_an_unreachable_service_each_fail_clearly(
         "{refused}"
     );
     assert!(refused.contains("--no-check"), "{refused}");
-    t.helper()
-        .args(["login", &dead, "--key-stdin", "--no-check"])
-        .stdin(format!("{}\n", t.key))
-        .run();
+    t.login(&dead, &t.key).arg("--no-check").run();
     let err = install();
     assert!(
         err.contains(&format!(
@@ -492,11 +475,7 @@ fn login_checks_the_credential_with_the_service_before_storing_it() {
     let t = Setup::new();
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
-    let err = t
-        .helper()
-        .args(["login", url, "--key-stdin"])
-        .stdin("tg_0000000000000000_notakey\n")
-        .run_fail();
+    let err = t.login(url, "tg_0000000000000000_notakey").run_fail();
     assert!(
         err.contains(&format!(
             "not stored: {url} refused the license key or account"

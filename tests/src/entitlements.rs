@@ -783,14 +783,7 @@ fn a_licensed_token_opens_its_app_for_ostree_and_flatpak_and_nothing_else() {
         .args(["--user", "list", "--columns=application"])
         .run();
     assert!(listed.contains(APP) && listed.contains(RUNTIME), "{listed}");
-    let arch = fx.flatpak_arch();
-    let installed = fx.join(format!(
-        "home/.local/share/flatpak/app/{APP}/{arch}/stable/active/files/bin/app"
-    ));
-    assert_eq!(
-        std::fs::read_to_string(&installed).unwrap(),
-        format!("#!/bin/sh\necho {APP} 2\n")
-    );
+    assert_eq!(fx.installed_app(APP), format!("#!/bin/sh\necho {APP} 2\n"));
     let out = flatpak()
         .args([
             "--user",

@@ -182,6 +182,16 @@ impl Fixture {
         self.flatpak().arg("--default-arch").run().trim().to_owned()
     }
 
+    /// The script `bin/app` of the user's installed `app` (branch `stable`), as the app
+    /// builders write it; `""` when it is not installed.
+    pub fn installed_app(&self, app: &str) -> String {
+        let arch = self.flatpak_arch();
+        let path = self.join(format!(
+            "home/.local/share/flatpak/app/{app}/{arch}/stable/active/files/bin/app"
+        ));
+        std::fs::read_to_string(&path).unwrap_or_default()
+    }
+
     /// Exports a commit of the runtime `name` (branch `stable`) into `repo` with the real
     /// `flatpak build-export`, its files being the sample tree plus a `version` file. A
     /// `token_type` marks it as needing a token (`--token-type`). Returns the ref.

@@ -533,13 +533,7 @@ fn flatpak_installs_the_gated_app_through_its_authenticator() {
         .args(["--user", "list", "--columns=application"])
         .run();
     assert!(listed.contains(APP) && listed.contains(RUNTIME), "{listed}");
-    let installed = fx.join(format!(
-        "home/.local/share/flatpak/app/{APP}/{arch}/stable/active/files/bin/app"
-    ));
-    assert_eq!(
-        std::fs::read_to_string(&installed).unwrap(),
-        format!("#!/bin/sh\necho {APP} 2\n")
-    );
+    assert_eq!(fx.installed_app(APP), format!("#!/bin/sh\necho {APP} 2\n"));
     let asked = std::fs::read_to_string(fx.join("run/request")).unwrap();
     assert!(
         asked.contains("remote: test"),

@@ -16,10 +16,7 @@ fn p2p_options_give_the_token_only_to_the_origin_and_trusted_mirrors() {
     let t = Setup::new();
     let origin = t.s.server.url();
     let origin = origin.trim_end_matches('/');
-    t.helper()
-        .args(["login", origin, "--key-stdin"])
-        .stdin(format!("{}\n", t.key))
-        .run();
+    t.login(origin, &t.key).run();
     let (app, runtime) = (&t.g.app_ref, &t.g.runtime_ref);
     assert!(app.contains(APP) && runtime.contains(RUNTIME));
     // The tokens the pull gets, from the same cache.

@@ -147,20 +147,15 @@ impl HttpError {
     }
 
     pub fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "status": self.status().as_u16(),
-            "error-type": self.error_type(),
-            "message": self.message(),
-        })
-        .to_string();
-        let mut response = Response::new(body.into());
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+        let mut response = super::api::json(
+            self.status(),
+            &serde_json::json!({
+                "status": self.status().as_u16(),
+                "error-type": self.error_type(),
+                "message": self.message(),
+            }),
         );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let headers = response.headers_mut();
         match &self {
             HttpError::MethodNotAllowed(allowed) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allowed));

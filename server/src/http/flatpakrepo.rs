@@ -6,7 +6,7 @@
 use std::io::Read as _;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 use tollgate_ostree_format::flatpak_repo_file;
 use warp::reply::Response;
 
@@ -51,7 +51,6 @@ pub async fn serve(
     .await??;
     let body = flatpak_repo_file(&config, &url, AUTHENTICATOR_NAME);
     let mut response = Response::new(body.into());
-    *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use super::{BeginWrite, Result, Store, StoreError, now, on_pool};
+use super::{BeginWrite, Result, Store, StoreError, insert_rows, now, on_pool};
 
 const KEY_PREFIX: &str = "tg_";
 const ID_LEN: usize = 10;
@@ -216,15 +216,21 @@ fn products_of(owner: &str, pairs: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// Products as a holder keeps them: sorted, each once.
+fn product_set(products: &[String]) -> Vec<String> {
+    let mut products = products.to_vec();
+    products.sort();
+    products.dedup();
+    products
+}
+
 impl Store {
     /// Creates a license; returns it with its key, which is never stored or shown again.
     pub async fn license_add(&self, new: &NewLicense) -> Result<(License, String)> {
         check_note(&new.note)?;
         check_expires(new.expires)?;
         self.products_exist(&new.products).await?;
-        let mut products = new.products.clone();
-        products.sort();
-        products.dedup();
+        let products = product_set(&new.products);
         let (id, secret) = new_key()?;
         let key = format!("{KEY_PREFIX}{id}_{secret}");
         let hash = sha256(secret.as_bytes()).to_vec();
@@ -243,13 +249,12 @@ impl Store {
             .bind(created)
             .execute(&mut *tx)
             .await?;
-            for p in &products {
-                sqlx::query("INSERT INTO license_products (license, product) VALUES ($1, $2)")
-                    .bind(&id)
-                    .bind(p)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_rows!(
+                tx,
+                "INSERT INTO license_products (license, product) VALUES ($1, $2)",
+                &id,
+                &products
+            );
             tx.commit().await?;
         });
         let license = License {
@@ -393,16 +398,12 @@ impl Store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                let mut products = products.to_vec();
-                products.sort();
-                products.dedup();
-                for p in &products {
-                    sqlx::query("INSERT INTO license_products (license, product) VALUES ($1, $2)")
-                        .bind(id)
-                        .bind(p)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                insert_rows!(
+                    tx,
+                    "INSERT INTO license_products (license, product) VALUES ($1, $2)",
+                    id,
+                    &product_set(products)
+                );
             }
             tx.commit().await?;
         });
@@ -432,9 +433,7 @@ impl Store {
         check_account_name(name)?;
         check_password(password)?;
         self.products_exist(products).await?;
-        let mut products = products.to_vec();
-        products.sort();
-        products.dedup();
+        let products = product_set(products);
         let owned = password.to_owned();
         let hash = argon2(move || hash_password(&owned)).await??;
         let created = now();
@@ -454,13 +453,12 @@ impl Store {
             if inserted == 0 {
                 return Err(StoreError::Conflict(format!("the account {name:?} exists already")));
             }
-            for p in &products {
-                sqlx::query("INSERT INTO account_products (account, product) VALUES ($1, $2)")
-                    .bind(name)
-                    .bind(p)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_rows!(
+                tx,
+                "INSERT INTO account_products (account, product) VALUES ($1, $2)",
+                name,
+                &products
+            );
             tx.commit().await?;
         });
         Ok(Account {
@@ -598,16 +596,12 @@ impl Store {
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;
-                let mut products = products.to_vec();
-                products.sort();
-                products.dedup();
-                for p in &products {
-                    sqlx::query("INSERT INTO account_products (account, product) VALUES ($1, $2)")
-                        .bind(name)
-                        .bind(p)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                insert_rows!(
+                    tx,
+                    "INSERT INTO account_products (account, product) VALUES ($1, $2)",
+                    name,
+                    &product_set(products)
+                );
             }
             tx.commit().await?;
         });

@@ -147,6 +147,22 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Inserts one row per item of `$items` with `$insert` (binding `$owner`, then the item) in the
+/// transaction `$tx` that an `on_pool!` body opened, for either database: a holder's products,
+/// a product's patterns.
+macro_rules! insert_rows {
+    ($tx:ident, $insert:literal, $owner:expr, $items:expr) => {
+        for item in $items {
+            sqlx::query($insert)
+                .bind($owner)
+                .bind(item)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+pub(crate) use insert_rows;
+
 /// The entitlement database.
 #[derive(Debug, Clone)]
 pub struct Store {

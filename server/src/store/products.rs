@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{BeginWrite, Result, Store, StoreError, now, on_pool};
+use super::{BeginWrite, Result, Store, StoreError, insert_rows, now, on_pool};
 use crate::refpattern::RefPattern;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,13 +99,12 @@ impl Store {
             if inserted == 0 {
                 return Err(StoreError::Conflict(format!("the product {slug:?} exists already")));
             }
-            for p in &patterns {
-                sqlx::query("INSERT INTO product_refs (product, pattern) VALUES ($1, $2)")
-                    .bind(slug)
-                    .bind(p)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_rows!(
+                tx,
+                "INSERT INTO product_refs (product, pattern) VALUES ($1, $2)",
+                slug,
+                &patterns
+            );
             tx.commit().await?;
         });
         Ok(Product {
@@ -218,13 +217,12 @@ impl Store {
                     .bind(slug)
                     .execute(&mut *tx)
                     .await?;
-                for p in patterns {
-                    sqlx::query("INSERT INTO product_refs (product, pattern) VALUES ($1, $2)")
-                        .bind(slug)
-                        .bind(p)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                insert_rows!(
+                    tx,
+                    "INSERT INTO product_refs (product, pattern) VALUES ($1, $2)",
+                    slug,
+                    patterns
+                );
             }
             tx.commit().await?;
         });
