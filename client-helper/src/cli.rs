@@ -7,6 +7,7 @@
 //! tollgate-helper logout URL
 //! tollgate-helper token URL REF... [--repo NAME]
 //! tollgate-helper pull --repo PATH REMOTE REF... [--url URL] [--service-repo NAME]
+//! tollgate-helper pull --p2p --repo PATH [--finder config|mount|override=URL]... [--origin URL] [--dry-run] COLLECTION-ID REF...
 //! tollgate-helper status
 //! tollgate-helper trust add|remove URL | trust list
 //! tollgate-helper p2p-options --origin URL --result URL=REF[,REF...]... [--url URL] [--service-repo NAME]
@@ -28,6 +29,7 @@ use tollgate_plugin_api::{Credential, Secret};
 use crate::authenticator::BUS_NAME;
 use crate::chain::{Chain, describe, failures, search_path};
 use crate::config::{Config, config_path, edit_trusted};
+use crate::libostree::Finder;
 use crate::p2p::{Found, options_text, plan};
 use crate::service::Want;
 use crate::tokens::{Helper, RefTokens, grouped};
@@ -86,15 +88,24 @@ pub enum Command {
         #[arg(long)]
         interactive: bool,
     },
-    /// Run `ostree pull` for refs of a remote, with each group of refs that shares a token
-    /// pulled with its own `Authorization` header (and refs that need none, with none).
+    /// Pull refs of a remote into a local OSTree repository, each group of refs that shares a
+    /// token with its own `Authorization` header (and refs that need none, with none). With
+    /// --p2p, find a collection's refs wherever libostree's finders look, and send each token
+    /// only to the origin it was issued for and to trusted mirrors.
     Pull {
         /// The local OSTree repository.
         #[arg(long = "repo", value_name = "PATH")]
         local: std::path::PathBuf,
-        remote: String,
+        /// The remote to pull from; with --p2p, the collection id.
+        #[arg(value_name = "REMOTE|COLLECTION-ID")]
+        source: String,
         #[arg(required = true)]
         refs: Vec<String>,
+        /// Find the refs with libostree's finders and pull them from wherever they are.
+        #[arg(long)]
+        p2p: bool,
+        #[command(flatten)]
+        p2p_args: P2pArgs,
         #[command(flatten)]
         service: ServiceArgs,
     },
@@ -127,6 +138,52 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         exec: Option<std::path::PathBuf>,
     },
+}
+
+/// How a P2P pull finds its refs.
+#[derive(Debug, Args)]
+pub struct P2pArgs {
+    /// Where to look, once per finder: `config` (the local remotes with a collection-id),
+    /// `mount` (mounted volumes) or `override=URL` (a repository at URL). Default: config and
+    /// mount.
+    #[arg(
+        long = "finder",
+        value_name = "config|mount|override=URL",
+        requires = "p2p"
+    )]
+    pub finders: Vec<String>,
+    /// The repository the tokens are for (default: the URL of the local remote with the
+    /// collection id).
+    #[arg(long, requires = "p2p")]
+    pub origin: Option<String>,
+    /// Print where each ref would be pulled from and with which options, and pull nothing.
+    #[arg(long, requires = "p2p")]
+    pub dry_run: bool,
+}
+
+impl P2pArgs {
+    fn finders(&self) -> anyhow::Result<Vec<Finder>> {
+        let mut finders = Vec::new();
+        let mut overrides = Vec::new();
+        for f in &self.finders {
+            match f.as_str() {
+                "config" => finders.push(Finder::Config),
+                "mount" => finders.push(Finder::Mount),
+                _ => match f.strip_prefix("override=") {
+                    Some(url) if !url.is_empty() => overrides.push(url.to_owned()),
+                    _ => bail!("--finder {f:?}: use config, mount or override=URL"),
+                },
+            }
+        }
+        if !overrides.is_empty() {
+            finders.push(Finder::Override(overrides));
+        }
+        if finders.is_empty() {
+            finders = vec![Finder::Config, Finder::Mount];
+        }
+        finders.dedup();
+        Ok(finders)
+    }
 }
 
 /// Where a pull's tokens come from.
@@ -255,10 +312,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => token(&url, refs, repo, interactive),
         Command::Pull {
             local,
-            remote,
+            source,
             refs,
+            p2p: false,
+            p2p_args: _,
             service,
-        } => pull(&local, &remote, refs, &service),
+        } => pull(&local, &source, refs, &service),
+        Command::Pull {
+            local,
+            source,
+            refs,
+            p2p: true,
+            p2p_args,
+            service,
+        } => pull_p2p(&local, &source, &refs, &p2p_args, &service),
         Command::Status => status(),
         Command::Trust { action } => trust(action),
         Command::P2pOptions {
@@ -588,21 +655,12 @@ fn token(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ostree --repo=PATH ARGS...`, its stdout, or an error with its stderr.
-fn ostree(local: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let output = std::process::Command::new("ostree")
-        .arg(format!("--repo={}", local.display()))
-        .args(args)
-        .output()
-        .context("running ostree (is it installed? apt-get install ostree)")?;
-    if !output.status.success() {
-        bail!(
-            "ostree {} failed: {}",
-            args.first().copied().unwrap_or_default(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+/// The local repository at `path`, opened.
+fn open_repo(path: &Path) -> anyhow::Result<ostree::Repo> {
+    let repo = ostree::Repo::new_for_path(path);
+    repo.open(None::<&ostree::gio::Cancellable>)
+        .with_context(|| format!("opening the OSTree repository {}", path.display()))?;
+    Ok(repo)
 }
 
 fn pull(
@@ -611,24 +669,25 @@ fn pull(
     refs: Vec<String>,
     service: &ServiceArgs,
 ) -> anyhow::Result<ExitCode> {
+    let repo = open_repo(local)?;
     let remote_url = || {
-        Ok(ostree(local, &["remote", "show-url", remote])?
-            .trim()
-            .to_owned())
+        Ok(repo
+            .remote_get_url(remote)
+            .with_context(|| format!("{}: remote {remote}", local.display()))?
+            .to_string())
     };
     let tokens = service.tokens(remote_url, refs)?;
     for (token, refs) in grouped(&tokens) {
-        // The header reaches ostree on its command line: tokens are short-lived and open only
-        // these refs. (A pull through libostree itself comes with the P2P work.)
-        let header =
-            (!token.is_empty()).then(|| format!("--http-header=Authorization=Bearer {token}"));
-        let mut args: Vec<&str> = vec!["pull"];
-        if let Some(header) = &header {
-            args.push(header);
-        }
-        args.push(remote);
-        args.extend(refs.iter().map(String::as_str));
-        ostree(local, &args)?;
+        // Through libostree itself: the token never appears on a command line.
+        let options = crate::p2p::headers((!token.is_empty()).then_some(token.as_str()));
+        options.insert_value("refs", &ostree::glib::variant::ToVariant::to_variant(&refs));
+        repo.pull_with_options(
+            remote,
+            &options.end(),
+            None,
+            None::<&ostree::gio::Cancellable>,
+        )
+        .with_context(|| format!("pulling {} from {remote}", refs.join(" ")))?;
         out(&format!(
             "pulled {} {}",
             refs.join(" "),
@@ -640,6 +699,153 @@ fn pull(
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The URL of the one remote of `repo` with `collection_id`.
+fn origin_of(repo: &ostree::Repo, local: &Path, collection_id: &str) -> anyhow::Result<String> {
+    let mut found = Vec::new();
+    for name in repo.remote_list() {
+        let id = repo
+            .remote_option(&name, "collection-id", None)
+            .ok()
+            .flatten();
+        if id.as_deref() == Some(collection_id) {
+            found.push((name.to_string(), repo.remote_get_url(&name)?.to_string()));
+        }
+    }
+    match found.as_slice() {
+        [(_, url)] => Ok(url.clone()),
+        [] => bail!(
+            "no remote of {} has collection-id {collection_id}: add the origin with \
+             `ostree remote add --collection-id={collection_id} NAME URL` (its GPG key too), or \
+             name it with --origin URL",
+            local.display()
+        ),
+        several => bail!(
+            "several remotes of {} have collection-id {collection_id} ({}): say which one the \
+             tokens are for with --origin URL",
+            local.display(),
+            several
+                .iter()
+                .map(|(n, u)| format!("{n} at {u}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn pull_p2p(
+    local: &Path,
+    collection_id: &str,
+    refs: &[String],
+    p2p: &P2pArgs,
+    service: &ServiceArgs,
+) -> anyhow::Result<ExitCode> {
+    let repo = open_repo(local)?;
+    let finders = p2p.finders()?;
+    let origin = match &p2p.origin {
+        Some(origin) => origin.clone(),
+        None => origin_of(&repo, local, collection_id)?,
+    };
+    let trusted = load_config()?.trusted_mirrors;
+    let request = crate::p2p::Request {
+        collection_id,
+        refs,
+        finders: &finders,
+        origin: &origin,
+        trusted: &trusted,
+    };
+    let tokens = |refs| service.tokens(|| Ok(origin.clone()), refs);
+    if p2p.dry_run {
+        let (_, found) = crate::p2p::find(&repo, &request)?;
+        let mut wanted: Vec<String> = found.iter().flat_map(|f| f.refs.clone()).collect();
+        wanted.sort();
+        wanted.dedup();
+        for r in refs.iter().filter(|r| !wanted.contains(r)) {
+            out(&format!("{r}: not found"));
+        }
+        if !wanted.is_empty() {
+            print_plan(&plan(&found, &origin, &trusted, &tokens(wanted)?));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = crate::p2p::pull(&repo, &request, tokens)?;
+    for batch in &report.batches {
+        let places = batch
+            .places
+            .iter()
+            .map(|(url, standing)| format!("{url} ({})", standing.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let how = if batch.with_token {
+            "with a token"
+        } else {
+            "without a token"
+        };
+        let refs = batch.refs.join(" ");
+        match &batch.error {
+            None => out(&format!("pulled {refs} {how}, from {places}")),
+            Some(error) if !batch.withheld.is_empty() => note(&format!(
+                "error: {refs} needs a token, which goes only to {origin} and trusted mirrors, \
+                 and none of them was found with it; tried without the token at {places}: \
+                 {error}. Make the origin reachable, or trust a mirror that has it with \
+                 `tollgate-helper trust add URL`."
+            )),
+            Some(error) => note(&format!(
+                "error: pulling {refs} {how} from {places}: {error} (G_MESSAGES_DEBUG=OSTree \
+                 shows libostree's account of each place)"
+            )),
+        }
+    }
+    for r in &report.not_found {
+        note(&format!(
+            "error: {r} was found nowhere the finders looked ({}): is the collection id \
+             {collection_id} right, and is a place that has it reachable?",
+            p2p_finder_names(&finders)
+        ));
+    }
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The finders, as `--finder` names them.
+fn p2p_finder_names(finders: &[Finder]) -> String {
+    finders
+        .iter()
+        .map(|f| match f {
+            Finder::Config => "config".to_owned(),
+            Finder::Mount => "mount".to_owned(),
+            Finder::Override(urls) => urls
+                .iter()
+                .map(|u| format!("override={u}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Each pull of a plan: where, which refs, and its options in GVariant text form.
+fn print_plan(pulls: &[crate::p2p::Pull]) {
+    for pull in pulls {
+        let mut line = format!(
+            "{} ({}): {}",
+            pull.url,
+            pull.standing.name(),
+            pull.refs.join(" ")
+        );
+        if !pull.withheld.is_empty() {
+            line.push_str(&format!(
+                " (without the token for {}: only untrusted places have it)",
+                pull.withheld.join(" ")
+            ));
+        }
+        out(&line);
+        out(&options_text(pull));
+    }
 }
 
 fn trust(action: TrustAction) -> anyhow::Result<ExitCode> {
@@ -710,22 +916,7 @@ fn p2p_options(
     refs.dedup();
     let tokens = service.tokens(|| Ok(origin.to_owned()), refs)?;
     let trusted = load_config()?.trusted_mirrors;
-    for pull in plan(&found, origin, &trusted, &tokens) {
-        let mut line = format!(
-            "{} ({}): {}",
-            pull.url,
-            pull.standing.name(),
-            pull.refs.join(" ")
-        );
-        if !pull.withheld.is_empty() {
-            line.push_str(&format!(
-                " (without the token for {}: only untrusted places have it)",
-                pull.withheld.join(" ")
-            ));
-        }
-        out(&line);
-        out(&options_text(&pull));
-    }
+    print_plan(&plan(&found, origin, &trusted, &tokens));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use tollgate_plugin_api::url::normalise;
 
+use crate::libostree::{Finder, FinderResult, find_remotes, narrowed, pull_from_remotes};
 use crate::tokens::RefTokens;
 
 /// A place a finder found refs of the collection at.
@@ -46,13 +47,16 @@ impl Standing {
 /// Refs to pull from one place, with one token or none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pull {
+    /// The place, as its index in the `found` the plan was made for.
+    pub place: usize,
     pub url: String,
     pub standing: Standing,
     pub refs: Vec<String>,
     /// The bearer token sent to this place for these refs.
     pub token: Option<String>,
-    /// Refs among `refs` that need a token this place may not see: they are pulled without one
-    /// only because no place that may see it has them, and a gated server will refuse them.
+    /// When not empty, `refs` again: refs that need a token this place may not see, pulled
+    /// here without it only because no place that may see it has them (a gated server will
+    /// refuse them). They are a pull of their own.
     pub withheld: Vec<String>,
 }
 
@@ -78,8 +82,8 @@ pub fn standing(url: &str, origin: &str, trusted: &[String]) -> Standing {
 /// The pulls for `found`, given the tokens for the refs (`""` or absent: needs none). A ref that
 /// needs a token is pulled from every place that may see it and has the ref, with the token;
 /// when there is none, from the others, without it (`withheld`). A ref that needs none is
-/// pulled from every place that has it, without a token. One pull per place and token, in the
-/// order of `found`.
+/// pulled from every place that has it, without a token. One pull per place and token (and
+/// one for the withheld refs), in the order of `found`.
 pub fn plan(found: &[Found], origin: &str, trusted: &[String], tokens: &RefTokens) -> Vec<Pull> {
     let token_of = |r: &str| tokens.get(r).filter(|t| !t.is_empty()).cloned();
     let standings: Vec<Standing> = found
@@ -88,35 +92,35 @@ pub fn plan(found: &[Found], origin: &str, trusted: &[String], tokens: &RefToken
         .collect();
     let may_see = |s: Standing| s != Standing::Untrusted;
     let mut pulls = Vec::new();
-    for (place, s) in found.iter().zip(&standings) {
-        // token (None: without) → (refs, withheld refs)
-        let mut groups: BTreeMap<Option<String>, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for (index, (place, s)) in found.iter().zip(&standings).enumerate() {
+        // (token, withheld) → refs; withheld refs are a pull of their own, so that a server
+        // refusing them fails nothing else.
+        let mut groups: BTreeMap<(Option<String>, bool), Vec<String>> = BTreeMap::new();
         for r in &place.refs {
-            match token_of(r) {
-                None => groups.entry(None).or_default().0.push(r.clone()),
-                Some(token) if may_see(*s) => {
-                    groups.entry(Some(token)).or_default().0.push(r.clone())
-                }
+            let key = match token_of(r) {
+                None => (None, false),
+                Some(token) if may_see(*s) => (Some(token), false),
                 Some(_) => {
                     let elsewhere = found
                         .iter()
                         .zip(&standings)
                         .any(|(other, os)| may_see(*os) && other.refs.contains(r));
-                    if !elsewhere {
-                        let group = groups.entry(None).or_default();
-                        group.0.push(r.clone());
-                        group.1.push(r.clone());
+                    if elsewhere {
+                        continue;
                     }
+                    (None, true)
                 }
-            }
+            };
+            groups.entry(key).or_default().push(r.clone());
         }
-        for (token, (refs, withheld)) in groups {
+        for ((token, withheld), refs) in groups {
             pulls.push(Pull {
+                place: index,
                 url: place.url.clone(),
                 standing: *s,
+                withheld: if withheld { refs.clone() } else { Vec::new() },
                 refs,
                 token,
-                withheld,
             });
         }
     }
@@ -126,20 +130,162 @@ pub fn plan(found: &[Found], origin: &str, trusted: &[String], tokens: &RefToken
 /// The options of a pull from one place, as libostree takes them (`a{sv}`): `http-headers` with
 /// the `Authorization` header when the pull carries a token, nothing else.
 pub fn options(pull: &Pull) -> glib::Variant {
+    headers(pull.token.as_deref()).end()
+}
+
+/// Pull options (`a{sv}`) with `http-headers` carrying `Authorization: Bearer TOKEN` when there
+/// is a token, and nothing else yet.
+pub fn headers(token: Option<&str>) -> glib::VariantDict {
     let dict = glib::VariantDict::new(None);
-    if let Some(token) = &pull.token {
+    if let Some(token) = token {
         let headers = vec![("Authorization".to_owned(), format!("Bearer {token}"))];
         dict.insert_value(
             "http-headers",
             &glib::variant::ToVariant::to_variant(&headers),
         );
     }
-    dict.end()
+    dict
 }
 
 /// [`options`] in GVariant's text form (`g_variant_print`, with types where needed).
 pub fn options_text(pull: &Pull) -> String {
     options(pull).print(true).to_string()
+}
+
+/// What to pull, and where tokens may go.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub collection_id: &'a str,
+    pub refs: &'a [String],
+    pub finders: &'a [Finder],
+    /// The repository the tokens are issued for.
+    pub origin: &'a str,
+    /// The mirrors the user trusts with them.
+    pub trusted: &'a [String],
+}
+
+/// One `pull_from_remotes` call: the refs that share a token (or need none), and the places
+/// they were pulled from, best first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub with_token: bool,
+    pub places: Vec<(String, Standing)>,
+    pub refs: Vec<String>,
+    /// Refs that need a token no place tried may see (see [`Pull::withheld`]).
+    pub withheld: Vec<String>,
+    /// libostree's error, when not every ref came.
+    pub error: Option<String>,
+}
+
+/// What a P2P pull did: one batch per token (and one for the refs that need none), and the refs
+/// no finder found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    pub found: Vec<Found>,
+    pub batches: Vec<Batch>,
+    pub not_found: Vec<String>,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        self.not_found.is_empty() && self.batches.iter().all(|b| b.error.is_none())
+    }
+}
+
+/// What the finders found for `request`, by place (libostree may give a place several
+/// results), best first: the libostree results for each place, and the place as a [`Found`]
+/// with the requested refs it has.
+pub fn find(
+    repo: &ostree::Repo,
+    request: &Request,
+) -> anyhow::Result<(Vec<Vec<FinderResult>>, Vec<Found>)> {
+    let results = find_remotes(repo, request.collection_id, request.refs, request.finders)
+        .map_err(|e| anyhow::anyhow!("finding {}: {e}", request.collection_id))?;
+    let mut places: Vec<Vec<FinderResult>> = Vec::new();
+    for result in results {
+        match places.iter_mut().find(|p| p[0].url == result.url) {
+            Some(place) => place.push(result),
+            None => places.push(vec![result]),
+        }
+    }
+    let found = places
+        .iter()
+        .map(|place| Found {
+            url: place[0].url.clone(),
+            refs: request
+                .refs
+                .iter()
+                .filter(|name| place.iter().any(|r| r.refs.contains_key(*name)))
+                .cloned()
+                .collect(),
+        })
+        .collect();
+    Ok((places, found))
+}
+
+/// Finds `request.refs` and pulls them into `repo`, each token only with the places that may
+/// see it ([`plan`]): one libostree pull per token, and one for the refs that need none. The
+/// tokens come from `tokens` (given the refs found), as the normal path gets them.
+pub fn pull(
+    repo: &ostree::Repo,
+    request: &Request,
+    tokens: impl FnOnce(Vec<String>) -> anyhow::Result<RefTokens>,
+) -> anyhow::Result<Report> {
+    let (results, found) = find(repo, request)?;
+    let mut report = Report {
+        not_found: request
+            .refs
+            .iter()
+            .filter(|r| !found.iter().any(|f| f.refs.contains(r)))
+            .cloned()
+            .collect(),
+        ..Report::default()
+    };
+    let wanted: Vec<String> = request
+        .refs
+        .iter()
+        .filter(|r| !report.not_found.contains(r))
+        .cloned()
+        .collect();
+    if !wanted.is_empty() {
+        let tokens = tokens(wanted)?;
+        let pulls = plan(&found, request.origin, request.trusted, &tokens);
+        // The pulls that share a token (or withhold one), in the finders' order.
+        type Key<'a> = (Option<&'a String>, bool);
+        let mut batches: Vec<(Key, Vec<&Pull>)> = Vec::new();
+        for p in &pulls {
+            let key = (p.token.as_ref(), !p.withheld.is_empty());
+            match batches.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, group)) => group.push(p),
+                None => batches.push((key, vec![p])),
+            }
+        }
+        batches.sort_by_key(|((token, withheld), _)| (token.is_some(), *withheld));
+        for ((token, _), group) in batches {
+            let narrowed: Vec<ostree::RepoFinderResult> = group
+                .iter()
+                .map(|p| narrowed(&results[p.place].iter().collect::<Vec<_>>(), &p.refs))
+                .collect();
+            let error = pull_from_remotes(repo, &narrowed, &options(group[0]))
+                .err()
+                .map(|e| e.to_string());
+            let mut refs: Vec<String> = group.iter().flat_map(|p| p.refs.clone()).collect();
+            let mut withheld: Vec<String> = group.iter().flat_map(|p| p.withheld.clone()).collect();
+            for list in [&mut refs, &mut withheld] {
+                list.sort();
+                list.dedup();
+            }
+            report.batches.push(Batch {
+                with_token: token.is_some(),
+                places: group.iter().map(|p| (p.url.clone(), p.standing)).collect(),
+                refs,
+                withheld,
+                error,
+            });
+        }
+    }
+    report.found = found;
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -238,7 +384,10 @@ mod tests {
         check(
             &[found(mirror, &[APP, RUNTIME])],
             &[],
-            &[(mirror, &[APP, RUNTIME], None, &[APP])],
+            &[
+                (mirror, &[RUNTIME], None, &[]),
+                (mirror, &[APP], None, &[APP]),
+            ],
         );
         check(&[], &[], &[]);
     }
@@ -246,6 +395,7 @@ mod tests {
     #[test]
     fn option_texts() {
         let pull = |token: Option<&str>| Pull {
+            place: 0,
             url: ORIGIN.to_owned(),
             standing: Standing::Origin,
             refs: vec![APP.to_owned()],

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -43,22 +43,39 @@ impl Service {
         database_url: Option<&str>,
         entitlements: &str,
     ) -> Service {
-        let config = fx.join("entitlements.toml");
+        Service::start_on(
+            fx,
+            &g.repo,
+            &g.data,
+            "[tokens]\nflat-manager-secret-file = \"flat-manager-secret\"\n",
+            database_url,
+            entitlements,
+        )
+    }
+
+    /// Serves `repo` with the data directory `data`, the configuration `config` followed by
+    /// the `[entitlements]` section, and the rest as for [`Service::start`].
+    pub(crate) fn start_on(
+        fx: &Fixture,
+        repo: &Path,
+        data: &Path,
+        config: &str,
+        database_url: Option<&str>,
+        entitlements: &str,
+    ) -> Service {
+        let config_file = fx.join("entitlements.toml");
         std::fs::write(
-            &config,
-            format!(
-                "[tokens]\nflat-manager-secret-file = \"flat-manager-secret\"\n\n\
-                 [entitlements]\n{entitlements}\n"
-            ),
+            &config_file,
+            format!("{config}\n[entitlements]\n{entitlements}\n"),
         )
         .unwrap();
         let mut args: Vec<String> = vec![
             "--repo".into(),
-            g.repo.display().to_string(),
+            repo.display().to_string(),
             "--data-dir".into(),
-            g.data.display().to_string(),
+            data.display().to_string(),
             "--config".into(),
-            config.display().to_string(),
+            config_file.display().to_string(),
         ];
         if let Some(url) = database_url {
             args.extend(["--database-url".into(), url.into()]);

@@ -18,7 +18,7 @@ const INCLUDE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-api/includ
 const C_PROVIDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/c/provider.c");
 
 /// A provider directory for one test, with the workspace's providers `names` linked into it.
-fn provider_dir(fx: &Fixture, names: &[&str]) -> PathBuf {
+pub(crate) fn provider_dir(fx: &Fixture, names: &[&str]) -> PathBuf {
     let dir = fx.join("providers");
     std::fs::create_dir_all(&dir).expect("mkdir providers");
     for name in names {
@@ -47,7 +47,7 @@ fn build_c_provider(dir: &Path, file_name: &str, defines: &[&str]) -> PathBuf {
 }
 
 /// `tollgate-helper` with providers from `dir` only.
-fn helper(fx: &Fixture, dir: &Path) -> Cmd {
+pub(crate) fn helper(fx: &Fixture, dir: &Path) -> Cmd {
     let bin = workspace_bin("tollgate-helper");
     fx.cmd(bin.to_str().expect("UTF-8 path"))
         .env("TOLLGATE_PROVIDER_PATH", dir)

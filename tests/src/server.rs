@@ -48,6 +48,8 @@ pub struct Access {
     pub path: String,
     pub status: u16,
     pub bytes: u64,
+    /// The scheme of the request's `Authorization` header, `-` for none.
+    pub auth: String,
 }
 
 /// A running `tollgate` process and everything it has logged so far.
@@ -178,11 +180,13 @@ impl Server {
                 let mut after = l.split('"').nth(2)?.split_whitespace();
                 let status = after.next()?.parse().ok()?;
                 let bytes = after.next()?.parse().ok()?;
+                let auth = after.nth(1)?.strip_prefix("auth=")?;
                 Some(Access {
                     method: method.to_owned(),
                     path: path.to_owned(),
                     status,
                     bytes,
+                    auth: auth.to_owned(),
                 })
             })
             .collect()

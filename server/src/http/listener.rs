@@ -97,6 +97,8 @@ struct AccessLog {
     method: http::Method,
     path: String,
     user_agent: String,
+    /// The scheme of the request's `Authorization` header (never its value).
+    auth: &'static str,
     start: Instant,
     status: u16,
     bytes: u64,
@@ -114,6 +116,7 @@ impl AccessLog {
             method: request.method().clone(),
             path: utf8_percent_encode(request.uri().path(), LOG_ESCAPED).to_string(),
             user_agent,
+            auth: auth_scheme(request.headers().get(http::header::AUTHORIZATION)),
             start: Instant::now(),
             status: 0,
             bytes: 0,
@@ -133,15 +136,33 @@ impl Drop for AccessLog {
     fn drop(&mut self) {
         tracing::info!(
             target: "tollgate::access",
-            "{} \"{} {}\" {} {} {:.1}ms {:?}",
+            "{} \"{} {}\" {} {} {:.1}ms auth={} {:?}",
             self.peer.ip(),
             self.method,
             self.path,
             self.status,
             self.bytes,
             self.start.elapsed().as_secs_f64() * 1000.0,
+            self.auth,
             self.user_agent,
         );
+    }
+}
+
+/// What the access log says of an `Authorization` header: its scheme, never the credential.
+fn auth_scheme(header: Option<&http::HeaderValue>) -> &'static str {
+    let Some(value) = header else { return "-" };
+    let scheme = value
+        .as_bytes()
+        .split(|b| *b == b' ')
+        .next()
+        .unwrap_or_default();
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        "bearer"
+    } else if scheme.eq_ignore_ascii_case(b"basic") {
+        "basic"
+    } else {
+        "other"
     }
 }
 
