@@ -9,14 +9,13 @@
 //! afresh: it only ever holds what can be asked for again.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::cache_home;
+use crate::files::{Mode, rewrite_locked};
 use crate::service::Issued;
 
 /// One cached token for one ref.
@@ -84,31 +83,11 @@ impl Cache {
 
     /// Runs `change` on the file's contents under the lock and writes the result.
     fn update(&self, change: impl FnOnce(&mut File)) -> std::io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        let lock = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(dir.join("tokens.json.lock"))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
-        let mut file = self.read();
-        change(&mut file);
-        let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-        let temp = dir.join("tokens.json.tmp");
-        let _ = std::fs::remove_file(&temp);
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        out.write_all(&bytes)?;
-        out.sync_all()?;
-        std::fs::rename(&temp, &self.path)
+        rewrite_locked(&self.path, Mode::Exactly(0o600), || {
+            let mut file = self.read();
+            change(&mut file);
+            serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)
+        })
     }
 
     /// The usable tokens for `refs` of `repo` at `url`: ref → token.

@@ -870,6 +870,11 @@ fn trust(action: TrustAction) -> anyhow::Result<ExitCode> {
             out(&format!(
                 "trusted {url}: P2P pulls send it the tokens for the refs it has"
             ));
+            if url.starts_with("http://") {
+                note(&format!(
+                    "warning: {url} is plain HTTP: tokens sent to it can be read on the way"
+                ));
+            }
         }
         TrustAction::Remove { url } => {
             let url = normalise(&url)?;

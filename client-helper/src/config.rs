@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::files::{Mode, rewrite_locked};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
@@ -109,29 +111,29 @@ pub fn edit_trusted(
     path: &Path,
     change: impl FnOnce(&mut Vec<String>),
 ) -> anyhow::Result<Vec<String>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => {
-            return Err(e).with_context(|| format!("reading the configuration {}", path.display()));
+    let mut list = Vec::new();
+    rewrite_locked(path, Mode::KeepOr(0o644), || -> anyhow::Result<Vec<u8>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading the configuration {}", path.display()));
+            }
+        };
+        // Check the whole file first, so that a broken one is reported, not rewritten.
+        list = Config::parse(&text, path)?.trusted_mirrors;
+        let mut doc: toml_edit::DocumentMut = text
+            .parse()
+            .with_context(|| format!("in the configuration {}", path.display()))?;
+        change(&mut list);
+        let mut array = toml_edit::Array::new();
+        for url in &list {
+            array.push(url.as_str());
         }
-    };
-    // Check the whole file first, so that a broken one is reported, not rewritten.
-    let mut list = Config::parse(&text, path)?.trusted_mirrors;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("in the configuration {}", path.display()))?;
-    change(&mut list);
-    let mut array = toml_edit::Array::new();
-    for url in &list {
-        array.push(url.as_str());
-    }
-    doc["trusted-mirrors"] = toml_edit::value(array);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let temporary = dir.join(format!(".helper.toml.{}.tmp", std::process::id()));
-    std::fs::write(&temporary, doc.to_string())
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .with_context(|| format!("writing the configuration {}", path.display()))?;
+        doc["trusted-mirrors"] = toml_edit::value(array);
+        Ok(doc.to_string().into_bytes())
+    })
+    .with_context(|| format!("updating the configuration {}", path.display()))?;
     Ok(list)
 }

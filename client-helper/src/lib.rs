@@ -14,6 +14,7 @@ pub mod cache;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod files;
 pub mod libostree;
 pub mod p2p;
 pub mod service;

@@ -76,6 +76,28 @@ impl Cmd {
         self
     }
 
+    /// This command run through `program` and `args` (a wrapper such as `unshare ...`, which
+    /// ends by running its remaining arguments): same environment, directory, stdin and time
+    /// limit.
+    pub fn through<S: AsRef<OsStr>>(self, program: impl AsRef<OsStr>, args: &[S]) -> Cmd {
+        let mut wrapped = Cmd::new(program)
+            .args(args)
+            .arg(self.command.get_program())
+            .args(self.command.get_args());
+        for (key, value) in self.command.get_envs() {
+            match value {
+                Some(value) => wrapped.command.env(key, value),
+                None => wrapped.command.env_remove(key),
+            };
+        }
+        if let Some(dir) = self.command.get_current_dir() {
+            wrapped.command.current_dir(dir);
+        }
+        wrapped.stdin = self.stdin;
+        wrapped.timeout = self.timeout;
+        wrapped
+    }
+
     pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Cmd {
         self.stdin = Some(input.into());
         self

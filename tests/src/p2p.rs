@@ -1,5 +1,6 @@
 //! P2P pulls: `tollgate-helper pull --p2p` through the real libostree, from an origin and a
-//! mirror (two real `tollgate serve`) and a `file://` repository, with commits and summaries
+//! mirror (two real `tollgate serve`), a `file://` repository and a USB stick (an ext4 image
+//! loop-mounted in a private mount namespace, found by the mount finder), with commits and summaries
 //! signed by a real GPG key, tokens from the real entitlement service, and the servers' access
 //! logs showing where the `Authorization` header went; the real libostree finding a gated
 //! repository's refs through `ostree find-remotes`; the trusted-mirror list and the options
@@ -510,7 +511,13 @@ fn p2p_pull_sends_the_token_only_to_the_origin_and_trusted_mirrors() {
     assert_eq!(with_auth(&at_mirror), Vec::<&Access>::new());
 
     // Trusted, the mirror gets the token for the gated ref too.
-    shop.helper().args(["trust", "add", &mirror]).run();
+    let output = shop.helper().args(["trust", "add", &mirror]).output();
+    assert!(output.status.success());
+    let warned = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        warned.contains("is plain HTTP: tokens sent to it can be read"),
+        "{warned}"
+    );
     let mark = shop.mirror.log().len();
     let trusted_client = shop.client("trusted-client");
     let said = shop
@@ -574,4 +581,93 @@ fn p2p_pull_sends_the_token_only_to_the_origin_and_trusted_mirrors() {
             .any(|a| a.path == paid_commit && a.status == 200),
         "{at_mirror:#?}"
     );
+}
+
+/// `cmd` run in a mount namespace of its own, with `image` (an ext4 file system) mounted
+/// read-only at `at`, as a USB stick would be; the mount goes when the command ends.
+fn with_stick_mounted(cmd: Cmd, image: &Path, at: &Path) -> Cmd {
+    require_tool("unshare", "util-linux");
+    require_tool("mount", "mount");
+    let script = "mount -o loop,ro \"$1\" \"$2\" || { echo 'this test needs root, loop devices \
+                  and mount namespaces (unshare --mount)' >&2; exit 99; }; shift 2; exec \"$@\"";
+    let image = image.to_str().expect("UTF-8");
+    let at = at.to_str().expect("UTF-8");
+    cmd.through(
+        "unshare",
+        &[
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            image,
+            at,
+        ],
+    )
+}
+
+#[test]
+fn p2p_pull_takes_what_a_usb_stick_has_without_a_token() {
+    let mut shop = Shop::new();
+    require_tool("mkfs.ext4", "e2fsprogs");
+    let origin = shop.origin_url.clone();
+    // The stick: the repository at `.ostree/repo` on an ext4 file system, mounted in HOME,
+    // where GLib's volume monitor shows mounts to a user.
+    let stick_files = shop.fx.join("stick");
+    std::fs::create_dir_all(stick_files.join(".ostree")).expect("mkdir");
+    Cmd::new("cp")
+        .arg("-a")
+        .arg(shop.fx.join("srv"))
+        .arg(stick_files.join(".ostree/repo"))
+        .run();
+    let image = shop.fx.join("stick.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(32 << 20))
+        .expect("image");
+    Cmd::new("mkfs.ext4")
+        .args(["-q", "-d"])
+        .arg(&stick_files)
+        .arg(&image)
+        .run();
+    let at = shop.fx.join("home/stick");
+    std::fs::create_dir_all(&at).expect("mount point");
+    let stick_url = format!("file://{}/.ostree/repo", at.display());
+
+    // With the origin and the stick: the gated ref with its token from the origin only.
+    let client = shop.client("client");
+    let said = with_stick_mounted(
+        shop.pull(&client, &["config".to_owned(), "mount".to_owned()]),
+        &image,
+        &at,
+    )
+    .run();
+    assert!(
+        said.contains(&format!(
+            "pulled {PAID} with a token, from {origin} (origin)\n"
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("{stick_url} (not trusted)")),
+        "the stick was found: {said}"
+    );
+    shop.assert_has(&client, &shop.paid, true);
+    shop.assert_has(&client, &shop.free, false);
+
+    // The stick alone, with the origin gone: everything it has comes from it (sideloaded
+    // content is not gated; libostree checks it against the signing key), without a token.
+    let status = shop.origin.take().expect("the origin").server.stop();
+    assert!(status.success(), "{status}");
+    let offline = shop.client("offline-client");
+    let said = with_stick_mounted(shop.pull(&offline, &["mount".to_owned()]), &image, &at).run();
+    assert!(
+        said.contains(&format!(
+            "pulled {PAID} without a token, from {stick_url} (not trusted)"
+        )),
+        "{said}"
+    );
+    shop.assert_has(&offline, &shop.paid, true);
+    shop.assert_has(&offline, &shop.free, false);
 }
