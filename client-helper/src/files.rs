@@ -17,6 +17,7 @@ pub enum Mode {
 /// Replaces the file at `path` with what `produce` returns, `produce` being called under an
 /// exclusive `flock` on `<file>.lock` beside it (so it may read the old file and build on it).
 /// A symlink at `path` is followed, so the link stays; missing folders are made (mode 0700).
+/// The new file and its folder are synced before this returns.
 pub fn rewrite_locked<E: From<std::io::Error>>(
     path: &Path,
     mode: Mode,
@@ -50,19 +51,26 @@ pub fn rewrite_locked<E: From<std::io::Error>>(
             .map(|m| m.permissions().mode() & 0o7777)
             .unwrap_or(new),
     };
+    // Under the lock, a leftover temporary file is a crashed rewrite's, and goes.
     let temp = dir.join(format!("{name}.tmp"));
     let _ = std::fs::remove_file(&temp);
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temp)?;
-    // The umask may have narrowed the mode asked for; a kept mode is restored whole.
-    out.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    out.write_all(&bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&temp, &target)?;
-    Ok(())
+    let written = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
+        // The umask may have narrowed the mode asked for; a kept mode is restored whole.
+        out.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        out.write_all(&bytes)?;
+        out.sync_all()?;
+        std::fs::rename(&temp, &target)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    Ok(written?)
 }
 
 #[cfg(test)]
