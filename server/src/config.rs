@@ -12,6 +12,9 @@
 //! trusted-keys = ["/etc/tollgate/issuer-2.pem"]   # Ed25519 public keys, PEM
 //! jwks-file = "/etc/tollgate/jwks.json"           # a JSON Web Key Set of Ed25519 keys
 //! flat-manager-secret-file = "/etc/tollgate/flat-manager-secret"  # base64, as in its config.json
+//!
+//! [metrics]
+//! token-file = "/etc/tollgate/metrics-token"   # a bearer token for /metrics (else loopback only)
 //! ```
 //!
 //! Relative paths are relative to the configuration file's folder. Unknown keys are an error,
@@ -35,6 +38,8 @@ pub struct Config {
     pub tokens: TokenConfig,
     #[serde(default)]
     pub entitlements: EntitlementConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The address clients reach this server at, when it is not `http://` and the request's
     /// `Host` (behind a TLS proxy, say): written into the `.flatpakrepo` files served.
     pub public_url: Option<String>,
@@ -51,6 +56,15 @@ pub fn is_http_address(url: &str) -> bool {
     };
     let host = rest.split(['/', ':']).next().unwrap_or_default();
     !host.is_empty() && !url.contains(|c: char| c.is_whitespace() || matches!(c, '@' | '?' | '#'))
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsConfig {
+    /// A file holding a bearer token that scrapes must present (mode 0600); without one,
+    /// `/metrics` answers loopback clients only.
+    pub token_file: Option<PathBuf>,
 }
 
 /// How the entitlement service issues tokens and guards its APIs.
@@ -168,6 +182,7 @@ impl Config {
             .admin_token_file
             .iter_mut()
             .for_each(resolve);
+        config.metrics.token_file.iter_mut().for_each(resolve);
         let e = &config.entitlements;
         if !(30..=86_400).contains(&e.token_ttl) {
             anyhow::bail!(
@@ -225,6 +240,21 @@ impl Config {
             }
             other => Ok(other.map(Secret::new)),
         }
+    }
+
+    /// The token `/metrics` asks for, from `[metrics] token-file`; `None`: loopback only.
+    pub fn metrics_token(&self) -> anyhow::Result<Option<Secret>> {
+        let Some(path) = &self.metrics.token_file else {
+            return Ok(None);
+        };
+        let token = crate::secrets::read_private(path, "the metrics token")?;
+        if token.len() < 16 {
+            anyhow::bail!(
+                "the metrics token in {} is too short: use at least 16 characters",
+                path.display()
+            );
+        }
+        Ok(Some(Secret::new(token)))
     }
 
     /// Whether `ref_name` is gated by one of the `gated-refs` patterns.

@@ -326,6 +326,7 @@ impl Entitlements {
             let signer = self.signer.load();
             let signed = issue(&signer, &holder.subject, &[repo.to_owned()], &granted, ttl)
                 .map_err(|e| IssueError::Signing(e.to_string()))?;
+            crate::metrics::METRICS.tokens_issued(1);
             self.audit
                 .issued(IssuedToken {
                     seq: 0,

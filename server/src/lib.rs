@@ -18,6 +18,7 @@ mod http;
 mod index;
 mod limiter;
 mod logging;
+mod metrics;
 mod operator;
 mod output;
 mod refpattern;

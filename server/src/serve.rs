@@ -90,6 +90,7 @@ pub fn run(
         .local_addr()
         .context("reading the listening address")?;
     let admin_token = config.admin_token()?;
+    let metrics_token = config.metrics_token()?;
     let config = Arc::new(config);
     let policy_config = Arc::clone(&config);
     let policy: SharedPolicy = Arc::new(move |name: &str| policy_config.gates_by_name(name));
@@ -186,6 +187,7 @@ pub fn run(
             entitlements,
             Arc::clone(&audit),
             admin_token,
+            metrics_token,
             config.public_url.clone(),
         ));
         let refresher = tokio::spawn(follow_rotations(Arc::clone(&state), keys, trusted, ttl));

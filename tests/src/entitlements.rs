@@ -122,7 +122,7 @@ impl Service {
         answer
     }
 
-    fn tokens(&self, authorization: Option<&str>, body: &Value) -> (u16, Value) {
+    pub(crate) fn tokens(&self, authorization: Option<&str>, body: &Value) -> (u16, Value) {
         http::json(
             self.server.addr,
             "POST",
@@ -191,7 +191,7 @@ fn basic(name: &str, password: &str) -> String {
 }
 
 /// The one signed token in an answer, and the refs it is for.
-fn signed_token(answer: &Value) -> Option<(String, Vec<String>)> {
+pub(crate) fn signed_token(answer: &Value) -> Option<(String, Vec<String>)> {
     let tokens = answer["tokens"].as_object()?;
     let mut signed = tokens.iter().filter(|(token, _)| !token.is_empty());
     let (token, refs) = signed.next()?;

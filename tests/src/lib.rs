@@ -38,6 +38,8 @@ mod http_semantics;
 #[cfg(test)]
 mod index_size;
 #[cfg(test)]
+mod metrics;
+#[cfg(test)]
 mod ostree_pull;
 #[cfg(test)]
 mod p2p;

@@ -24,10 +24,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{HeaderMap, Method, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Deserializer};
-use subtle::ConstantTimeEq;
 use warp::reply::Response;
 
 use super::api::{Body, json, quote, read_body};
@@ -182,18 +181,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, client: IpAddr) -> Res
     if let Some(left) = state.entitlements.admin_blocked(client) {
         return Err(HttpError::TooManyFailures(left.as_secs().max(1)));
     }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let digest = |t: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes());
-    let right = given.is_some_and(|g| {
-        let (g, e) = (digest(g), digest(expected.expose()));
-        bool::from(g.as_ref().ct_eq(e.as_ref()))
-    });
-    if right {
+    if super::bearer_matches(headers, expected) {
         return Ok(());
     }
     state.entitlements.admin_failed(client);

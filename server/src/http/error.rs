@@ -39,6 +39,11 @@ pub enum HttpError {
     AdminDisabled,
     /// A missing or wrong admin token.
     AdminUnauthorized,
+    /// `/metrics` from a client that may not read it: a wrong or missing scrape token, or,
+    /// without one configured, a client that is not on loopback.
+    MetricsRefused {
+        token_configured: bool,
+    },
     /// An admin operation on something that is not there, or would conflict.
     Missing(String),
     Conflict(String),
@@ -62,6 +67,12 @@ impl HttpError {
             | HttpError::CredentialsRefused(_) => StatusCode::UNAUTHORIZED,
             HttpError::NotEntitled | HttpError::AdminDisabled => StatusCode::FORBIDDEN,
             HttpError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::MetricsRefused {
+                token_configured: true,
+            } => StatusCode::UNAUTHORIZED,
+            HttpError::MetricsRefused {
+                token_configured: false,
+            } => StatusCode::FORBIDDEN,
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -89,6 +100,7 @@ impl HttpError {
             HttpError::Conflict(_) => "conflict",
             HttpError::AdminDisabled => "admin-disabled",
             HttpError::AdminUnauthorized => "admin-unauthorized",
+            HttpError::MetricsRefused { .. } => "metrics-refused",
             HttpError::Internal => "internal-error",
         }
     }
@@ -136,6 +148,16 @@ impl HttpError {
             HttpError::AdminUnauthorized => {
                 "the admin API needs Authorization: Bearer <admin token>".to_owned()
             }
+            HttpError::MetricsRefused {
+                token_configured: true,
+            } => {
+                "/metrics needs Authorization: Bearer <the [metrics] token-file's token>".to_owned()
+            }
+            HttpError::MetricsRefused {
+                token_configured: false,
+            } => "/metrics is served to loopback clients only; to scrape it from elsewhere, \
+                  set [metrics] token-file in the server's configuration"
+                .to_owned(),
             HttpError::UnknownRefs => {
                 "none of the refs asked for exists in the repository".to_owned()
             }
@@ -147,6 +169,9 @@ impl HttpError {
     }
 
     pub fn into_response(self) -> Response {
+        if matches!(self, HttpError::TooManyFailures(_)) {
+            crate::metrics::METRICS.rate_limited();
+        }
         let mut response = super::api::json(
             self.status(),
             &serde_json::json!({

@@ -5,6 +5,7 @@
 //! ACK, the 40 ms stall measured in flat-manager), slow clients get a header timeout, and
 //! shutdown drains in-flight requests for a bounded time.
 
+use crate::metrics::{METRICS, Route};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -99,6 +100,7 @@ struct AccessLog {
     user_agent: String,
     /// The scheme of the request's `Authorization` header (never its value).
     auth: &'static str,
+    route: Route,
     start: Instant,
     status: u16,
     bytes: u64,
@@ -117,6 +119,7 @@ impl AccessLog {
             path: utf8_percent_encode(request.uri().path(), LOG_ESCAPED).to_string(),
             user_agent,
             auth: auth_scheme(request.headers().get(http::header::AUTHORIZATION)),
+            route: Route::of(request.uri().path()),
             start: Instant::now(),
             status: 0,
             bytes: 0,
@@ -134,6 +137,8 @@ impl AccessLog {
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
+        let took = self.start.elapsed();
+        METRICS.request(self.route, self.status, self.bytes, took);
         tracing::info!(
             target: "tollgate::access",
             "{} \"{} {}\" {} {} {:.1}ms auth={} {:?}",
@@ -142,7 +147,7 @@ impl Drop for AccessLog {
             self.path,
             self.status,
             self.bytes,
-            self.start.elapsed().as_secs_f64() * 1000.0,
+            took.as_secs_f64() * 1000.0,
             self.auth,
             self.user_agent,
         );

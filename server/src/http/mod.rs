@@ -30,6 +30,7 @@ use warp::reply::Response;
 use crate::audit::{AuditWriter, DownloadRecord};
 use crate::entitlements::Entitlements;
 use crate::index::live::LiveIndex;
+use crate::metrics::{IndexFigures, METRICS};
 use crate::repos::ServedRepo;
 use crate::secrets::Secret;
 use crate::tokens::Verifier;
@@ -69,6 +70,8 @@ pub struct AppState {
     audit: Arc<AuditWriter>,
     /// Opens the admin API; `None` keeps it closed.
     admin_token: Option<Secret>,
+    /// Opens `/metrics` to any client; `None`: to loopback clients only.
+    metrics_token: Option<Secret>,
     /// Where clients reach the server (ends with `/`); `None`: `http://` and the `Host` asked.
     public_url: Option<String>,
 }
@@ -80,6 +83,7 @@ impl AppState {
         entitlements: Arc<Entitlements>,
         audit: Arc<AuditWriter>,
         admin_token: Option<Secret>,
+        metrics_token: Option<Secret>,
         public_url: Option<String>,
     ) -> AppState {
         AppState {
@@ -88,6 +92,7 @@ impl AppState {
             entitlements,
             audit,
             admin_token,
+            metrics_token,
             public_url,
         }
     }
@@ -185,10 +190,91 @@ async fn route(
         "/api/v1/token_subset" => api::token_subset(state, &method, &headers, body).await,
         // GET: the public keys of the signing keys.
         "/.well-known/jwks.json" => api::jwks(state, &method).await,
+        // GET: the counters, in Prometheus' text format.
+        "/metrics" => metrics(state, &method, &headers, peer),
+        // GET: 200 while the server serves.
+        "/healthz" => healthz(&method),
         // GET, HEAD: /[NAME/]<repository file>, judged by the gate, and
         // /[NAME/]repo.flatpakrepo, made from the repository's config.
         _ => repo_file(state, method, path, headers).await,
     }
+}
+
+fn metrics(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Response, HttpError> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(HttpError::MethodNotAllowed("GET, HEAD"));
+    }
+    let allowed = match &state.metrics_token {
+        Some(token) => bearer_matches(headers, token),
+        None => peer.is_some_and(|p| p.ip().is_loopback()),
+    };
+    if !allowed {
+        return Err(HttpError::MetricsRefused {
+            token_configured: state.metrics_token.is_some(),
+        });
+    }
+    let figures: Vec<IndexFigures> = state
+        .repos
+        .iter()
+        .map(|served| {
+            let index = served.index.load();
+            let stats = index.stats();
+            IndexFigures {
+                repo: served.token_name().to_owned(),
+                objects: stats.objects,
+                public_objects: stats.public_objects,
+                gated_refs: stats.gated_refs,
+                public_refs: stats.public_refs,
+                bytes: stats.bytes,
+                build_time: stats.build_time,
+                age: served.index.age(),
+            }
+        })
+        .collect();
+    let mut response = Response::new(METRICS.render(&figures).into());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+fn healthz(method: &Method) -> Result<Response, HttpError> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(HttpError::MethodNotAllowed("GET, HEAD"));
+    }
+    let mut response = Response::new("ok\n".into());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// Whether the request carries `Authorization: Bearer <expected>`, compared in constant time
+/// (as SHA-256 digests, so that not even the length shows).
+pub(crate) fn bearer_matches(headers: &HeaderMap, expected: &Secret) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let digest = |t: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes());
+    given.is_some_and(|g| {
+        let (g, e) = (digest(g), digest(expected.expose()));
+        bool::from(g.as_ref().ct_eq(e.as_ref()))
+    })
 }
 
 async fn repo_file(

@@ -59,6 +59,8 @@ struct Shared {
     served: tokio::sync::watch::Sender<u64>,
     /// How long the last build took, in milliseconds.
     last_build_ms: AtomicU64,
+    /// When the index in use was put in place.
+    swapped_at: Mutex<Instant>,
     /// How many times the thread has looked at the refs.
     checks: AtomicU64,
 }
@@ -76,6 +78,7 @@ impl LiveIndex {
             wake: (Mutex::new(false), Condvar::new()),
             served: tokio::sync::watch::channel(0).0,
             last_build_ms: AtomicU64::new(0),
+            swapped_at: Mutex::new(Instant::now()),
             checks: AtomicU64::new(0),
         });
         let watcher = watch(&shared);
@@ -109,6 +112,15 @@ impl LiveIndex {
     /// The current index, without locking.
     pub fn load(&self) -> Guard<Arc<RepoIndex>> {
         self.shared.current.load()
+    }
+
+    /// How long the current index has been in use.
+    pub fn age(&self) -> Duration {
+        self.shared
+            .swapped_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
     }
 
     /// Asks for the refs to be checked now and waits until a check that began after this call
@@ -175,6 +187,7 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
             }
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             shared.last_build_ms.store(ms, Ordering::Relaxed);
+            *shared.swapped_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         }
         shared.served.send_replace(ticket);
     }

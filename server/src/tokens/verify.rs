@@ -7,6 +7,7 @@
 //! check. `exp` is required, `nbf` is checked when present, and at most 60 seconds of clock
 //! skew are allowed.
 
+use crate::metrics::METRICS;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -203,10 +204,12 @@ impl Verifier {
         let now = now();
         if let Some(grant) = self.cache.get(token) {
             if grant.expires.saturating_add(LEEWAY_SECS) > now {
+                METRICS.token_check(true);
                 return Ok(grant);
             }
             self.cache.remove(token);
         }
+        METRICS.token_check(false);
         let grant = Arc::new(self.verify_uncached(token)?);
         self.cache.insert(token.to_owned(), Arc::clone(&grant));
         Ok(grant)
