@@ -1,14 +1,17 @@
-//! Helpers for `scripts/bench`: generate a repository of a given size, and time the baseline
-//! of reading every metadata object once.
+//! Helpers for `scripts/bench`: generate a repository of a given size, a Flatpak-app-like tree
+//! of files, and time the baselines: reading every metadata object once, and bare Ed25519
+//! signing.
 //!
 //! ```text
 //! tollgate-bench synth --out DIR --objects N [--refs R] [--gated-every G] [--content]
 //! tollgate-bench read-metadata --repo DIR
+//! tollgate-bench tree --out DIR --files N [--seed S]
+//! tollgate-bench sign [--seconds S] [--threads T]
 //! ```
-//! Both print one JSON object on stdout.
+//! Each prints one JSON object on stdout.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use tollgate_tests::synth::{Shape, generate};
@@ -45,6 +48,24 @@ enum Command {
         #[arg(long)]
         repo: PathBuf,
     },
+    /// Write a tree of N files with the size mix of a Flatpak app (many small files, a few
+    /// large ones; about 27 KiB on average), half-compressible, in folders of 50.
+    Tree {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        files: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Sign a token-sized message with Ed25519 (aws-lc-rs, as the server does) on T threads
+    /// for S seconds: the bare signing rate token issuance is measured against.
+    Sign {
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
 }
 
 fn main() {
@@ -74,6 +95,23 @@ fn main() {
                 "refs": generated.refs.len(),
                 "gated-refs": generated.refs.iter().filter(|r| r.2).count(),
                 "seconds": started.elapsed().as_secs_f64(),
+            })
+        }
+        Command::Tree { out, files, seed } => {
+            let started = Instant::now();
+            let bytes = write_tree(&out, files, seed);
+            serde_json::json!({
+                "files": files,
+                "bytes": bytes,
+                "seconds": started.elapsed().as_secs_f64(),
+            })
+        }
+        Command::Sign { seconds, threads } => {
+            let signed = sign_for(Duration::from_secs_f64(seconds), threads);
+            serde_json::json!({
+                "signatures": signed,
+                "threads": threads,
+                "per-second": signed as f64 / seconds,
             })
         }
         Command::ReadMetadata { repo } => {
@@ -107,4 +145,84 @@ fn read_metadata(objects: &Path) -> (usize, u64) {
         }
     }
     (files, bytes)
+}
+
+/// A small deterministic generator (xorshift64*), so that every run writes the same tree.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A size between `low` and `high`, uniform on a log scale.
+    fn log_uniform(&mut self, low: u64, high: u64) -> u64 {
+        let unit = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let (l, h) = ((low as f64).ln(), (high as f64).ln());
+        (l + unit * (h - l)).exp() as u64
+    }
+}
+
+/// Writes `files` files into `out` (folders of 50) and returns their total size. Sizes: 55%
+/// 64 B to 2 KiB, 30% 2 to 16 KiB, 12% 16 to 128 KiB, 2.8% 128 KiB to 1 MiB, 0.2% 1 to 8 MiB.
+/// Bytes are drawn from 16 values, so content compresses to about half, as real files do.
+fn write_tree(out: &Path, files: usize, seed: u64) -> u64 {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut total = 0;
+    for i in 0..files {
+        let dir = out.join(format!("files/d{:04}", i / 50));
+        if i % 50 == 0 {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+        }
+        let pick = rng.next() % 1000;
+        let size = match pick {
+            0..550 => rng.log_uniform(64, 2 << 10),
+            550..850 => rng.log_uniform(2 << 10, 16 << 10),
+            850..970 => rng.log_uniform(16 << 10, 128 << 10),
+            970..998 => rng.log_uniform(128 << 10, 1 << 20),
+            _ => rng.log_uniform(1 << 20, 8 << 20),
+        };
+        let mut bytes = Vec::with_capacity(size as usize);
+        while bytes.len() < size as usize {
+            let word = rng.next();
+            for k in 0..16 {
+                bytes.push(b"abcdefghijklmnop"[((word >> (4 * k)) & 15) as usize]);
+            }
+        }
+        bytes.truncate(size as usize);
+        std::fs::write(dir.join(format!("f{i}.dat")), &bytes).expect("writing a file");
+        total += size;
+    }
+    total
+}
+
+/// Ed25519 signatures of a token-sized message made on `threads` threads in `time`.
+fn sign_for(time: Duration, threads: usize) -> u64 {
+    use aws_lc_rs::signature::Ed25519KeyPair;
+    let pkcs8 =
+        Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("a key");
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("the key");
+    // About the size of the signing input of a token for one ref.
+    let message = vec![b'x'; 360];
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let deadline = Instant::now() + time;
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        for _ in 0..64 {
+                            std::hint::black_box(pair.sign(std::hint::black_box(&message)));
+                        }
+                        n += 64;
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("signer")).sum()
+    })
 }
