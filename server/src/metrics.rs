@@ -126,6 +126,8 @@ pub struct Metrics {
     token_cache_misses: AtomicU64,
     tokens_issued: AtomicU64,
     rate_limited: AtomicU64,
+    file_cache_hits: AtomicU64,
+    file_cache_misses: AtomicU64,
 }
 
 /// The process's counters.
@@ -135,6 +137,8 @@ pub static METRICS: Metrics = Metrics {
     token_cache_misses: AtomicU64::new(0),
     tokens_issued: AtomicU64::new(0),
     rate_limited: AtomicU64::new(0),
+    file_cache_hits: AtomicU64::new(0),
+    file_cache_misses: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -160,6 +164,16 @@ impl Metrics {
             &self.token_cache_hits
         } else {
             &self.token_cache_misses
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// A content-addressed file answered from memory (`hit`), or read from disk.
+    pub fn file_cache(&self, hit: bool) {
+        let counter = if hit {
+            &self.file_cache_hits
+        } else {
+            &self.file_cache_misses
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -256,6 +270,16 @@ impl Metrics {
                 "tollgate_token_cache_misses_total",
                 "Bearer tokens verified (signature, claims), not found in the cache.",
                 &self.token_cache_misses,
+            ),
+            (
+                "tollgate_file_cache_hits_total",
+                "Content-addressed files answered from memory.",
+                &self.file_cache_hits,
+            ),
+            (
+                "tollgate_file_cache_misses_total",
+                "Content-addressed files read from disk.",
+                &self.file_cache_misses,
             ),
             (
                 "tollgate_tokens_issued_total",
@@ -386,6 +410,8 @@ mod tests {
             token_cache_misses: AtomicU64::new(1),
             tokens_issued: AtomicU64::new(2),
             rate_limited: AtomicU64::new(0),
+            file_cache_hits: AtomicU64::new(0),
+            file_cache_misses: AtomicU64::new(0),
         };
         m.request(Route::Object, 200, 100, Duration::from_micros(80));
         m.request(Route::Object, 200, 50, Duration::from_millis(3));

@@ -98,7 +98,7 @@ pub fn run(
     for repo in repos {
         let index = LiveIndex::start(repo.repo.clone(), Arc::clone(&policy))
             .with_context(|| format!("indexing {}", repo.repo.root().display()))?;
-        served.push(Served { repo, index });
+        served.push(Served::new(repo, index));
     }
 
     prepare_data_dir(data_dir)?;

@@ -266,3 +266,83 @@ fn detached_metadata_is_revalidated() {
         200
     );
 }
+
+/// Status, headers (sorted, without `Date`) and body of one answer.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+#[test]
+fn small_objects_from_memory_answer_as_from_disk() {
+    let fx = Fixture::new();
+    let tree = sample_tree(&fx.join("tree"));
+    let (repo, commit) = fx.archive_repo("repo", "test/a", &tree);
+    let server = Server::serve(&["--repo", repo.to_str().unwrap()], fx.env());
+    let opened = Repo::open(&repo).unwrap();
+    let small: Vec<String> = commit_closure(&opened, Checksum::from_hex(&commit).unwrap())
+        .unwrap()
+        .into_iter()
+        .filter(|o| std::fs::metadata(opened.object_path(o)).unwrap().len() <= 256 * 1024)
+        .map(|o| format!("/{}", o.relative_path()))
+        .collect();
+    assert!(small.len() > 10, "{small:?}");
+
+    // Every kind of request, the GET that keeps the file in memory last: the first time all
+    // from disk, the second time all from memory.
+    let answers = |path: &str| -> Vec<Answer> {
+        let head = request(server.addr, "HEAD", path, &[]);
+        let etag = head.header("etag").unwrap().to_owned();
+        let asks: [(&str, Vec<(&str, &str)>); 8] = [
+            ("HEAD", vec![]),
+            ("GET", vec![("Range", "bytes=0-3")]),
+            ("GET", vec![("Range", "bytes=-2")]),
+            ("GET", vec![("Range", "bytes=99999999-")]),
+            ("HEAD", vec![("Range", "bytes=0-3")]),
+            ("GET", vec![("If-None-Match", &etag)]),
+            (
+                "GET",
+                vec![("If-None-Match", "\"other\""), ("Range", "bytes=1-1")],
+            ),
+            ("GET", vec![]),
+        ];
+        asks.iter()
+            .map(|(method, headers)| {
+                let r = request(server.addr, method, path, headers);
+                let mut headers: Vec<(String, String)> = r
+                    .headers
+                    .into_iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case("date"))
+                    .collect();
+                headers.sort();
+                (r.status, headers, r.body)
+            })
+            .collect()
+    };
+    let hits = || -> u64 {
+        let text = String::from_utf8(get(server.addr, "/metrics").body).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("tollgate_file_cache_hits_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let before = hits();
+    for path in &small {
+        let from_disk = answers(path);
+        let from_memory = answers(path);
+        assert_eq!(from_disk, from_memory, "{path}");
+        let on_disk = std::fs::read(repo.join(&path[1..])).unwrap();
+        assert_eq!(from_memory[7].2, on_disk, "{path}");
+        assert_eq!(from_memory[1].2, on_disk[..4.min(on_disk.len())], "{path}");
+        assert_eq!(
+            [
+                from_memory[0].0,
+                from_memory[1].0,
+                from_memory[3].0,
+                from_memory[5].0,
+                from_memory[6].0
+            ],
+            [200, 206, 416, 304, 206],
+            "{path}"
+        );
+    }
+    // Each second round (and the HEAD before it) came from memory.
+    assert_eq!(hits() - before, 9 * small.len() as u64);
+}

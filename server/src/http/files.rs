@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -34,6 +35,34 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 /// Gated files: for the token holder only, and not to be kept by any cache on the way.
 const PRIVATE: &str = "private, no-store";
+/// Bytes of content-addressed files each repository keeps in memory, read whole (up to
+/// [`READ_WHOLE_LIMIT`] each): they never change once written, so a hot object is served
+/// again without a trip to the blocking pool or the disk.
+pub(crate) const FILE_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// A content-addressed file read whole, ready to be served again (the gate still decides).
+#[derive(Debug)]
+pub(crate) struct CachedFile {
+    rep: Representation,
+    bytes: Bytes,
+}
+
+/// Weighs a cached file by its bytes, plus what the entry itself costs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ByLen;
+
+impl quick_cache::Weighter<String, Arc<CachedFile>> for ByLen {
+    fn weight(&self, key: &String, file: &Arc<CachedFile>) -> u64 {
+        (file.bytes.len() + key.len() + 256) as u64
+    }
+}
+
+/// Content-addressed files by their path in the repository.
+pub(crate) type FileCache = quick_cache::sync::Cache<String, Arc<CachedFile>, ByLen>;
+
+pub(crate) fn file_cache(bytes: u64) -> FileCache {
+    FileCache::with_weighter((bytes / (16 * 1024)).max(16) as usize, bytes, ByLen)
+}
 
 /// What the request says about which representation it wants, read from its headers.
 #[derive(Debug, Default)]
@@ -220,6 +249,22 @@ enum PreparedBody {
     Stream { file: File, start: u64, len: u64 },
 }
 
+/// The answer from a cached file, without touching the disk.
+pub(crate) fn from_cache(file: &CachedFile, conditions: &Conditions, private: bool) -> Prepared {
+    let mut rep = file.rep.clone();
+    rep.private = private;
+    let plan = plan(&rep, conditions);
+    let body = match plan {
+        _ if conditions.head => PreparedBody::None,
+        Plan::Full if rep.len > 0 => PreparedBody::Bytes(file.bytes.clone()),
+        Plan::Partial { start, end } => {
+            PreparedBody::Bytes(file.bytes.slice(start as usize..=end as usize))
+        }
+        Plan::Full | Plan::NotModified | Plan::Unsatisfiable => PreparedBody::None,
+    };
+    Prepared { rep, plan, body }
+}
+
 /// Opens `path` in `repo`, plans the answer and reads the body if it is small. Blocking.
 /// `Ok(None)`: there is no such file to serve.
 pub(crate) fn prepare(
@@ -266,6 +311,20 @@ pub(crate) fn prepare(
 }
 
 impl Prepared {
+    /// The file, for the cache, when this is all of a content-addressed file read whole.
+    pub(crate) fn cacheable(&self) -> Option<CachedFile> {
+        match (&self.plan, &self.body) {
+            (Plan::Full, PreparedBody::Bytes(bytes)) if self.rep.immutable => Some(CachedFile {
+                rep: Representation {
+                    private: false,
+                    ..self.rep.clone()
+                },
+                bytes: bytes.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether bytes of the file will be sent (200 or 206), as opposed to 304 or 416.
     pub(crate) fn sends_content(&self) -> bool {
         matches!(self.plan, Plan::Full | Plan::Partial { .. })

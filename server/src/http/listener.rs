@@ -96,8 +96,10 @@ const LOG_ESCAPED: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'\\');
 struct AccessLog {
     peer: SocketAddr,
     method: http::Method,
-    path: String,
-    user_agent: String,
+    /// The request's target (cheap to keep: it shares the request's bytes); formatted only
+    /// if the line is written.
+    uri: http::Uri,
+    user_agent: Option<http::HeaderValue>,
     /// The scheme of the request's `Authorization` header (never its value).
     auth: &'static str,
     route: Route,
@@ -108,16 +110,11 @@ struct AccessLog {
 
 impl AccessLog {
     fn start(peer: SocketAddr, request: &Request<Incoming>) -> AccessLog {
-        let user_agent = request
-            .headers()
-            .get(http::header::USER_AGENT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default();
         AccessLog {
             peer,
             method: request.method().clone(),
-            path: utf8_percent_encode(request.uri().path(), LOG_ESCAPED).to_string(),
-            user_agent,
+            uri: request.uri().clone(),
+            user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
             auth: auth_scheme(request.headers().get(http::header::AUTHORIZATION)),
             route: Route::of(request.uri().path()),
             start: Instant::now(),
@@ -139,17 +136,26 @@ impl Drop for AccessLog {
     fn drop(&mut self) {
         let took = self.start.elapsed();
         METRICS.request(self.route, self.status, self.bytes, took);
+        // Formatting costs more than the rest of a small request: only for a line written.
+        if !tracing::enabled!(target: "tollgate::access", tracing::Level::INFO) {
+            return;
+        }
+        let user_agent = self
+            .user_agent
+            .as_ref()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .unwrap_or_default();
         tracing::info!(
             target: "tollgate::access",
             "{} \"{} {}\" {} {} {:.1}ms auth={} {:?}",
             self.peer.ip(),
             self.method,
-            self.path,
+            utf8_percent_encode(self.uri.path(), LOG_ESCAPED),
             self.status,
             self.bytes,
             took.as_secs_f64() * 1000.0,
             self.auth,
-            self.user_agent,
+            user_agent,
         );
     }
 }

@@ -47,9 +47,19 @@ const MAX_PATH_LEN: usize = 4096;
 pub struct Served {
     pub repo: ServedRepo,
     pub index: Arc<LiveIndex>,
+    /// Content-addressed files read whole, by path in the repository.
+    files: files::FileCache,
 }
 
 impl Served {
+    pub fn new(repo: ServedRepo, index: Arc<LiveIndex>) -> Served {
+        Served {
+            repo,
+            index,
+            files: files::file_cache(files::FILE_CACHE_BYTES),
+        }
+    }
+
     /// The repository's name in tokens: its URL prefix, `""` for the one served at `/`.
     fn token_name(&self) -> &str {
         self.repo.name.as_deref().unwrap_or("")
@@ -314,20 +324,36 @@ async fn repo_file(
 
     let conditions = Conditions::from_request(&method, &headers);
     let private = allowed.is_some();
-    let task_served = Arc::clone(served);
-    let task_path = path.clone();
-    let prepared = blocking(move || {
-        files::prepare(&task_served.repo, &task_path, &conditions, private).map_err(|e| {
-            tracing::error!(
-                repo = %task_served.repo.repo.root().display(),
-                path = %task_path,
-                "reading a repository file failed: {e}"
-            );
-            HttpError::Internal
-        })
-    })
-    .await??
-    .ok_or(HttpError::NotFound)?;
+    let cached = if path.is_immutable() {
+        let cached = served.files.get(inside);
+        METRICS.file_cache(cached.is_some());
+        cached
+    } else {
+        None
+    };
+    let prepared = match cached {
+        Some(file) => files::from_cache(&file, &conditions, private),
+        None => {
+            let task_served = Arc::clone(served);
+            let task_path = path.clone();
+            let prepared = blocking(move || {
+                files::prepare(&task_served.repo, &task_path, &conditions, private).map_err(|e| {
+                    tracing::error!(
+                        repo = %task_served.repo.repo.root().display(),
+                        path = %task_path,
+                        "reading a repository file failed: {e}"
+                    );
+                    HttpError::Internal
+                })
+            })
+            .await??
+            .ok_or(HttpError::NotFound)?;
+            if let Some(file) = prepared.cacheable() {
+                served.files.insert(inside.to_owned(), Arc::new(file));
+            }
+            prepared
+        }
+    };
 
     if let Some((grant, ref_name)) = allowed
         && prepared.sends_content()
