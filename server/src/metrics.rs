@@ -160,22 +160,12 @@ impl Metrics {
 
     /// A token check answered from the verification cache (`hit`), or by verifying.
     pub fn token_check(&self, hit: bool) {
-        let counter = if hit {
-            &self.token_cache_hits
-        } else {
-            &self.token_cache_misses
-        };
-        counter.fetch_add(1, Relaxed);
+        count_hit(&self.token_cache_hits, &self.token_cache_misses, hit);
     }
 
     /// A content-addressed file answered from memory (`hit`), or read from disk.
     pub fn file_cache(&self, hit: bool) {
-        let counter = if hit {
-            &self.file_cache_hits
-        } else {
-            &self.file_cache_misses
-        };
-        counter.fetch_add(1, Relaxed);
+        count_hit(&self.file_cache_hits, &self.file_cache_misses, hit);
     }
 
     pub fn tokens_issued(&self, n: u64) {
@@ -358,6 +348,10 @@ pub struct IndexFigures {
     pub bytes: usize,
     pub build_time: Duration,
     pub age: Duration,
+}
+
+fn count_hit(hits: &AtomicU64, misses: &AtomicU64, hit: bool) {
+    if hit { hits } else { misses }.fetch_add(1, Relaxed);
 }
 
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {
