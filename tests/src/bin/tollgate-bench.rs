@@ -7,6 +7,7 @@
 //! tollgate-bench read-metadata --repo DIR
 //! tollgate-bench tree --out DIR --files N [--seed S]
 //! tollgate-bench sign [--seconds S] [--threads T]
+//! tollgate-bench flatpak-install --url URL --token TOKEN --app APP
 //! ```
 //! Each prints one JSON object on stdout.
 
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use tollgate_tests::bus::{SessionBus, TEST_AUTHENTICATOR_NAME, test_authenticator};
+use tollgate_tests::fixture::Fixture;
 use tollgate_tests::synth::{Shape, generate};
 
 #[derive(Parser)]
@@ -57,6 +60,16 @@ enum Command {
         files: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Time one real `flatpak --user install` of APP from the repository at URL, in a new
+    /// home with its own session bus, where flatpak's test authenticator hands out TOKEN.
+    FlatpakInstall {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        app: String,
     },
     /// Sign a token-sized message with Ed25519 (aws-lc-rs, as the server does) on T threads
     /// for S seconds: the bare signing rate token issuance is measured against.
@@ -113,6 +126,27 @@ fn main() {
                 "threads": threads,
                 "per-second": signed as f64 / seconds,
             })
+        }
+        Command::FlatpakInstall { url, token, app } => {
+            let fx = Fixture::new();
+            let bus = SessionBus::start(&fx, &[(TEST_AUTHENTICATOR_NAME, test_authenticator())]);
+            let env: Vec<(String, PathBuf)> = fx.env().iter().cloned().chain([bus.env()]).collect();
+            std::fs::write(fx.join("run/required-token"), &token).expect("the token file");
+            fx.flatpak_remote_add("bench", &url);
+            let started = Instant::now();
+            fx.flatpak()
+                .envs(&env)
+                .timeout(Duration::from_secs(1800))
+                .args(["--user", "install", "-y", "--noninteractive", "bench", &app])
+                .run();
+            let seconds = started.elapsed().as_secs_f64();
+            let listed = fx
+                .flatpak()
+                .envs(&env)
+                .args(["--user", "list", "--columns=application"])
+                .run();
+            assert!(listed.contains(&app), "{app} is not installed: {listed}");
+            serde_json::json!({ "seconds": seconds })
         }
         Command::ReadMetadata { repo } => {
             let started = Instant::now();
