@@ -758,10 +758,8 @@ fn pull_p2p(
     let tokens = |refs| service.tokens(|| Ok(origin.clone()), refs);
     if p2p.dry_run {
         let (_, found) = crate::p2p::find(&repo, &request)?;
-        let mut wanted: Vec<String> = found.iter().flat_map(|f| f.refs.clone()).collect();
-        wanted.sort();
-        wanted.dedup();
-        for r in refs.iter().filter(|r| !wanted.contains(r)) {
+        let (wanted, not_found) = crate::p2p::found_or_not(refs, &found);
+        for r in not_found {
             out(&format!("{r}: not found"));
         }
         if !wanted.is_empty() {

@@ -223,6 +223,13 @@ pub fn find(
     Ok((places, found))
 }
 
+/// The refs among `refs` some place in `found` has, and those none has, in the order asked.
+pub fn found_or_not(refs: &[String], found: &[Found]) -> (Vec<String>, Vec<String>) {
+    refs.iter()
+        .cloned()
+        .partition(|r| found.iter().any(|f| f.refs.contains(r)))
+}
+
 /// Finds `request.refs` and pulls them into `repo`, each token only with the places that may
 /// see it ([`plan`]): one libostree pull per token, and one for the refs that need none. The
 /// tokens come from `tokens` (given the refs found), as the normal path gets them.
@@ -232,21 +239,11 @@ pub fn pull(
     tokens: impl FnOnce(Vec<String>) -> anyhow::Result<RefTokens>,
 ) -> anyhow::Result<Report> {
     let (results, found) = find(repo, request)?;
+    let (wanted, not_found) = found_or_not(request.refs, &found);
     let mut report = Report {
-        not_found: request
-            .refs
-            .iter()
-            .filter(|r| !found.iter().any(|f| f.refs.contains(r)))
-            .cloned()
-            .collect(),
+        not_found,
         ..Report::default()
     };
-    let wanted: Vec<String> = request
-        .refs
-        .iter()
-        .filter(|r| !report.not_found.contains(r))
-        .cloned()
-        .collect();
     if !wanted.is_empty() {
         let tokens = tokens(wanted)?;
         let pulls = plan(&found, request.origin, request.trusted, &tokens);

@@ -237,9 +237,7 @@ pub async fn token_subset(
 
 /// The Ed25519 keys that tokens still valid can be signed with, as a JSON Web Key Set.
 pub async fn jwks(state: &AppState, method: &Method) -> Result<Response, HttpError> {
-    if method != Method::GET && method != Method::HEAD {
-        return Err(HttpError::MethodNotAllowed("GET, HEAD"));
-    }
+    super::get_or_head(method)?;
     let overlap = state.entitlements.ttl() + LEEWAY_SECS;
     let since = now().saturating_sub(i64::try_from(overlap).unwrap_or(i64::MAX));
     let keys = state

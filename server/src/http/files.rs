@@ -153,6 +153,17 @@ pub(crate) enum Plan {
     Unsatisfiable,
 }
 
+impl Plan {
+    /// The bytes of a file of `len` bytes this answer sends: (start, length).
+    fn span(self, len: u64) -> (u64, u64) {
+        match self {
+            Plan::Full => (0, len),
+            Plan::Partial { start, end } => (start, end - start + 1),
+            Plan::NotModified | Plan::Unsatisfiable => (0, 0),
+        }
+    }
+}
+
 /// Decides the answer from the file's validators and the request's conditions, in the order
 /// RFC 9110 (13.2.2) gives: If-None-Match, else If-Modified-Since; then Range, if If-Range
 /// still matches. If-Range is honoured for a strong entity tag only (13.1.5): a date is not a
@@ -254,13 +265,11 @@ pub(crate) fn from_cache(file: &CachedFile, conditions: &Conditions, private: bo
     let mut rep = file.rep.clone();
     rep.private = private;
     let plan = plan(&rep, conditions);
-    let body = match plan {
-        _ if conditions.head => PreparedBody::None,
-        Plan::Full if rep.len > 0 => PreparedBody::Bytes(file.bytes.clone()),
-        Plan::Partial { start, end } => {
-            PreparedBody::Bytes(file.bytes.slice(start as usize..=end as usize))
-        }
-        Plan::Full | Plan::NotModified | Plan::Unsatisfiable => PreparedBody::None,
+    let (start, len) = plan.span(rep.len);
+    let body = if conditions.head || len == 0 {
+        PreparedBody::None
+    } else {
+        PreparedBody::Bytes(file.bytes.slice(start as usize..(start + len) as usize))
     };
     Prepared { rep, plan, body }
 }
@@ -291,11 +300,7 @@ pub(crate) fn prepare(
     let mut rep = Representation::new(path, &meta, len)?;
     rep.private = private;
     let plan = plan(&rep, conditions);
-    let (start, len) = match plan {
-        Plan::Full => (0, rep.len),
-        Plan::Partial { start, end } => (start, end - start + 1),
-        Plan::NotModified | Plan::Unsatisfiable => (0, 0),
-    };
+    let (start, len) = plan.span(rep.len);
     let body = if conditions.head || len == 0 {
         PreparedBody::None
     } else if let Some(bytes) = generated {

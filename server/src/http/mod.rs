@@ -216,9 +216,7 @@ fn metrics(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> Result<Response, HttpError> {
-    if method != Method::GET && method != Method::HEAD {
-        return Err(HttpError::MethodNotAllowed("GET, HEAD"));
-    }
+    get_or_head(method)?;
     let allowed = match &state.metrics_token {
         Some(token) => bearer_matches(headers, token),
         None => peer.is_some_and(|p| p.ip().is_loopback()),
@@ -258,10 +256,17 @@ fn metrics(
     Ok(response)
 }
 
-fn healthz(method: &Method) -> Result<Response, HttpError> {
-    if method != Method::GET && method != Method::HEAD {
-        return Err(HttpError::MethodNotAllowed("GET, HEAD"));
+/// `Ok` for GET and HEAD, the answers a read-only resource gives; 405 for anything else.
+pub(crate) fn get_or_head(method: &Method) -> Result<(), HttpError> {
+    if method == Method::GET || method == Method::HEAD {
+        Ok(())
+    } else {
+        Err(HttpError::MethodNotAllowed("GET, HEAD"))
     }
+}
+
+fn healthz(method: &Method) -> Result<Response, HttpError> {
+    get_or_head(method)?;
     let mut response = Response::new("ok\n".into());
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -293,9 +298,7 @@ async fn repo_file(
     raw_path: &str,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    if method != Method::GET && method != Method::HEAD {
-        return Err(HttpError::MethodNotAllowed("GET, HEAD"));
-    }
+    get_or_head(&method)?;
     if raw_path.len() > MAX_PATH_LEN {
         return Err(HttpError::UriTooLong);
     }
