@@ -248,16 +248,18 @@ impl Entitlements {
         client: IpAddr,
     ) -> Result<Entitled, IssueError> {
         let holder = self.authenticate(credential, client).await?;
-        let mut products = Vec::with_capacity(holder.products.len());
-        for slug in &holder.products {
-            let product = self.store.product_get(slug).await?;
-            products.push(EntitledProduct {
+        let products = self
+            .store
+            .products_named(&holder.products)
+            .await?
+            .into_iter()
+            .map(|product| EntitledProduct {
                 slug: product.slug,
                 name: product.name,
                 refs: product.refs,
                 active: product.active,
-            });
-        }
+            })
+            .collect();
         Ok(Entitled {
             kind: if holder.license.is_some() {
                 "license"
@@ -281,10 +283,7 @@ impl Entitlements {
     ) -> Result<Answer, IssueError> {
         let holder = self.authenticate(credential, client).await?;
 
-        let mut products = Vec::with_capacity(holder.products.len());
-        for slug in &holder.products {
-            products.push(self.store.product_get(slug).await?);
-        }
+        let products = self.store.products_named(&holder.products).await?;
         // No token outlives the license it was issued for.
         let issued = now();
         let ttl = match holder.expires {

@@ -1420,13 +1420,19 @@ fn the_admin_commands_share_the_database_with_the_server() {
     let header = listed.lines().next().unwrap_or_default();
     assert!(header.starts_with("ID") && listed.contains(id), "{listed}");
     assert!(!listed.contains(key), "the key is never listed: {listed}");
+    // The server keeps licenses and products in memory and reads a counter of changes at most
+    // every 50 ms: a change made by another process reaches it within that.
+    let reached = || std::thread::sleep(Duration::from_millis(150));
     admin(&["license", "deactivate", id]).run();
+    reached();
     let (status, answer) = s.tokens(Some(&bearer(key)), &ask);
     assert_eq!((status, error_type(&answer)), (401, "license-inactive"));
     admin(&["license", "activate", id]).run();
+    reached();
     assert_eq!(s.tokens(Some(&bearer(key)), &ask).0, 200);
     let table = admin(&["product", "deactivate", "paid"]).run();
     assert!(table.contains("inactive"), "{table}");
+    reached();
     let (_, answer) = s.tokens(Some(&bearer(key)), &ask);
     assert_eq!(answer["denied"][&g.app_ref], "product-inactive", "{answer}");
     admin(&["product", "activate", "paid"]).run();

@@ -60,6 +60,10 @@ impl AuditFilter {
     }
 }
 
+/// Rows written by one `INSERT` at most: one statement per round trip to the database, well
+/// under both databases' limits on bound values.
+const ROWS_PER_INSERT: usize = 64;
+
 impl Store {
     /// Records issued tokens in one transaction.
     pub async fn record_issued(&self, tokens: &[IssuedToken]) -> Result<()> {
@@ -68,22 +72,23 @@ impl Store {
         }
         on_pool!(self, write, pool => {
             let mut tx = pool.begin_write().await?;
-            for t in tokens {
-                let refs = serde_json::to_string(&t.refs).unwrap_or_default();
-                sqlx::query(
+            for chunk in tokens.chunks(ROWS_PER_INSERT) {
+                sqlx::QueryBuilder::new(
                     "INSERT INTO issued_tokens \
-                     (jti, subject, license, account, repo, refs, client, issued, expires) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     (jti, subject, license, account, repo, refs, client, issued, expires) ",
                 )
-                .bind(&t.jti)
-                .bind(&t.subject)
-                .bind(&t.license)
-                .bind(&t.account)
-                .bind(&t.repo)
-                .bind(refs)
-                .bind(&t.client)
-                .bind(t.issued)
-                .bind(t.expires)
+                .push_values(chunk, |mut row, t| {
+                    row.push_bind(&t.jti)
+                        .push_bind(&t.subject)
+                        .push_bind(&t.license)
+                        .push_bind(&t.account)
+                        .push_bind(&t.repo)
+                        .push_bind(serde_json::to_string(&t.refs).unwrap_or_default())
+                        .push_bind(&t.client)
+                        .push_bind(t.issued)
+                        .push_bind(t.expires);
+                })
+                .build()
                 .execute(&mut *tx)
                 .await?;
             }
@@ -99,19 +104,21 @@ impl Store {
         }
         on_pool!(self, write, pool => {
             let mut tx = pool.begin_write().await?;
-            for d in rows {
-                sqlx::query(
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                sqlx::QueryBuilder::new(
                     "INSERT INTO downloads \
-                     (at, repo, ref_name, commit_id, token_id, subject, user_agent) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     (at, repo, ref_name, commit_id, token_id, subject, user_agent) ",
                 )
-                .bind(d.at)
-                .bind(&d.repo)
-                .bind(&d.ref_name)
-                .bind(&d.commit)
-                .bind(&d.token_id)
-                .bind(&d.subject)
-                .bind(&d.user_agent)
+                .push_values(chunk, |mut row, d| {
+                    row.push_bind(d.at)
+                        .push_bind(&d.repo)
+                        .push_bind(&d.ref_name)
+                        .push_bind(&d.commit)
+                        .push_bind(&d.token_id)
+                        .push_bind(&d.subject)
+                        .push_bind(&d.user_agent);
+                })
+                .build()
                 .execute(&mut *tx)
                 .await?;
             }

@@ -235,7 +235,7 @@ impl Store {
         let key = format!("{KEY_PREFIX}{id}_{secret}");
         let hash = sha256(secret.as_bytes()).to_vec();
         let created = now();
-        on_pool!(self, write, pool => {
+        on_pool!(self, change, pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO licenses (id, key_hash, active, expires, note, created) \
@@ -303,7 +303,7 @@ impl Store {
             .ok_or_else(|| not_found_license(id))
     }
 
-    async fn license_row(&self, id: &str) -> Result<Option<(Vec<u8>, License)>> {
+    pub(super) async fn license_row(&self, id: &str) -> Result<Option<(Vec<u8>, License)>> {
         type Row = (Vec<u8>, bool, Option<i64>, String, i64);
         let (row, products): (Option<Row>, Vec<(String,)>) = on_pool!(self, read, pool => {
             let row = sqlx::query_as(
@@ -336,15 +336,13 @@ impl Store {
     /// The license this key opens, if the key is right; `None` for a wrong secret and an
     /// unknown id alike, in the same time.
     pub async fn license_verify(&self, key: &LicenseKey) -> Result<Option<License>> {
-        let row = self.license_row(&key.id).await?;
+        let row = self.license_row_recent(&key.id).await?;
         let presented = key.hash();
-        let (stored, license) = match row {
-            Some((hash, license)) => (hash, Some(license)),
-            // Compare against something of the same length, to take the same time.
-            None => (sha256(b"no such license").to_vec(), None),
-        };
+        // Compare against something of the same length, to take the same time.
+        let nothing = sha256(b"no such license");
+        let stored = row.as_ref().map_or(&nothing[..], |row| &row.0[..]);
         let matches: bool = stored.ct_eq(&presented[..]).into();
-        Ok(license.filter(|_| matches))
+        Ok(row.filter(|_| matches).map(|row| row.1.clone()))
     }
 
     /// Changes what a license holds; `None` leaves a field as it is.
@@ -363,7 +361,7 @@ impl Store {
         if let Some(products) = products {
             self.products_exist(products).await?;
         }
-        on_pool!(self, write, pool => {
+        on_pool!(self, change, pool => {
             let mut tx = pool.begin_write().await?;
             let found: Option<(String,)> = sqlx::query_as("SELECT id FROM licenses WHERE id = $1")
                 .bind(id)
@@ -411,7 +409,7 @@ impl Store {
     }
 
     pub async fn license_remove(&self, id: &str) -> Result<()> {
-        let removed = on_pool!(self, write, pool => {
+        let removed = on_pool!(self, change, pool => {
             sqlx::query("DELETE FROM licenses WHERE id = $1")
                 .bind(id)
                 .execute(pool)
@@ -437,7 +435,7 @@ impl Store {
         let owned = password.to_owned();
         let hash = argon2(move || hash_password(&owned)).await??;
         let created = now();
-        on_pool!(self, write, pool => {
+        on_pool!(self, change, pool => {
             let mut tx = pool.begin_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO accounts (name, password_hash, active, created) VALUES ($1, $2, $3, $4) \
@@ -567,7 +565,7 @@ impl Store {
             }
             None => None,
         };
-        on_pool!(self, write, pool => {
+        on_pool!(self, change, pool => {
             let mut tx = pool.begin_write().await?;
             let found: Option<(String,)> =
                 sqlx::query_as("SELECT name FROM accounts WHERE name = $1")
@@ -609,7 +607,7 @@ impl Store {
     }
 
     pub async fn account_remove(&self, name: &str) -> Result<()> {
-        let removed = on_pool!(self, write, pool => {
+        let removed = on_pool!(self, change, pool => {
             sqlx::query("DELETE FROM accounts WHERE name = $1")
                 .bind(name)
                 .execute(pool)

@@ -11,6 +11,7 @@ mod audit;
 mod keys;
 mod licenses;
 mod products;
+mod recent;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -130,7 +131,7 @@ enum Db {
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$pool` bound to the pool that does `$kind` (`write` or `read`).
+/// Runs `$body` with `$pool` bound to the pool that does `$kind` (`write`, `change` or `read`).
 macro_rules! on_pool {
     ($store:expr, write, $pool:ident => $body:expr) => {
         match &$store.db {
@@ -138,6 +139,13 @@ macro_rules! on_pool {
             $crate::store::Db::Postgres($pool) => $body,
         }
     };
+    // A write to products, licenses or accounts: what issuance keeps in memory is dropped after
+    // it, so that this process sees its own change at once.
+    ($store:expr, change, $pool:ident => $body:expr) => {{
+        let done = $crate::store::on_pool!($store, write, $pool => $body);
+        $store.recent.drop_all();
+        done
+    }};
     ($store:expr, read, $pool:ident => $body:expr) => {
         match &$store.db {
             $crate::store::Db::Sqlite { read: $pool, .. } => $body,
@@ -167,6 +175,8 @@ pub(crate) use insert_rows;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// Licenses and products as issuance last read them (see `recent`).
+    recent: std::sync::Arc<recent::Recent>,
 }
 
 impl Store {
@@ -206,7 +216,10 @@ impl Store {
                 Db::Postgres(pool)
             }
         };
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            recent: Default::default(),
+        })
     }
 
     /// Waits for queued writes and closes the connections.

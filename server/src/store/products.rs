@@ -84,7 +84,7 @@ impl Store {
         check_name(name)?;
         let patterns = check_patterns(patterns)?;
         let created = now();
-        on_pool!(self, write, pool => {
+        on_pool!(self, change, pool => {
             let mut tx = pool.begin_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO products (slug, name, created) VALUES ($1, $2, $3) \
@@ -188,7 +188,7 @@ impl Store {
             check_name(name)?;
         }
         let patterns = patterns.map(check_patterns).transpose()?;
-        on_pool!(self, write, pool => {
+        on_pool!(self, change, pool => {
             let mut tx = pool.begin_write().await?;
             let exists: Option<(String,)> =
                 sqlx::query_as("SELECT slug FROM products WHERE slug = $1")
@@ -231,7 +231,7 @@ impl Store {
 
     /// Removes a product that no license or account holds.
     pub async fn product_remove(&self, slug: &str) -> Result<()> {
-        on_pool!(self, write, pool => {
+        on_pool!(self, change, pool => {
             let mut tx = pool.begin_write().await?;
             let (holders,): (i64,) = sqlx::query_as(
                 "SELECT (SELECT COUNT(*) FROM license_products WHERE product = $1) \

@@ -343,6 +343,70 @@ async fn scenario(store: &Store) {
     ));
 }
 
+/// Two stores on one database, as two processes: a change through one reaches what the other
+/// keeps in memory for issuance within `FRESHNESS`; a change through a store reaches it at once.
+async fn changes_made_elsewhere(here: &Store, there: &Store) {
+    async fn license(store: &Store, key: &LicenseKey) -> License {
+        store
+            .license_verify(key)
+            .await
+            .unwrap()
+            .expect("the key is right")
+    }
+    async fn product(store: &Store) -> Product {
+        store.products_named(&["kept".to_owned()]).await.unwrap()[0].clone()
+    }
+    here.product_add("kept", "Kept", &["app/com.example.Kept/*".into()])
+        .await
+        .unwrap();
+    let new = NewLicense {
+        products: vec!["kept".to_owned()],
+        ..NewLicense::default()
+    };
+    let (added, key) = here.license_add(&new).await.unwrap();
+    let key = LicenseKey::parse(&key).unwrap();
+    assert!(license(here, &key).await.active && product(here).await.active);
+    assert!(license(there, &key).await.active && product(there).await.active);
+
+    there
+        .license_update(&added.id, None, Some(false), None, None)
+        .await
+        .unwrap();
+    there
+        .product_update("kept", None, None, Some(false))
+        .await
+        .unwrap();
+    assert!(
+        !license(there, &key).await.active,
+        "at once where it was made"
+    );
+    assert!(!product(there).await.active, "at once where it was made");
+    tokio::time::sleep(recent::FRESHNESS + Duration::from_millis(20)).await;
+    assert!(
+        !license(here, &key).await.active,
+        "elsewhere within FRESHNESS"
+    );
+    assert!(!product(here).await.active, "elsewhere within FRESHNESS");
+
+    here.license_update(&added.id, None, Some(true), None, None)
+        .await
+        .unwrap();
+    assert!(license(here, &key).await.active);
+    tokio::time::sleep(recent::FRESHNESS + Duration::from_millis(20)).await;
+    assert!(license(there, &key).await.active);
+    there.license_remove(&added.id).await.unwrap();
+    tokio::time::sleep(recent::FRESHNESS + Duration::from_millis(20)).await;
+    assert!(
+        here.license_verify(&key).await.unwrap().is_none(),
+        "removed"
+    );
+    assert!(matches!(
+        here.products_named(&["kept".to_owned(), "gone".to_owned()])
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -359,6 +423,7 @@ async fn sqlite() {
     // Opening again runs no migration twice and keeps the data.
     let store = Store::open(&location).await.unwrap();
     assert_eq!(store.product_list().await.unwrap().len(), 1);
+    changes_made_elsewhere(&store, &Store::open(&location).await.unwrap()).await;
 }
 
 #[tokio::test]
@@ -372,4 +437,5 @@ async fn postgres() {
     let store = Store::open(&location).await.unwrap();
     assert_eq!(store.product_list().await.unwrap().len(), 1);
     assert!(location.to_string().contains("127.0.0.1"));
+    changes_made_elsewhere(&store, &Store::open(&location).await.unwrap()).await;
 }

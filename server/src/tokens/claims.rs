@@ -8,7 +8,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
 
 use super::keys::SigningKey;
@@ -216,9 +215,7 @@ pub fn issue(
         repos: repos.to_vec(),
         refs: refs.to_vec(),
     };
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(key.kid().to_owned());
-    let token = jsonwebtoken::encode(&header, &claims, &key.encoding_key())?;
+    let token = key.sign_jwt(&claims)?;
     Ok(Issued {
         token,
         jti: claims.jti,

@@ -14,8 +14,7 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 #[cfg(test)]
-use jsonwebtoken::DecodingKey;
-use jsonwebtoken::EncodingKey;
+use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 
 /// An Ed25519 key pair that signs tokens.
@@ -24,6 +23,8 @@ pub struct SigningKey {
     created: u64,
     pkcs8: Vec<u8>,
     public: Vec<u8>,
+    /// Kept parsed: making it from the PKCS#8 document costs as much as a signature.
+    pair: Ed25519KeyPair,
 }
 
 impl fmt::Debug for SigningKey {
@@ -69,6 +70,7 @@ impl SigningKey {
             created,
             pkcs8,
             public,
+            pair,
         })
     }
 
@@ -99,8 +101,33 @@ impl SigningKey {
         )
     }
 
+    #[cfg(test)]
     pub fn encoding_key(&self) -> EncodingKey {
         EncodingKey::from_ed_der(&self.pkcs8)
+    }
+
+    /// A compact JWS of `claims`: header `{"typ":"JWT","alg":"EdDSA","kid":…}`, signed with this
+    /// key. (jsonwebtoken's `encode` parses the key again for every token, which costs as much
+    /// as the signature itself.)
+    pub fn sign_jwt(&self, claims: &impl Serialize) -> anyhow::Result<String> {
+        #[derive(Serialize)]
+        struct JwtHeader<'a> {
+            typ: &'static str,
+            alg: &'static str,
+            kid: &'a str,
+        }
+        let header = JwtHeader {
+            typ: "JWT",
+            alg: "EdDSA",
+            kid: &self.kid,
+        };
+        let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut token);
+        let signature = self.pair.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+        Ok(token)
     }
 
     #[cfg(test)]
