@@ -25,7 +25,8 @@ pub use path::{DeltaFile, DeltaName, RepoPath, SubSummary, SummaryFile};
 pub use refs::{CollectionId, NameError, RefName};
 pub use repo::{Repo, RepoConfig, RepoError, client_config, flatpak_repo_file};
 pub use walk::{
-    ObjectSource, WalkError, commit_closure, commit_closure_into, commit_history, load_commit,
+    ObjectSource, WalkError, commit_closure, commit_closure_into, commit_closure_visit,
+    commit_history, load_commit,
 };
 
 #[cfg(test)]

@@ -70,24 +70,51 @@ pub fn commit_closure_into(
     commit: Checksum,
     objects: &mut HashSet<ObjectName>,
 ) -> Result<(), WalkError> {
+    let objects = std::cell::RefCell::new(objects);
+    commit_closure_visit(
+        source,
+        commit,
+        &mut |tree| {
+            objects
+                .borrow_mut()
+                .insert(ObjectName::new(*tree, ObjectType::DirTree))
+        },
+        &mut |object| {
+            objects.borrow_mut().insert(object);
+        },
+    )
+}
+
+/// Visits the closure of `commit`: the commit, its detached metadata if the repository has it,
+/// then for each dirtree its dirmeta and, when `enter` says so, the dirtree itself (read, and
+/// walked below). `enter` must say no to a dirtree it has said yes to before, so that a hostile
+/// repository whose dirtrees refer to each other in a loop still ends; saying no to a dirtree
+/// whose closure is already known skips everything below it.
+pub fn commit_closure_visit(
+    source: &impl ObjectSource,
+    commit: Checksum,
+    enter: &mut dyn FnMut(&Checksum) -> bool,
+    visit: &mut dyn FnMut(ObjectName),
+) -> Result<(), WalkError> {
     let root = load_commit(source, commit)?;
-    objects.insert(ObjectName::new(commit, ObjectType::Commit));
+    visit(ObjectName::new(commit, ObjectType::Commit));
     let meta = ObjectName::new(commit, ObjectType::CommitMeta);
     if source.exists(&meta).map_err(|e| WalkError::Io {
         object: meta,
         source: e,
     })? {
-        objects.insert(meta);
+        visit(meta);
     }
 
     let mut pending = vec![(root.root_tree, root.root_meta)];
     let (mut files, mut dirs) = (Vec::new(), Vec::new());
     while let Some((tree, meta)) = pending.pop() {
-        objects.insert(ObjectName::new(meta, ObjectType::DirMeta));
-        let tree = ObjectName::new(tree, ObjectType::DirTree);
-        if !objects.insert(tree) {
+        visit(ObjectName::new(meta, ObjectType::DirMeta));
+        if !enter(&tree) {
             continue;
         }
+        let tree = ObjectName::new(tree, ObjectType::DirTree);
+        visit(tree);
         let bytes = read_required(source, tree)?;
         files.clear();
         dirs.clear();
@@ -95,7 +122,9 @@ pub fn commit_closure_into(
             object: tree,
             source: e,
         })?;
-        objects.extend(files.iter().map(|c| ObjectName::new(*c, ObjectType::File)));
+        for file in &files {
+            visit(ObjectName::new(*file, ObjectType::File));
+        }
         pending.extend_from_slice(&dirs);
     }
     Ok(())

@@ -199,6 +199,12 @@ fn hex_string(bytes: &[u8]) -> String {
 
 /// Generates a repository at `root` (which must not exist).
 pub fn generate(root: &Path, shape: &Shape) -> Generated {
+    generate_from(root, shape, 0)
+}
+
+/// Generates refs numbered from `first_ref` on at `root`, which may already hold a generated
+/// repository with other refs: what a publish adds.
+pub fn generate_from(root: &Path, shape: &Shape, first_ref: usize) -> Generated {
     std::fs::create_dir_all(root.join("objects")).expect("repo dir");
     for dir in ["refs/heads", "refs/remotes", "refs/mirrors", "tmp", "state"] {
         std::fs::create_dir_all(root.join(dir)).expect("repo dir");
@@ -217,7 +223,7 @@ pub fn generate(root: &Path, shape: &Shape) -> Generated {
     // Each ref: a commit and a root dirtree, then files and directories to fill its share.
     let per_ref = shape.objects.div_ceil(shape.refs.max(1)).max(3);
     let mut refs = Vec::new();
-    for r in 0..shape.refs {
+    for r in first_ref..first_ref + shape.refs {
         let name = format!("app/org.example.App{r}/x86_64/stable");
         let gated = shape.gated_every != 0 && r % shape.gated_every == 0;
         let mut budget = per_ref - 2;

@@ -69,7 +69,7 @@ impl LiveIndex {
     /// Builds the index of `repo` now, then keeps it current in a background thread.
     pub fn start(repo: Repo, policy: SharedPolicy) -> Result<Arc<LiveIndex>, IndexError> {
         let fingerprint = fingerprint(repo.root());
-        let index = build(&repo, &policy)?;
+        let index = build(&repo, &policy, None)?;
         let shared = Arc::new(Shared {
             repo,
             policy,
@@ -169,7 +169,8 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
         let now = fingerprint(shared.repo.root());
         if now != last {
             let started = Instant::now();
-            match build(&shared.repo, &shared.policy) {
+            let previous = shared.current.load_full();
+            match build(&shared.repo, &shared.policy, Some(&previous)) {
                 Ok(index) => {
                     shared.current.store(Arc::new(index));
                     last = now;
@@ -193,27 +194,42 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
     }
 }
 
-fn build(repo: &Repo, policy: &SharedPolicy) -> Result<RepoIndex, IndexError> {
+/// Builds the index of `repo`, or updates `previous` where only new commits need walking.
+fn build(
+    repo: &Repo,
+    policy: &SharedPolicy,
+    previous: Option<&RepoIndex>,
+) -> Result<RepoIndex, IndexError> {
     let started = Instant::now();
     let mut last_report = started;
     let root = repo.root().display().to_string();
-    let index = RepoIndex::build(repo, &**policy, &mut |seen| {
+    let mut progress = |seen| {
         if last_report.elapsed() >= PROGRESS_INTERVAL {
             last_report = Instant::now();
             tracing::info!("indexing {root}: {seen} objects so far");
         }
-    })?;
+    };
+    let index = match previous {
+        Some(previous) => previous.update(repo, &**policy, &mut progress)?,
+        None => RepoIndex::build(repo, &**policy, &mut progress)?,
+    };
     let stats = index.stats();
     tracing::info!(
         "indexed {root}: {} objects ({} public), {} public and {} gated refs, {} access sets, \
-         {} KiB, in {:.1?}",
+         {} KiB, {} in {:.1?} ({} objects walked)",
         stats.objects,
         stats.public_objects,
         stats.public_refs,
         stats.gated_refs,
         stats.access_sets,
         stats.bytes / 1024,
+        if stats.incremental {
+            "updated"
+        } else {
+            "built"
+        },
         stats.build_time,
+        stats.walked,
     );
     for name in index.gated_by_name_only() {
         tracing::warn!(

@@ -7,22 +7,44 @@
 //! gated refs whose histories reach it. Deltas and delta indexes are judged by their to-commit,
 //! so they need no entries of their own.
 //!
-//! A built index is immutable: [`live::LiveIndex`] builds a new one when the refs change and
+//! A built index is immutable: [`live::LiveIndex`] makes a new one when the refs change and
 //! swaps it in whole, so a request always sees one consistent index. Lookups are a binary
-//! search in one sorted array of (checksum, access id): 36 bytes per object.
+//! search in sorted arrays of (checksum, access id): 36 bytes per object.
+//!
+//! **Building.** Public refs are walked first, then gated ones, each on as many threads as the
+//! machine has (up to four). A dirtree is read once per ref at most, and a gated walk does not go
+//! below a dirtree a public walk has seen: everything below a public dirtree is public. The walks
+//! yield (checksum, ref) pairs, which one sort groups by object.
+//!
+//! **Updating.** When refs have only been added or moved forward (the old tip is in the new
+//! tip's history) and no ref changed between public and gated, [`RepoIndex::update`] walks only
+//! the new commits, and does not go below a dirtree the old index already opens to the walking
+//! ref (everything below it is opened to that ref too). Changed entries go to a small sorted
+//! table of recent entries, searched before the main one and folded into it once it holds an
+//! eighth as many entries, so an update costs time in proportion to what it adds. Anything else —
+//! a ref deleted, moved to an unrelated commit, or switched between public and gated, or an old
+//! index that met missing objects — rebuilds in full, because access can then shrink.
 
 pub mod live;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use foldhash::HashSet;
 use tollgate_ostree_format::{
-    Checksum, ObjectName, ObjectType, Repo, RepoError, WalkError, commit_closure_into,
+    Checksum, ObjectName, ObjectType, Repo, RepoError, WalkError, commit_closure_visit,
     commit_history, load_commit,
 };
 
 /// Access id of public objects and refs.
 const PUBLIC: u32 = u32::MAX;
+/// Threads a build walks on at most.
+const MAX_THREADS: usize = 4;
+
+/// (checksum, access id).
+type Entry = ([u8; 32], u32);
 
 /// What the index says about an object or a ref.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +83,31 @@ pub struct IndexStats {
     pub build_time: Duration,
     /// Bytes held by the index's tables.
     pub bytes: usize,
+    /// Whether this index was made by updating the one before rather than building anew.
+    pub incremental: bool,
+    /// Objects the walks of this build or update went through (dirtrees read, and what they
+    /// name): the work done.
+    pub walked: usize,
+}
+
+/// A ref's tip as indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tip {
+    name: String,
+    commit: Checksum,
+    gated: bool,
+    /// Gated by a `gated-refs` pattern only: the commit has no `xa.token-type`.
+    by_name_only: bool,
 }
 
 /// An immutable reachability index of one repository.
 #[derive(Debug)]
 pub struct RepoIndex {
-    /// (checksum, access id), sorted by checksum.
-    objects: Vec<([u8; 32], u32)>,
+    /// (checksum, access id), sorted by checksum; shared with the indexes updated from this one.
+    objects: Arc<Vec<Entry>>,
+    /// Entries added or changed by updates since `objects` was laid out, sorted by checksum;
+    /// they take precedence over `objects`.
+    recent: Vec<Entry>,
     /// Access sets by id: sorted gated ref ids.
     sets: Vec<Box<[u32]>>,
     /// Gated ref names by id.
@@ -76,7 +116,28 @@ pub struct RepoIndex {
     gated_by_name_only: Vec<String>,
     /// Every ref by name: its access id.
     refs: HashMap<String, u32>,
+    /// Every tip indexed (refs/heads and refs/mirrors), sorted.
+    tips: Vec<Tip>,
+    /// A walk met a missing or corrupt object: the next update builds anew.
+    partial: bool,
     stats: IndexStats,
+}
+
+/// Commits to walk for one ref, and the access id they give.
+#[derive(Debug)]
+struct Work {
+    name: String,
+    id: u32,
+    commits: Vec<Checksum>,
+}
+
+/// What the walks yielded.
+#[derive(Default)]
+struct Walked {
+    pairs: Vec<Entry>,
+    /// Dirtrees walked (public walks: what gated walks need not go below).
+    trees: HashSet<[u8; 32]>,
+    partial: bool,
 }
 
 impl RepoIndex {
@@ -84,146 +145,201 @@ impl RepoIndex {
     /// leaves in place.
     pub fn closed() -> RepoIndex {
         RepoIndex {
-            objects: Vec::new(),
+            objects: Arc::new(Vec::new()),
+            recent: Vec::new(),
             sets: Vec::new(),
             gated_refs: Vec::new(),
             gated_by_name_only: Vec::new(),
             refs: HashMap::new(),
+            tips: Vec::new(),
+            // Nothing to build on.
+            partial: true,
             stats: IndexStats::default(),
         }
     }
 
     /// Builds the index of `repo`. `progress` is called now and then with the number of objects
-    /// seen so far, so that a long build can say how it is going.
+    /// walked so far, so that a long build can say how it is going.
     pub fn build(
         repo: &Repo,
         gated_by_name: NamePolicy<'_>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<RepoIndex, IndexError> {
+        RepoIndex::make(None, repo, gated_by_name, progress)
+    }
+
+    /// The index of `repo` as it is now, made from this one by walking only what is new when
+    /// the refs have only been added or moved forward; built anew otherwise.
+    pub fn update(
+        &self,
+        repo: &Repo,
+        gated_by_name: NamePolicy<'_>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<RepoIndex, IndexError> {
+        RepoIndex::make(Some(self), repo, gated_by_name, progress)
+    }
+
+    fn make(
+        previous: Option<&RepoIndex>,
+        repo: &Repo,
+        gated_by_name: NamePolicy<'_>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<RepoIndex, IndexError> {
         let started = Instant::now();
-        // A file under refs/ that is not a ref is left out, with a warning: what it would
-        // reach stays unknown, and unknown objects are never served.
-        let mut skip = |e: RepoError| tracing::warn!("{e}; leaving it out of the index");
-        let mut refs: Vec<(String, Checksum)> = repo
-            .heads_skipping(&mut skip)?
-            .into_iter()
-            .map(|(name, c)| (name.to_string(), c))
+        let tips = read_tips(repo, gated_by_name)?;
+        let previous = previous.filter(|p| !p.partial);
+        let (previous, work) = match previous.and_then(|p| plan_update(p, &tips, repo)) {
+            Some(work) => (previous, work),
+            None => (None, plan_build(&tips, repo)?),
+        };
+
+        // Gated ref ids: those of the old index, then new names in name order.
+        let mut gated_names: Vec<String> = previous.map_or_else(Vec::new, |p| p.gated_refs.clone());
+        let mut new_names: Vec<&str> = tips
+            .iter()
+            .filter(|t| t.gated && !gated_names.contains(&t.name))
+            .map(|t| t.name.as_str())
             .collect();
-        refs.extend(
-            repo.mirrors_skipping(&mut skip)?
-                .into_iter()
-                .map(|(_, name, c)| (name.to_string(), c)),
-        );
-
-        // Decide which refs are gated. A ref whose commit cannot be read is gated: its content
-        // is unknown, so nothing may be assumed public.
-        let mut public = Vec::new();
-        let mut gated: Vec<(String, Checksum)> = Vec::new();
-        let mut gated_by_name_only = Vec::new();
-        for (name, commit) in refs {
-            let by_commit = match load_commit(repo, commit) {
-                Ok(c) => c.token_type().is_some_and(|t| t != 0),
-                Err(e) => {
-                    tracing::warn!("ref {name}: {e}; treating it as gated");
-                    true
-                }
-            };
-            if by_commit || gated_by_name(&name) {
-                if !by_commit {
-                    gated_by_name_only.push(name.clone());
-                }
-                gated.push((name, commit));
-            } else {
-                public.push((name, commit));
-            }
-        }
-
-        let mut seen = 0usize;
-        let mut public_objects: HashSet<[u8; 32]> = HashSet::new();
-        let mut walked = HashSet::new();
-        for (name, commit) in &public {
-            walk_history(repo, name, *commit, &mut walked, &mut |n| {
-                progress(seen + n)
-            })?;
-            seen += walked.len();
-            public_objects.extend(walked.drain().map(|o| *o.checksum.as_bytes()));
-        }
-
-        // Gated refs get ids in name order; tips that share a name (the same ref under
-        // refs/heads and refs/mirrors) share an id.
-        let mut gated_names: Vec<String> = gated.iter().map(|(n, _)| n.clone()).collect();
-        gated_names.sort();
-        gated_names.dedup();
+        new_names.sort_unstable();
+        new_names.dedup();
+        gated_names.extend(new_names.into_iter().map(str::to_owned));
         let ids: HashMap<&str, u32> = gated_names
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.as_str(), i as u32))
+            .map(|(i, n)| (n.as_str(), id_of(i)))
             .collect();
-        let mut reached: HashMap<[u8; 32], Vec<u32>> = HashMap::new();
-        for (name, commit) in &gated {
-            let id = ids[name.as_str()];
-            walk_history(repo, name, *commit, &mut walked, &mut |n| {
-                progress(seen + n)
-            })?;
-            seen += walked.len();
-            for object in walked.drain() {
-                let checksum = *object.checksum.as_bytes();
-                if !public_objects.contains(&checksum) {
-                    let ids = reached.entry(checksum).or_default();
-                    if !ids.contains(&id) {
-                        ids.push(id);
+        let (public_work, gated_work): (Vec<Work>, Vec<Work>) = work
+            .into_iter()
+            .map(|mut w| {
+                w.id = ids.get(w.name.as_str()).copied().unwrap_or(PUBLIC);
+                w
+            })
+            .partition(|w| w.id == PUBLIC);
+
+        let seen = AtomicUsize::new(0);
+        let public = walk_all(repo, previous, &public_work, &[], &seen, progress)?;
+        let public_trees: Vec<&HashSet<[u8; 32]>> = public.iter().map(|w| &w.trees).collect();
+        let gated = walk_all(repo, previous, &gated_work, &public_trees, &seen, progress)?;
+        let partial = public.iter().chain(&gated).any(|w| w.partial);
+        let mut pairs: Vec<Entry> =
+            Vec::with_capacity(public.iter().chain(&gated).map(|w| w.pairs.len()).sum());
+        for walked in public.into_iter().chain(gated) {
+            pairs.extend(walked.pairs);
+        }
+        let walked = seen.load(Ordering::Relaxed);
+        progress(walked);
+        // By object, then by access id: PUBLIC sorts last. Checksums are uniform, so their
+        // first eight bytes nearly always decide, without a 32-byte compare.
+        let prefix = |e: &Entry| u64::from_be_bytes(e.0[..8].try_into().unwrap_or_default());
+        pairs.sort_unstable_by(|a, b| prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b)));
+
+        let mut sets: Vec<Box<[u32]>> = previous.map_or_else(Vec::new, |p| p.sets.clone());
+        let mut set_ids: HashMap<Box<[u32]>, u32> = sets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), id_of(i)))
+            .collect();
+        let mut intern = |ids: &[u32]| -> u32 {
+            if let Some(id) = set_ids.get(ids) {
+                return *id;
+            }
+            sets.push(ids.into());
+            let id = id_of(sets.len() - 1);
+            set_ids.insert(ids.into(), id);
+            id
+        };
+
+        // One entry per object: the union of what reaches it now and what reached it before.
+        let mut entries: Vec<Entry> = Vec::new();
+        let (mut added, mut made_public) = (0usize, 0usize);
+        let mut union: Vec<u32> = Vec::new();
+        for group in pairs.chunk_by(|a, b| a.0 == b.0) {
+            let checksum = group[0].0;
+            let now_public = group.last().is_some_and(|p| p.1 == PUBLIC);
+            let before = previous.map_or(Access::Unknown, |p| p.lookup(&checksum));
+            let id = match before {
+                Access::Public => continue,
+                _ if now_public => PUBLIC,
+                Access::Gated(old) => {
+                    union.clear();
+                    union.extend_from_slice(old);
+                    union.extend(group.iter().map(|p| p.1));
+                    union.sort_unstable();
+                    union.dedup();
+                    if union.len() == old.len() {
+                        continue;
                     }
+                    intern(&union)
+                }
+                Access::Unknown => {
+                    union.clear();
+                    union.extend(group.iter().map(|p| p.1));
+                    union.dedup();
+                    intern(&union)
+                }
+            };
+            added += usize::from(matches!(before, Access::Unknown));
+            made_public += usize::from(id == PUBLIC);
+            entries.push((checksum, id));
+        }
+
+        let (objects, recent) = match previous {
+            None => {
+                entries.shrink_to_fit();
+                (Arc::new(entries), Vec::new())
+            }
+            Some(p) => {
+                let recent = merge(&p.recent, &entries);
+                if recent.len() > p.objects.len() / 8 + 1024 {
+                    (Arc::new(merge(&p.objects, &recent)), Vec::new())
+                } else {
+                    (Arc::clone(&p.objects), recent)
                 }
             }
-        }
-
-        // Intern the sets and lay the objects out sorted.
-        let mut set_ids: HashMap<Vec<u32>, u32> = HashMap::new();
-        let mut sets: Vec<Box<[u32]>> = Vec::new();
-        let mut intern = |mut ids: Vec<u32>| -> u32 {
-            ids.sort_unstable();
-            *set_ids.entry(ids).or_insert_with_key(|ids| {
-                sets.push(ids.clone().into_boxed_slice());
-                (sets.len() - 1) as u32
-            })
         };
-        let mut objects: Vec<([u8; 32], u32)> =
-            Vec::with_capacity(public_objects.len() + reached.len());
-        objects.extend(public_objects.iter().map(|c| (*c, PUBLIC)));
-        for (checksum, ids) in reached {
-            objects.push((checksum, intern(ids)));
-        }
-        objects.sort_unstable_by_key(|(checksum, _)| *checksum);
 
-        let mut ref_access = HashMap::new();
-        for (name, _) in &public {
-            ref_access.insert(name.clone(), PUBLIC);
+        let mut refs = HashMap::new();
+        for tip in &tips {
+            let id = match ids.get(tip.name.as_str()) {
+                Some(id) if tip.gated => intern(&[*id]),
+                _ => PUBLIC,
+            };
+            refs.insert(tip.name.clone(), id);
         }
-        for (id, name) in gated_names.iter().enumerate() {
-            ref_access.insert(name.clone(), intern(vec![id as u32]));
-        }
+        let mut gated_by_name_only: Vec<String> = tips
+            .iter()
+            .filter(|t| t.by_name_only)
+            .map(|t| t.name.clone())
+            .collect();
+        gated_by_name_only.dedup();
 
-        let bytes = objects.capacity() * std::mem::size_of::<([u8; 32], u32)>()
+        let entry = std::mem::size_of::<Entry>();
+        let bytes = objects.capacity() * entry
+            + recent.capacity() * entry
             + sets.iter().map(|s| s.len() * 4 + 16).sum::<usize>()
             + gated_names.iter().map(|n| n.len() + 24).sum::<usize>()
-            + ref_access.keys().map(|n| n.len() + 32).sum::<usize>();
+            + refs.keys().map(|n| n.len() + 32).sum::<usize>();
+        let before = previous.map(|p| &p.stats);
         let stats = IndexStats {
-            objects: objects.len(),
-            public_objects: public_objects.len(),
-            public_refs: public.len(),
+            objects: before.map_or(0, |s| s.objects) + added,
+            public_objects: before.map_or(0, |s| s.public_objects) + made_public,
+            public_refs: refs.values().filter(|id| **id == PUBLIC).count(),
             gated_refs: gated_names.len(),
             access_sets: sets.len(),
             build_time: started.elapsed(),
             bytes,
+            incremental: previous.is_some(),
+            walked,
         };
-        gated_by_name_only.sort();
-        gated_by_name_only.dedup();
         Ok(RepoIndex {
             objects,
+            recent,
             sets,
             gated_refs: gated_names,
             gated_by_name_only,
-            refs: ref_access,
+            refs,
+            tips,
+            partial,
             stats,
         })
     }
@@ -234,12 +350,24 @@ impl RepoIndex {
 
     /// Who may have the object with this checksum.
     pub fn object(&self, checksum: &Checksum) -> Access<'_> {
-        match self
-            .objects
-            .binary_search_by(|(c, _)| c.cmp(checksum.as_bytes()))
-        {
-            Ok(i) => self.access(self.objects[i].1),
-            Err(_) => Access::Unknown,
+        self.lookup(checksum.as_bytes())
+    }
+
+    fn lookup(&self, checksum: &[u8; 32]) -> Access<'_> {
+        for table in [&self.recent[..], &self.objects[..]] {
+            if let Ok(i) = table.binary_search_by(|(c, _)| c.cmp(checksum)) {
+                return self.access(table[i].1);
+            }
+        }
+        Access::Unknown
+    }
+
+    /// Whether everything below the dirtree `tree` is already open to `id`.
+    fn covers(&self, tree: &[u8; 32], id: u32) -> bool {
+        match self.lookup(tree) {
+            Access::Public => true,
+            Access::Gated(ids) => id != PUBLIC && ids.binary_search(&id).is_ok(),
+            Access::Unknown => false,
         }
     }
 
@@ -265,47 +393,398 @@ impl RepoIndex {
         if id == PUBLIC {
             return Access::Public;
         }
-        // An id without a set cannot come from `build`; refuse rather than open.
+        // An id without a set cannot come from `make`; refuse rather than open.
         self.sets
             .get(id as usize)
             .map_or(Access::Gated(&[]), |s| Access::Gated(s))
     }
 }
 
-/// Adds every object of every commit in `commit`'s history to `objects`.
-fn walk_history(
-    repo: &Repo,
-    name: &str,
-    commit: Checksum,
-    objects: &mut HashSet<ObjectName>,
-    progress: &mut dyn FnMut(usize),
-) -> Result<(), IndexError> {
-    let walk_err = |source| IndexError::Walk {
-        name: name.to_owned(),
-        source: Box::new(source),
-    };
-    let history = match commit_history(repo, commit) {
-        Ok(history) => history,
-        // A parent that cannot be read ends the history there; so does a tip that cannot be
-        // read (warned about below). What only the rest reaches stays unknown: closed.
+fn id_of(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(PUBLIC - 1)
+}
+
+/// Every ref's tip, and whether it is gated. A ref whose commit cannot be read is gated: its
+/// content is unknown, so nothing may be assumed public.
+fn read_tips(repo: &Repo, gated_by_name: NamePolicy<'_>) -> Result<Vec<Tip>, IndexError> {
+    // A file under refs/ that is not a ref is left out, with a warning: what it would reach
+    // stays unknown, and unknown objects are never served.
+    let mut skip = |e: RepoError| tracing::warn!("{e}; leaving it out of the index");
+    let mut refs: Vec<(String, Checksum)> = repo
+        .heads_skipping(&mut skip)?
+        .into_iter()
+        .map(|(name, c)| (name.to_string(), c))
+        .collect();
+    refs.extend(
+        repo.mirrors_skipping(&mut skip)?
+            .into_iter()
+            .map(|(_, name, c)| (name.to_string(), c)),
+    );
+    let mut tips: Vec<Tip> = refs
+        .into_iter()
+        .map(|(name, commit)| {
+            let by_commit = match load_commit(repo, commit) {
+                Ok(c) => c.token_type().is_some_and(|t| t != 0),
+                Err(e) => {
+                    tracing::warn!("ref {name}: {e}; treating it as gated");
+                    true
+                }
+            };
+            let by_name = gated_by_name(&name);
+            Tip {
+                gated: by_commit || by_name,
+                by_name_only: by_name && !by_commit,
+                name,
+                commit,
+            }
+        })
+        .collect();
+    tips.sort_by(|a, b| (&a.name, a.commit.as_bytes()).cmp(&(&b.name, b.commit.as_bytes())));
+    // The same ref under refs/heads and refs/mirrors is one ref: gated if either tip is.
+    for i in 0..tips.len() {
+        let name = tips[i].name.clone();
+        if tips.iter().any(|t| t.name == name && t.gated) {
+            tips[i].gated = true;
+        }
+    }
+    Ok(tips)
+}
+
+/// Every tip's whole history.
+fn plan_build(tips: &[Tip], repo: &Repo) -> Result<Vec<Work>, IndexError> {
+    tips.iter()
+        .map(|tip| {
+            Ok(Work {
+                name: tip.name.clone(),
+                id: PUBLIC,
+                commits: history(repo, &tip.name, tip.commit)?,
+            })
+        })
+        .collect()
+}
+
+/// The commits new since `previous`, when every change is a ref added or moved forward;
+/// `None` when the index must be built anew.
+fn plan_update(previous: &RepoIndex, tips: &[Tip], repo: &Repo) -> Option<Vec<Work>> {
+    let count = |list: &[Tip], name: &str| list.iter().filter(|t| t.name == name).count();
+    for old in &previous.tips {
+        let same_kind = tips
+            .iter()
+            .filter(|t| t.name == old.name)
+            .all(|t| t.gated == old.gated);
+        if !same_kind || count(tips, &old.name) != count(&previous.tips, &old.name) {
+            return None;
+        }
+    }
+    let mut unmatched: Vec<&Tip> = previous.tips.iter().collect();
+    let mut work = Vec::new();
+    for tip in tips {
+        if let Some(i) = unmatched
+            .iter()
+            .position(|o| o.name == tip.name && o.commit == tip.commit)
+        {
+            unmatched.swap_remove(i);
+            continue;
+        }
+        let commits = history(repo, &tip.name, tip.commit).ok()?;
+        let commits = match unmatched.iter().position(|o| o.name == tip.name) {
+            // Moved: forward only, onto a history that holds the old tip.
+            Some(i) => {
+                let old = unmatched.swap_remove(i).commit;
+                let cut = commits.iter().position(|c| *c == old)?;
+                commits[..cut].to_vec()
+            }
+            None => commits,
+        };
+        work.push(Work {
+            name: tip.name.clone(),
+            id: PUBLIC,
+            commits,
+        });
+    }
+    Some(work)
+}
+
+/// `commit` and its ancestors still in the repository. A parent that cannot be read ends the
+/// history there; so does a tip that cannot be read. What only the rest reaches stays unknown:
+/// closed.
+fn history(repo: &Repo, name: &str, commit: Checksum) -> Result<Vec<Checksum>, IndexError> {
+    match commit_history(repo, commit) {
+        Ok(history) => Ok(history),
         Err(e @ (WalkError::Missing(_) | WalkError::Corrupt { .. })) => {
             tracing::warn!("ref {name}: {e}; indexing its tip commit only");
-            vec![commit]
+            Ok(vec![commit])
         }
-        Err(e) => return Err(walk_err(e)),
-    };
-    for commit in history {
-        match commit_closure_into(repo, commit, objects) {
-            Ok(()) => {}
-            // A partial commit (objects still arriving, or pruned): index what is there, and
-            // log; missing objects cannot be served anyway.
-            Err(e @ (WalkError::Missing(_) | WalkError::Corrupt { .. })) => {
-                objects.insert(ObjectName::new(commit, ObjectType::Commit));
-                tracing::warn!("ref {name}, commit {commit}: {e}");
-            }
-            Err(e) => return Err(walk_err(e)),
-        }
-        progress(objects.len());
+        Err(e) => Err(IndexError::Walk {
+            name: name.to_owned(),
+            source: Box::new(e),
+        }),
     }
-    Ok(())
+}
+
+/// Walks `work` on up to [`MAX_THREADS`] threads (this one among them, which reports
+/// progress). A walk does not go below a dirtree in `public_trees`, nor below one `previous`
+/// already opens to the walking ref.
+fn walk_all(
+    repo: &Repo,
+    previous: Option<&RepoIndex>,
+    work: &[Work],
+    public_trees: &[&HashSet<[u8; 32]>],
+    seen: &AtomicUsize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Walked>, IndexError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_THREADS)
+        .min(work.len());
+    let next = AtomicUsize::new(0);
+    let worker = |progress: &mut dyn FnMut(usize)| -> Result<Walked, IndexError> {
+        let mut out = Walked::default();
+        // Public walks share what they have seen; a gated walk's dirtrees are its own.
+        let mut own = HashSet::default();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = work.get(i) else {
+                return Ok(out);
+            };
+            let trees = if item.id == PUBLIC {
+                &mut out.trees
+            } else {
+                own.clear();
+                &mut own
+            };
+            let mut count = 0usize;
+            for commit in &item.commits {
+                let result = commit_closure_visit(
+                    repo,
+                    *commit,
+                    &mut |tree| {
+                        let tree = tree.as_bytes();
+                        !public_trees.iter().any(|s| s.contains(tree))
+                            && !previous.is_some_and(|p| p.covers(tree, item.id))
+                            && trees.insert(*tree)
+                    },
+                    &mut |object| {
+                        count += 1;
+                        out.pairs.push((*object.checksum.as_bytes(), item.id));
+                    },
+                );
+                match result {
+                    Ok(()) => {}
+                    // A partial commit (objects still arriving, or pruned): index what is
+                    // there, and log; missing objects cannot be served anyway.
+                    Err(e @ (WalkError::Missing(_) | WalkError::Corrupt { .. })) => {
+                        let object = ObjectName::new(*commit, ObjectType::Commit);
+                        out.pairs.push((*object.checksum.as_bytes(), item.id));
+                        out.partial = true;
+                        tracing::warn!("ref {}, commit {commit}: {e}", item.name);
+                    }
+                    Err(e) => {
+                        return Err(IndexError::Walk {
+                            name: item.name.clone(),
+                            source: Box::new(e),
+                        });
+                    }
+                }
+                let total = seen.fetch_add(count, Ordering::Relaxed) + count;
+                count = 0;
+                progress(total);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads)
+            .map(|_| scope.spawn(|| worker(&mut |_| {})))
+            .collect();
+        let mut all = vec![worker(progress)?];
+        for helper in helpers {
+            all.push(
+                helper
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e))?,
+            );
+        }
+        Ok(all)
+    })
+}
+
+/// `base` and `newer` (both sorted by checksum) as one sorted table; `newer` wins.
+fn merge(base: &[Entry], newer: &[Entry]) -> Vec<Entry> {
+    let mut out = Vec::with_capacity(base.len() + newer.len());
+    let (mut i, mut j) = (0, 0);
+    while i < base.len() && j < newer.len() {
+        match base[i].0.cmp(&newer[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(base[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(newer[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(newer[j]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&base[i..]);
+    out.extend_from_slice(&newer[j..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tollgate_tests::fixture::{Fixture, write_files};
+
+    use super::*;
+
+    /// Every object on disk and every ref, as the index answers for it, with gated refs by name.
+    fn answers(index: &RepoIndex, repo: &Path) -> Vec<(String, String)> {
+        let show = |access: Access<'_>| match access {
+            Access::Public => "public".to_owned(),
+            Access::Unknown => "unknown".to_owned(),
+            Access::Gated(ids) => {
+                let mut names: Vec<&str> = ids.iter().map(|id| index.ref_name(*id)).collect();
+                names.sort_unstable();
+                names.join(",")
+            }
+        };
+        let mut out = Vec::new();
+        for dir in std::fs::read_dir(repo.join("objects")).unwrap().flatten() {
+            for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
+                let name = file.file_name().into_string().unwrap();
+                let hex = format!("{}{}", dir.file_name().to_str().unwrap(), &name[..62]);
+                let access = index.object(&Checksum::from_hex(&hex).unwrap());
+                out.push((name, show(access)));
+            }
+        }
+        for name in ["runtime/r", "app/a", "app/b"] {
+            out.push((name.to_owned(), show(index.ref_file(name))));
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn updates_walk_only_what_is_new_and_answer_as_a_full_build() {
+        let fx = Fixture::new();
+        fn file<'a>(name: &'a str, body: &str) -> (&'a str, Vec<u8>) {
+            (name, body.as_bytes().to_vec())
+        }
+        let runtime = fx.join("runtime");
+        write_files(
+            &runtime,
+            &[file("lib/libc.so", "libc"), file("share/a", "a")],
+        );
+        let (path, _) = fx.archive_repo("repo", "runtime/r", &runtime);
+        let repo = Repo::open(&path).unwrap();
+        let gated = |name: &str| name.starts_with("app/");
+        let mut index = RepoIndex::build(&repo, &gated, &mut |_| {}).unwrap();
+
+        // Each step changes the repository with the real ostree, then updates the index; the
+        // update must answer exactly as a build from scratch, and say whether it walked only
+        // the new commits.
+        let mut step = |what: &str, policy: NamePolicy<'_>, incremental: bool| -> IndexStats {
+            let updated = index.update(&repo, policy, &mut |_| {}).unwrap();
+            let built = RepoIndex::build(&repo, policy, &mut |_| {}).unwrap();
+            assert_eq!(updated.stats().incremental, incremental, "{what}");
+            assert_eq!(answers(&updated, &path), answers(&built, &path), "{what}");
+            assert_eq!(updated.stats().objects, built.stats().objects, "{what}");
+            assert_eq!(
+                updated.stats().public_objects,
+                built.stats().public_objects,
+                "{what}"
+            );
+            let stats = updated.stats().clone();
+            index = updated;
+            stats
+        };
+
+        let app = fx.join("app");
+        let mut files: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("files/part{}/f{i}", i % 4), format!("app file {i}")))
+            .collect();
+        files.push(("share/a".to_owned(), "a".to_owned()));
+        let write = |files: &[(String, String)]| {
+            let files: Vec<(&str, Vec<u8>)> = files
+                .iter()
+                .map(|(n, b)| (n.as_str(), b.as_bytes().to_vec()))
+                .collect();
+            write_files(&app, &files);
+        };
+        write(&files);
+        fx.commit(&path, "app/a", &app, "a new gated ref");
+        let first = step("a new gated ref", &gated, true);
+        assert!(first.walked >= 40, "{first:?}");
+
+        // One more file in one folder: the walk reads the changed dirtrees and their entries,
+        // not the three folders that did not change.
+        files.push(("files/part0/new".to_owned(), "new".to_owned()));
+        write(&files);
+        fx.commit(&path, "app/a", &app, "one more file");
+        let second = step("a new commit on the gated ref", &gated, true);
+        assert!(
+            second.walked < first.walked / 2,
+            "{second:?} after {first:?}"
+        );
+
+        // A second gated ref sharing the app's files, then the public runtime taking one of
+        // them: shared objects carry both refs, and what the runtime reaches turns public.
+        fx.commit(&path, "app/b", &app, "the same files");
+        step("a second gated ref", &gated, true);
+        write_files(&runtime, &[file("files/part1/f1", "app file 1")]);
+        fx.commit(&path, "runtime/r", &runtime, "the runtime takes a file");
+        step("the public ref reaches a gated file", &gated, true);
+
+        // Nothing changed but the ref files: nothing to walk.
+        let same = step("nothing new", &gated, true);
+        assert_eq!(same.walked, 0);
+
+        // Changes that can take access away: built anew.
+        let app_b = fx.rev_parse(&path, "app/b");
+        fx.ostree(&path).args(["refs", "--delete", "app/b"]).run();
+        step("a gated ref deleted", &gated, false);
+        step("the runtime turned gated", &|_: &str| true, false);
+        step("everything public again", &|_: &str| false, false);
+        let runtime_first = fx.rev_parse(&path, "runtime/r^");
+        fx.ostree(&path)
+            .args(["reset", "runtime/r", &runtime_first])
+            .run();
+        step("a ref moved back", &gated, false);
+        fx.ostree(&path)
+            .args(["refs", "--create=app/b", &app_b])
+            .run();
+        step("a deleted ref back", &gated, true);
+    }
+
+    #[test]
+    fn a_long_run_of_updates_folds_recent_entries_into_the_main_table() {
+        let fx = Fixture::new();
+        let tree = fx.join("tree");
+        write_files(&tree, &[("a", b"a".to_vec())]);
+        let (path, _) = fx.archive_repo("repo", "app/a", &tree);
+        let repo = Repo::open(&path).unwrap();
+        let gated = |_: &str| true;
+        let mut index = RepoIndex::build(&repo, &gated, &mut |_| {}).unwrap();
+        let mut folded = false;
+        for i in 0..12 {
+            let files: Vec<(String, Vec<u8>)> = (0..200)
+                .map(|j| (format!("d{i}/f{j}"), format!("{i} {j}").into_bytes()))
+                .collect();
+            let files: Vec<(&str, Vec<u8>)> =
+                files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+            write_files(&tree, &files);
+            fx.commit(&path, "app/a", &tree, "more");
+            let before = index.recent.len();
+            index = index.update(&repo, &gated, &mut |_| {}).unwrap();
+            folded |= index.recent.len() < before;
+            let built = RepoIndex::build(&repo, &gated, &mut |_| {}).unwrap();
+            assert_eq!(answers(&index, &path), answers(&built, &path));
+        }
+        assert!(folded, "recent entries were never folded in");
+    }
 }

@@ -3,7 +3,7 @@
 //! signing.
 //!
 //! ```text
-//! tollgate-bench synth --out DIR --objects N [--refs R] [--gated-every G] [--content]
+//! tollgate-bench synth --out DIR --objects N [--refs R] [--gated-every G] [--content] [--first-ref F]
 //! tollgate-bench read-metadata --repo DIR
 //! tollgate-bench tree --out DIR --files N [--seed S]
 //! tollgate-bench sign [--seconds S] [--threads T]
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use tollgate_tests::bus::{SessionBus, TEST_AUTHENTICATOR_NAME, test_authenticator};
 use tollgate_tests::fixture::Fixture;
-use tollgate_tests::synth::{Shape, generate};
+use tollgate_tests::synth::{Shape, generate_from};
 
 #[derive(Parser)]
 struct Cli {
@@ -45,6 +45,10 @@ enum Command {
         /// Also write the content objects.
         #[arg(long)]
         content: bool,
+        /// Number the refs from this one on: with an existing repository at --out, adds refs
+        /// to it, as a publish does.
+        #[arg(long, default_value_t = 0)]
+        first_ref: usize,
     },
     /// Read every .commit, .dirtree and .dirmeta file of a repository once.
     ReadMetadata {
@@ -91,6 +95,7 @@ fn main() {
             files_per_dir,
             fanout,
             content,
+            first_ref,
         } => {
             let started = Instant::now();
             let shape = Shape {
@@ -101,7 +106,7 @@ fn main() {
                 fanout,
                 content,
             };
-            let generated = generate(&out, &shape);
+            let generated = generate_from(&out, &shape, first_ref);
             serde_json::json!({
                 "repo": out,
                 "objects": generated.objects,
