@@ -441,10 +441,10 @@ fn read_tips(repo: &Repo, gated_by_name: NamePolicy<'_>) -> Result<Vec<Tip>, Ind
         .collect();
     tips.sort_by(|a, b| (&a.name, a.commit.as_bytes()).cmp(&(&b.name, b.commit.as_bytes())));
     // The same ref under refs/heads and refs/mirrors is one ref: gated if either tip is.
-    for i in 0..tips.len() {
-        let name = tips[i].name.clone();
-        if tips.iter().any(|t| t.name == name && t.gated) {
-            tips[i].gated = true;
+    for same in tips.chunk_by_mut(|a, b| a.name == b.name) {
+        let gated = same.iter().any(|t| t.gated);
+        for tip in same {
+            tip.gated = gated;
         }
     }
     Ok(tips)
