@@ -115,11 +115,28 @@ impl ServedRepo {
     /// the repository. `Ok(None)` means there is nothing to serve there: missing, not a regular
     /// file, or reached through a symlink.
     pub fn open_file(&self, relative: &str) -> io::Result<Option<File>> {
+        self.open_with(relative, ResolveFlags::empty())
+    }
+
+    /// As [`ServedRepo::open_file`], but only if every directory on the way is in the kernel's
+    /// cache (`RESOLVE_CACHED`): an error of kind `WouldBlock` otherwise, and on kernels older
+    /// than 5.12, which do not know the flag. For an async worker, which must not wait on the
+    /// disk: on `WouldBlock`, open the file in the blocking pool instead.
+    pub fn open_file_cached(&self, relative: &str) -> io::Result<Option<File>> {
+        use rustix::io::Errno;
+        self.open_with(relative, ResolveFlags::CACHED)
+            .map_err(|e| match Errno::from_io_error(&e) {
+                Some(Errno::AGAIN | Errno::INVAL) => io::ErrorKind::WouldBlock.into(),
+                _ => e,
+            })
+    }
+
+    fn open_with(&self, relative: &str, extra: ResolveFlags) -> io::Result<Option<File>> {
         use rustix::io::Errno;
         // O_NONBLOCK: opening a FIFO planted in the repository must not hang a worker.
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
         let resolve =
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | extra;
         let fd = match rustix::fs::openat2(&self.root, relative, flags, Mode::empty(), resolve) {
             Ok(fd) => fd,
             Err(Errno::LOOP | Errno::XDEV) => {

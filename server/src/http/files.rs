@@ -2,20 +2,24 @@
 //! the body, small files read at once and large ones streamed with large buffers.
 //!
 //! The decision ([`plan`]) is a pure function of the file's metadata and the request's
-//! conditions, so it is tested without a server. The file is opened, checked and (when small)
-//! read in one blocking task, so an async worker never waits on the disk.
+//! conditions, so it is tested without a server. An async worker first tries to open and read
+//! the file itself, without waiting on the disk ([`Disk::NoWait`]: `RESOLVE_CACHED` and
+//! `RWF_NOWAIT`, which succeed only from the kernel's caches); what is not cached is opened and
+//! read in one blocking task instead ([`Disk::Wait`]), so an async worker never waits on the
+//! disk and a file in the page cache costs no hand-off to another thread. Large files are
+//! streamed the same way, chunk by chunk.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, IoSliceMut, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures_util::Stream;
 use headers::{ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch, LastModified};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
+use rustix::io::{Errno, ReadWriteFlags};
 use tollgate_ostree_format::{RepoPath, SubSummary, client_config};
 use warp::Reply;
 use warp::reply::Response;
@@ -24,11 +28,21 @@ use crate::repos::ServedRepo;
 
 /// A repository `config` larger than this is not a real one; refuse to read it into memory.
 pub(crate) const MAX_CONFIG_LEN: u64 = 1024 * 1024;
-/// Files up to this size are read whole in the task that opens them: one trip to the blocking
-/// pool instead of one per read, and headers and body leave together.
+/// Files up to this size are read whole where they are opened (at most one trip to the
+/// blocking pool), and headers and body leave together.
 const READ_WHOLE_LIMIT: u64 = 256 * 1024;
 /// Read size for streamed files (see dependencies.md: 4 KiB reads cost a factor of five).
 const STREAM_BUFFER: usize = 256 * 1024;
+
+/// Whether reading may wait on the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Disk {
+    /// In the blocking pool: open and read as usual.
+    Wait,
+    /// On an async worker: only what the kernel has cached, else an error of kind
+    /// `WouldBlock` (and the caller tries again with [`Disk::Wait`] in the blocking pool).
+    NoWait,
+}
 /// Content-addressed files never change: let every cache keep them for a year.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Summaries, refs and config change on every publish: caches must ask again each time.
@@ -274,15 +288,26 @@ pub(crate) fn from_cache(file: &CachedFile, conditions: &Conditions, private: bo
     Prepared { rep, plan, body }
 }
 
-/// Opens `path` in `repo`, plans the answer and reads the body if it is small. Blocking.
-/// `Ok(None)`: there is no such file to serve.
+/// Opens `path` in `repo`, plans the answer and reads the body if it is small. Blocking with
+/// [`Disk::Wait`]; with [`Disk::NoWait`], an error of kind `WouldBlock` when something is not
+/// in the kernel's caches. `Ok(None)`: there is no such file to serve.
 pub(crate) fn prepare(
     repo: &ServedRepo,
     path: &RepoPath,
     conditions: &Conditions,
     private: bool,
+    disk: Disk,
 ) -> io::Result<Option<Prepared>> {
-    let Some(file) = repo.open_file(&path.relative_path())? else {
+    let relative = path.relative_path();
+    let opened = match disk {
+        Disk::Wait => repo.open_file(&relative)?,
+        // The config is rewritten for clients after reading it all: not worth a second path.
+        Disk::NoWait if matches!(path, RepoPath::Config) => {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Disk::NoWait => repo.open_file_cached(&relative)?,
+    };
+    let Some(file) = opened else {
         return Ok(None);
     };
     let meta = file.metadata()?;
@@ -307,7 +332,12 @@ pub(crate) fn prepare(
         PreparedBody::Bytes(bytes.slice(start as usize..(start + len) as usize))
     } else if len <= READ_WHOLE_LIMIT {
         let mut buf = vec![0; len as usize];
-        file.read_exact_at(&mut buf, start)?;
+        match disk {
+            Disk::Wait => file.read_exact_at(&mut buf, start)?,
+            // Part of the file cached is as good as none: the rest is read in the pool.
+            Disk::NoWait if read_cached(&file, &mut buf, start)? == buf.len() => {}
+            Disk::NoWait => return Err(io::ErrorKind::WouldBlock.into()),
+        }
         PreparedBody::Bytes(buf.into())
     } else {
         PreparedBody::Stream { file, start, len }
@@ -335,7 +365,7 @@ impl Prepared {
         matches!(self.plan, Plan::Full | Plan::Partial { .. })
     }
 
-    pub(crate) async fn into_response(self) -> io::Result<Response> {
+    pub(crate) fn into_response(self) -> io::Result<Response> {
         let Prepared { rep, plan, body } = self;
         let (status, len) = match plan {
             Plan::NotModified => (StatusCode::NOT_MODIFIED, None),
@@ -347,10 +377,7 @@ impl Prepared {
             PreparedBody::None => Response::new(Bytes::new().into()),
             PreparedBody::Bytes(bytes) => Response::new(bytes.into()),
             PreparedBody::Stream { file, start, len } => {
-                let mut file = tokio::fs::File::from_std(file);
-                file.seek(io::SeekFrom::Start(start)).await?;
-                let stream = ReaderStream::with_capacity(file.take(len), STREAM_BUFFER);
-                warp::reply::stream(stream).into_response()
+                warp::reply::stream(stream_file(file, start, len)).into_response()
             }
         };
         *response.status_mut() = status;
@@ -395,6 +422,56 @@ impl Prepared {
     }
 }
 
+/// Reads at `offset` what the page cache holds of `buf.len()` bytes, without waiting on the
+/// disk (`RWF_NOWAIT`): the number of bytes read, 0 when none of them is cached (or at the end
+/// of the file). A file system that cannot say (`EOPNOTSUPP`) counts as nothing cached.
+fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    match rustix::io::preadv2(
+        file,
+        &mut [IoSliceMut::new(buf)],
+        offset,
+        ReadWriteFlags::NOWAIT,
+    ) {
+        Ok(n) => Ok(n),
+        Err(Errno::AGAIN | Errno::OPNOTSUPP) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `len` bytes of `file` from `start`, in chunks of up to [`STREAM_BUFFER`]: read on the async
+/// worker while the page cache has them, in the blocking pool when it does not. A file that
+/// ends early (it was truncated under the server) ends the stream with an error, so the client
+/// sees a short body rather than a wrong one.
+fn stream_file(file: File, start: u64, len: u64) -> impl Stream<Item = io::Result<Bytes>> {
+    let file = Arc::new(file);
+    futures_util::stream::try_unfold((file, start, len), |(file, at, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let mut chunk = vec![0; left.min(STREAM_BUFFER as u64) as usize];
+        let mut n = read_cached(&file, &mut chunk, at)?;
+        if n == 0 {
+            let task_file = Arc::clone(&file);
+            (chunk, n) = tokio::task::spawn_blocking(move || {
+                task_file.read_at(&mut chunk, at).map(|n| (chunk, n))
+            })
+            .await
+            .map_err(io::Error::other)??;
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file ended before its length: it was truncated while being served",
+            ));
+        }
+        chunk.truncate(n);
+        Ok(Some((
+            Bytes::from(chunk),
+            (file, at + n as u64, left - n as u64),
+        )))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +504,162 @@ mod tests {
             expected,
             "{headers:?}"
         );
+    }
+
+    /// An archive repository with one small and one large (streamed) content object.
+    struct Files {
+        dir: tempfile::TempDir,
+        repo: ServedRepo,
+        small: (RepoPath, Vec<u8>),
+        large: (RepoPath, Vec<u8>),
+    }
+
+    fn files() -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(root.join("objects/ab")).unwrap();
+        std::fs::write(
+            root.join("config"),
+            "[core]\nrepo_version=1\nmode=archive-z2\n",
+        )
+        .unwrap();
+        let mut made = (1..=2u8).map(|n| {
+            let name = format!("ab/{}.filez", format!("{n:x}").repeat(62));
+            // Not a multiple of the stream's chunk, nor of a page.
+            let len = if n == 1 {
+                3000
+            } else {
+                2 * STREAM_BUFFER + 12345
+            };
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + usize::from(n)) as u8).collect();
+            std::fs::write(root.join("objects").join(&name), &bytes).unwrap();
+            (RepoPath::parse(&format!("objects/{name}")).unwrap(), bytes)
+        });
+        let (small, large) = (made.next().unwrap(), made.next().unwrap());
+        let repo = ServedRepo::open(&crate::repos::RepoArg {
+            name: None,
+            path: root,
+        })
+        .unwrap();
+        Files {
+            dir,
+            repo,
+            small,
+            large,
+        }
+    }
+
+    /// Drops a file's pages from the page cache, so that the next read must wait on the disk.
+    fn evict(repo: &ServedRepo, path: &RepoPath) {
+        let file = repo.open_file(&path.relative_path()).unwrap().unwrap();
+        file.sync_all().unwrap();
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    }
+
+    /// Whether the test's file system answers `RWF_NOWAIT` reads (ext4, XFS, Btrfs do); on
+    /// others a cold read cannot be told from a cached one.
+    fn says_what_is_cached(f: &Files) -> bool {
+        const EXT4: u64 = 0xEF53;
+        const XFS: u64 = 0x5846_5342;
+        const BTRFS: u64 = 0x9123_683E;
+        let fs = rustix::fs::statfs(f.dir.path()).unwrap();
+        matches!(fs.f_type as u64, EXT4 | XFS | BTRFS)
+    }
+
+    async fn body(prepared: Prepared) -> Vec<u8> {
+        use http_body_util::BodyExt as _;
+        let response = prepared.into_response().unwrap();
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+
+    fn get() -> Conditions {
+        Conditions::from_request(&Method::GET, &HeaderMap::new())
+    }
+
+    #[tokio::test]
+    async fn files_read_on_the_worker_or_in_the_pool_give_the_same_bytes() {
+        let f = files();
+        let _ = &f.dir;
+        for (path, bytes) in [&f.small, &f.large] {
+            // Just written: in the page cache, so the worker reads it itself.
+            let cached = prepare(&f.repo, path, &get(), true, Disk::NoWait)
+                .unwrap()
+                .unwrap();
+            assert_eq!(&body(cached).await, bytes, "{path} from the page cache");
+            // Not in the page cache: the worker must not wait (or the file system cannot tell,
+            // and it then reads as before); the pool reads it.
+            evict(&f.repo, path);
+            match prepare(&f.repo, path, &get(), true, Disk::NoWait) {
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{path}: {e}"),
+                // A large file is opened only; its chunks wait in the pool when they must.
+                Ok(prepared) => {
+                    assert!(
+                        bytes.len() as u64 > READ_WHOLE_LIMIT || !says_what_is_cached(&f),
+                        "{path} was read on the worker from a cold page cache"
+                    );
+                    assert_eq!(&body(prepared.unwrap()).await, bytes, "{path}");
+                }
+            }
+            evict(&f.repo, path);
+            let waited = prepare(&f.repo, path, &get(), true, Disk::Wait)
+                .unwrap()
+                .unwrap();
+            assert_eq!(&body(waited).await, bytes, "{path} from the disk");
+        }
+        // A range of the large file, from a cold page cache, in chunks across the boundaries.
+        let (path, bytes) = &f.large;
+        evict(&f.repo, path);
+        let range = Conditions::from_request(&Method::GET, &{
+            let mut h = HeaderMap::new();
+            h.insert(header::RANGE, HeaderValue::from_static("bytes=100-"));
+            h
+        });
+        let prepared = prepare(&f.repo, path, &range, true, Disk::Wait)
+            .unwrap()
+            .unwrap();
+        assert_eq!(body(prepared).await, bytes[100..]);
+        // A missing file is no file; the worker may not know that without a lookup on disk.
+        let missing = RepoPath::parse(&format!("objects/ab/{}.filez", "c".repeat(62))).unwrap();
+        match prepare(&f.repo, &missing, &get(), true, Disk::NoWait) {
+            Ok(found) => assert!(found.is_none()),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}"),
+        }
+        let waited = prepare(&f.repo, &missing, &get(), true, Disk::Wait).unwrap();
+        assert!(waited.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_file_truncated_while_streamed_ends_the_body_with_an_error() {
+        use http_body_util::BodyExt as _;
+        let f = files();
+        let (path, bytes) = &f.large;
+        let prepared = prepare(&f.repo, path, &get(), true, Disk::Wait)
+            .unwrap()
+            .unwrap();
+        let name = f.dir.path().join("repo").join(path.relative_path());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&name)
+            .unwrap()
+            .set_len(STREAM_BUFFER as u64)
+            .unwrap();
+        let mut body = prepared.into_response().unwrap().into_body();
+        let mut got = Vec::new();
+        let error = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => got.extend_from_slice(&frame.into_data().unwrap()),
+                Some(Err(e)) => break e.to_string(),
+                None => panic!("the body ended without an error after {} bytes", got.len()),
+            }
+        };
+        assert_eq!(got, bytes[..STREAM_BUFFER]);
+        assert!(error.contains("truncated"), "{error}");
     }
 
     #[test]

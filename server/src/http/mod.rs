@@ -36,7 +36,7 @@ use crate::secrets::Secret;
 use crate::tokens::Verifier;
 use api::Body;
 pub use error::HttpError;
-use files::Conditions;
+use files::{Conditions, Disk};
 use gate::Decision;
 
 /// Longer request paths cannot name a repository file (the longest are delta parts and refs).
@@ -187,17 +187,22 @@ async fn route(
     peer: Option<SocketAddr>,
     body: Body,
 ) -> Result<Response, HttpError> {
+    // The API's handlers are boxed: their futures are large (the admin API's is 15 KB), and
+    // an unboxed one would make every request's future as large, moved about by value.
     if let Some(rest) = path.strip_prefix("/api/v1/admin/") {
         // Products, licenses, accounts and the audit records: see admin.rs for the table.
-        return admin::handle(state, &method, rest, query, &headers, peer, body).await;
+        return Box::pin(admin::handle(
+            state, &method, rest, query, &headers, peer, body,
+        ))
+        .await;
     }
     match path {
         // POST: a credential and refs in, download tokens out.
-        "/api/v1/tokens" => api::tokens(state, &method, &headers, peer, body).await,
+        "/api/v1/tokens" => Box::pin(api::tokens(state, &method, &headers, peer, body)).await,
         // GET: what a credential opens (checked before a client keeps it).
-        "/api/v1/entitlements" => api::entitlements(state, &method, &headers, peer).await,
+        "/api/v1/entitlements" => Box::pin(api::entitlements(state, &method, &headers, peer)).await,
         // POST: flat-manager's token_subset.
-        "/api/v1/token_subset" => api::token_subset(state, &method, &headers, body).await,
+        "/api/v1/token_subset" => Box::pin(api::token_subset(state, &method, &headers, body)).await,
         // GET: the public keys of the signing keys.
         "/.well-known/jwks.json" => api::jwks(state, &method).await,
         // GET: the counters, in Prometheus' text format.
@@ -337,20 +342,30 @@ async fn repo_file(
     let prepared = match cached {
         Some(file) => files::from_cache(&file, &conditions, private),
         None => {
-            let task_served = Arc::clone(served);
-            let task_path = path.clone();
-            let prepared = blocking(move || {
-                files::prepare(&task_served.repo, &task_path, &conditions, private).map_err(|e| {
-                    tracing::error!(
-                        repo = %task_served.repo.repo.root().display(),
-                        path = %task_path,
-                        "reading a repository file failed: {e}"
-                    );
-                    HttpError::Internal
-                })
-            })
-            .await??
-            .ok_or(HttpError::NotFound)?;
+            let failed = |served: &Served, path: &RepoPath, e: std::io::Error| {
+                tracing::error!(
+                    repo = %served.repo.repo.root().display(),
+                    path = %path,
+                    "reading a repository file failed: {e}"
+                );
+                HttpError::Internal
+            };
+            // From the kernel's caches on this worker if it can be; else in the blocking pool.
+            let prepared =
+                match files::prepare(&served.repo, &path, &conditions, private, Disk::NoWait) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let task_served = Arc::clone(served);
+                        let task_path = path.clone();
+                        blocking(move || {
+                            let (repo, path) = (&task_served.repo, &task_path);
+                            files::prepare(repo, path, &conditions, private, Disk::Wait)
+                                .map_err(|e| failed(&task_served, path, e))
+                        })
+                        .await??
+                    }
+                    prepared => prepared.map_err(|e| failed(served, &path, e))?,
+                }
+                .ok_or(HttpError::NotFound)?;
             if let Some(file) = prepared.cacheable() {
                 served.files.insert(inside.to_owned(), Arc::new(file));
             }
@@ -375,7 +390,7 @@ async fn repo_file(
             user_agent,
         });
     }
-    prepared.into_response().await.map_err(|e| {
+    prepared.into_response().map_err(|e| {
         tracing::error!("starting to stream {raw_path}: {e}");
         HttpError::Internal
     })

@@ -230,8 +230,7 @@ impl RepoIndex {
         progress(walked);
         // By object, then by access id: PUBLIC sorts last. Checksums are uniform, so their
         // first eight bytes nearly always decide, without a 32-byte compare.
-        let prefix = |e: &Entry| u64::from_be_bytes(e.0[..8].try_into().unwrap_or_default());
-        pairs.sort_unstable_by(|a, b| prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b)));
+        pairs.sort_unstable_by(|a, b| prefix(&a.0).cmp(&prefix(&b.0)).then_with(|| a.cmp(b)));
 
         let mut sets: Vec<Box<[u32]>> = previous.map_or_else(Vec::new, |p| p.sets.clone());
         let mut set_ids: HashMap<Box<[u32]>, u32> = sets
@@ -355,7 +354,11 @@ impl RepoIndex {
 
     fn lookup(&self, checksum: &[u8; 32]) -> Access<'_> {
         for table in [&self.recent[..], &self.objects[..]] {
-            if let Ok(i) = table.binary_search_by(|(c, _)| c.cmp(checksum)) {
+            // The first eight bytes settle nearly every comparison; the order is the same.
+            let key = prefix(checksum);
+            let found =
+                table.binary_search_by(|(c, _)| prefix(c).cmp(&key).then_with(|| c.cmp(checksum)));
+            if let Ok(i) = found {
                 return self.access(table[i].1);
             }
         }
@@ -632,6 +635,12 @@ fn merge(base: &[Entry], newer: &[Entry]) -> Vec<Entry> {
     out.extend_from_slice(&base[i..]);
     out.extend_from_slice(&newer[j..]);
     out
+}
+
+/// A checksum's first eight bytes as a number: ordering by it orders as the bytes do, and for
+/// uniform checksums it nearly always decides a comparison without a 32-byte compare.
+fn prefix(checksum: &[u8; 32]) -> u64 {
+    checksum.first_chunk().map_or(0, |b| u64::from_be_bytes(*b))
 }
 
 #[cfg(test)]
