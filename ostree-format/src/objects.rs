@@ -279,8 +279,23 @@ impl DirTree {
     }
 
     /// The checksums a dirtree refers to, without keeping names: what a closure walk needs,
-    /// with no allocation per entry beyond the output.
+    /// with no allocation per entry beyond the output. Appends to `files` and `dirs`.
     pub(crate) fn children(
+        bytes: &[u8],
+        files: &mut Vec<Checksum>,
+        dirs: &mut Vec<(Checksum, Checksum)>,
+    ) -> Result<(), ObjectError> {
+        let before = (files.len(), dirs.len());
+        if framed::children(bytes, files, dirs).is_some() {
+            return Ok(());
+        }
+        files.truncate(before.0);
+        dirs.truncate(before.1);
+        Self::children_deserialized(bytes, files, dirs)
+    }
+
+    /// [`DirTree::children`] through the general GVariant deserializer.
+    pub(crate) fn children_deserialized(
         bytes: &[u8],
         files: &mut Vec<Checksum>,
         dirs: &mut Vec<(Checksum, Checksum)>,
@@ -302,6 +317,110 @@ impl DirTree {
             ));
         }
         Ok(())
+    }
+}
+
+/// Reads a dirtree's children straight from its GVariant framing, for the one layout ostree
+/// writes, `(a(say)a(sayay))` in normal form: the closure walk's hot path, several times
+/// faster than the general deserializer. `None` for anything it does not take in (including
+/// every malformed input), and the caller asks the general deserializer, which then decides —
+/// so this reader can only be faster, never accept more or answer differently.
+pub(crate) mod framed {
+    use super::Checksum;
+
+    /// The size of the framing offsets of a container of `len` bytes (GVariant, 2.3.6).
+    fn offset_size(len: usize) -> usize {
+        match len {
+            0..=0xff => 1,
+            0x100..=0xffff => 2,
+            0x1_0000..=0xffff_ffff => 4,
+            _ => 8,
+        }
+    }
+
+    /// The little-endian framing offset of `size` bytes at `at`.
+    fn offset(bytes: &[u8], at: usize, size: usize) -> Option<usize> {
+        let mut raw = [0u8; 8];
+        raw[..size].copy_from_slice(bytes.get(at..at.checked_add(size)?)?);
+        usize::try_from(u64::from_le_bytes(raw)).ok()
+    }
+
+    /// The elements of an array of variable-size, byte-aligned elements.
+    fn elements(array: &[u8]) -> Option<impl Iterator<Item = Option<&[u8]>>> {
+        let (table, size) = if array.is_empty() {
+            (0, 1)
+        } else {
+            let size = offset_size(array.len());
+            let table = offset(array, array.len().checked_sub(size)?, size)?;
+            if table > array.len() || !(array.len() - table).is_multiple_of(size) {
+                return None;
+            }
+            (table, size)
+        };
+        let mut start = 0;
+        Some((table..array.len()).step_by(size).map(move |at| {
+            let end = offset(array, at, size)?;
+            if end > table {
+                return None;
+            }
+            let element = array.get(start..end)?;
+            start = end;
+            Some(element)
+        }))
+    }
+
+    /// A tuple's members, when all but the last are variable-size and byte-aligned: the ends of
+    /// the first `N - 1` are framing offsets at the tuple's end, the first member's last.
+    fn members<const N: usize>(tuple: &[u8]) -> Option<[&[u8]; N]> {
+        let size = offset_size(tuple.len());
+        let body_end = tuple.len().checked_sub(size * (N - 1))?;
+        let mut parts = [&tuple[..0]; N];
+        let mut start = 0;
+        for (i, part) in parts.iter_mut().enumerate() {
+            let end = if i + 1 == N {
+                body_end
+            } else {
+                offset(tuple, tuple.len() - size * (i + 1), size)?
+            };
+            if end < start || end > body_end {
+                return None;
+            }
+            *part = &tuple[start..end];
+            start = end;
+        }
+        Some(parts)
+    }
+
+    /// A NUL-terminated GVariant string that is a file name ostree accepts.
+    fn name(s: &[u8]) -> Option<()> {
+        let (0, name) = s.split_last()? else {
+            return None;
+        };
+        let name = std::str::from_utf8(name).ok()?;
+        super::file_name(name, "dirtree").ok().map(|_| ())
+    }
+
+    fn checksum(bytes: &[u8]) -> Option<Checksum> {
+        Checksum::from_slice(bytes).ok()
+    }
+
+    pub(crate) fn children(
+        bytes: &[u8],
+        files: &mut Vec<Checksum>,
+        dirs: &mut Vec<(Checksum, Checksum)>,
+    ) -> Option<()> {
+        let [file_array, dir_array] = members::<2>(bytes)?;
+        for file in elements(file_array)? {
+            let [n, c] = members::<2>(file?)?;
+            name(n)?;
+            files.push(checksum(c)?);
+        }
+        for dir in elements(dir_array)? {
+            let [n, tree, meta] = members::<3>(dir?)?;
+            name(n)?;
+            dirs.push((checksum(tree)?, checksum(meta)?));
+        }
+        Some(())
     }
 }
 

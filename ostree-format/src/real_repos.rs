@@ -561,7 +561,38 @@ proptest! {
         }
         let _ = parses(kind, &bytes);
         let _ = DirTree::children(&bytes, &mut Vec::new(), &mut Vec::new());
+        // The framed reader takes in nothing the deserializer refuses, and reads the same.
+        let (mut files, mut dirs) = (Vec::new(), Vec::new());
+        if crate::objects::framed::children(&bytes, &mut files, &mut dirs).is_some() {
+            let (mut want_files, mut want_dirs) = (Vec::new(), Vec::new());
+            let deserialized = DirTree::children_deserialized(&bytes, &mut want_files, &mut want_dirs);
+            prop_assert!(deserialized.is_ok(), "framed read what the deserializer refuses: {deserialized:?}");
+            prop_assert_eq!((files, dirs), (want_files, want_dirs));
+        }
     }
+}
+
+/// Every dirtree the real ostree and flatpak wrote is read by the framed reader (the walk's
+/// fast path), with the same children as the general deserializer finds.
+#[test]
+fn real_dirtrees_are_read_by_the_framed_reader() {
+    let mut read = 0;
+    let deterministic = deterministic_objects();
+    for (kind, bytes) in samples().iter().chain(&deterministic) {
+        if !matches!(kind, Sample::DirTree) {
+            continue;
+        }
+        let (mut files, mut dirs) = (Vec::new(), Vec::new());
+        assert!(
+            crate::objects::framed::children(bytes, &mut files, &mut dirs).is_some(),
+            "the framed reader declined a real dirtree: {bytes:02x?}"
+        );
+        let (mut want_files, mut want_dirs) = (Vec::new(), Vec::new());
+        DirTree::children_deserialized(bytes, &mut want_files, &mut want_dirs).unwrap();
+        assert_eq!((files, dirs), (want_files, want_dirs));
+        read += 1;
+    }
+    assert!(read > 10, "only {read} dirtrees in the samples");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! there could lead out of it, or to a file of the repository that is not for clients (`tmp/`).
 //! The repository's root itself may be reached through a symlink.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -111,10 +111,10 @@ impl ServedRepo {
         })
     }
 
-    /// Opens `relative` (a path rebuilt from a parsed `RepoPath`) for reading, refusing to leave
-    /// the repository. `Ok(None)` means there is nothing to serve there: missing, not a regular
-    /// file, or reached through a symlink.
-    pub fn open_file(&self, relative: &str) -> io::Result<Option<File>> {
+    /// Opens `relative` (a path rebuilt from a parsed `RepoPath`) for reading, with its metadata,
+    /// refusing to leave the repository. `Ok(None)` means there is nothing to serve there:
+    /// missing, not a regular file, or reached through a symlink.
+    pub fn open_file(&self, relative: &str) -> io::Result<Option<(File, Metadata)>> {
         self.open_with(relative, ResolveFlags::empty())
     }
 
@@ -122,7 +122,7 @@ impl ServedRepo {
     /// cache (`RESOLVE_CACHED`): an error of kind `WouldBlock` otherwise, and on kernels older
     /// than 5.12, which do not know the flag. For an async worker, which must not wait on the
     /// disk: on `WouldBlock`, open the file in the blocking pool instead.
-    pub fn open_file_cached(&self, relative: &str) -> io::Result<Option<File>> {
+    pub fn open_file_cached(&self, relative: &str) -> io::Result<Option<(File, Metadata)>> {
         use rustix::io::Errno;
         self.open_with(relative, ResolveFlags::CACHED)
             .map_err(|e| match Errno::from_io_error(&e) {
@@ -131,7 +131,11 @@ impl ServedRepo {
             })
     }
 
-    fn open_with(&self, relative: &str, extra: ResolveFlags) -> io::Result<Option<File>> {
+    fn open_with(
+        &self,
+        relative: &str,
+        extra: ResolveFlags,
+    ) -> io::Result<Option<(File, Metadata)>> {
         use rustix::io::Errno;
         // O_NONBLOCK: opening a FIFO planted in the repository must not hang a worker.
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
@@ -161,10 +165,11 @@ impl ServedRepo {
             Err(e) => return Err(e.into()),
         };
         let file = File::from(fd);
-        if !file.metadata()?.is_file() {
+        let meta = file.metadata()?;
+        if !meta.is_file() {
             return Ok(None);
         }
-        Ok(Some(file))
+        Ok(Some((file, meta)))
     }
 }
 

@@ -307,10 +307,9 @@ pub(crate) fn prepare(
         }
         Disk::NoWait => repo.open_file_cached(&relative)?,
     };
-    let Some(file) = opened else {
+    let Some((file, meta)) = opened else {
         return Ok(None);
     };
-    let meta = file.metadata()?;
     // `config` is served as clients need it, without the server's remotes and local paths.
     let generated = match path {
         RepoPath::Config if meta.len() <= MAX_CONFIG_LEN => {
@@ -551,7 +550,7 @@ mod tests {
 
     /// Drops a file's pages from the page cache, so that the next read must wait on the disk.
     fn evict(repo: &ServedRepo, path: &RepoPath) {
-        let file = repo.open_file(&path.relative_path()).unwrap().unwrap();
+        let (file, _) = repo.open_file(&path.relative_path()).unwrap().unwrap();
         file.sync_all().unwrap();
         rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
     }

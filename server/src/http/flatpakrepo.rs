@@ -33,7 +33,7 @@ pub async fn serve(
     let task_served = Arc::clone(served);
     let config = blocking(move || {
         let read = || -> std::io::Result<String> {
-            let Some(file) = task_served.repo.open_file("config")? else {
+            let Some((file, _)) = task_served.repo.open_file("config")? else {
                 return Ok(String::new());
             };
             let mut text = String::new();
