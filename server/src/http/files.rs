@@ -57,7 +57,7 @@ pub(crate) const FILE_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// A content-addressed file read whole, ready to be served again (the gate still decides).
 #[derive(Debug)]
 pub(crate) struct CachedFile {
-    rep: Representation,
+    rep: Arc<Representation>,
     bytes: Bytes,
 }
 
@@ -110,8 +110,9 @@ impl Conditions {
     }
 }
 
-/// The validators and caching policy of one file.
-#[derive(Debug, Clone)]
+/// The validators and caching policy of one file, with its headers rendered once: a cached
+/// file's are shared by every answer made from it.
+#[derive(Debug)]
 pub(crate) struct Representation {
     pub len: u64,
     pub modified: SystemTime,
@@ -119,11 +120,34 @@ pub(crate) struct Representation {
     pub tag: String,
     pub etag: ETag,
     pub immutable: bool,
-    /// Gated: served to a token holder, never cached by shared caches.
-    pub private: bool,
+    /// `ETag`, `Last-Modified` and `Content-Length` (of the whole file) as sent.
+    etag_value: HeaderValue,
+    modified_value: HeaderValue,
+    len_value: HeaderValue,
 }
 
 impl Representation {
+    fn with(len: u64, modified: SystemTime, tag: String, immutable: bool) -> io::Result<Self> {
+        let invalid = || io::Error::other(format!("invalid ETag {tag}"));
+        let etag: ETag = tag.parse().map_err(|_| invalid())?;
+        let etag_value = HeaderValue::from_str(&tag).map_err(|_| invalid())?;
+        let mut modified_value = HeaderMap::new();
+        modified_value.typed_insert(LastModified::from(modified));
+        let modified_value = modified_value
+            .remove(header::LAST_MODIFIED)
+            .ok_or_else(|| io::Error::other("Last-Modified did not render"))?;
+        Ok(Representation {
+            len,
+            modified,
+            tag,
+            etag,
+            immutable,
+            etag_value,
+            modified_value,
+            len_value: HeaderValue::from(len),
+        })
+    }
+
     /// `len` is the length of what is served, which for `config` is less than the file's.
     fn new(path: &RepoPath, meta: &std::fs::Metadata, len: u64) -> io::Result<Representation> {
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -141,16 +165,7 @@ impl Representation {
                 format!("\"{:x}-{:x}-{:x}\"", meta.len(), nanos, meta.ino())
             }
         };
-        Ok(Representation {
-            len,
-            modified,
-            etag: tag
-                .parse()
-                .map_err(|_| io::Error::other(format!("invalid ETag {tag}")))?,
-            tag,
-            immutable: path.is_immutable(),
-            private: false,
-        })
+        Representation::with(len, modified, tag, path.is_immutable())
     }
 }
 
@@ -262,7 +277,9 @@ fn single_range(header: &str, len: u64) -> Plan {
 /// A file opened and planned in the blocking pool, ready to become a response.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    rep: Representation,
+    rep: Arc<Representation>,
+    /// Gated: served to a token holder, never cached by shared caches.
+    private: bool,
     plan: Plan,
     body: PreparedBody,
 }
@@ -276,16 +293,19 @@ enum PreparedBody {
 
 /// The answer from a cached file, without touching the disk.
 pub(crate) fn from_cache(file: &CachedFile, conditions: &Conditions, private: bool) -> Prepared {
-    let mut rep = file.rep.clone();
-    rep.private = private;
-    let plan = plan(&rep, conditions);
-    let (start, len) = plan.span(rep.len);
+    let plan = plan(&file.rep, conditions);
+    let (start, len) = plan.span(file.rep.len);
     let body = if conditions.head || len == 0 {
         PreparedBody::None
     } else {
         PreparedBody::Bytes(file.bytes.slice(start as usize..(start + len) as usize))
     };
-    Prepared { rep, plan, body }
+    Prepared {
+        rep: Arc::clone(&file.rep),
+        private,
+        plan,
+        body,
+    }
 }
 
 /// Opens `path` in `repo`, plans the answer and reads the body if it is small. Blocking with
@@ -321,8 +341,7 @@ pub(crate) fn prepare(
         _ => None,
     };
     let len = generated.as_ref().map_or(meta.len(), |b| b.len() as u64);
-    let mut rep = Representation::new(path, &meta, len)?;
-    rep.private = private;
+    let rep = Arc::new(Representation::new(path, &meta, len)?);
     let plan = plan(&rep, conditions);
     let (start, len) = plan.span(rep.len);
     let body = if conditions.head || len == 0 {
@@ -341,7 +360,12 @@ pub(crate) fn prepare(
     } else {
         PreparedBody::Stream { file, start, len }
     };
-    Ok(Some(Prepared { rep, plan, body }))
+    Ok(Some(Prepared {
+        rep,
+        private,
+        plan,
+        body,
+    }))
 }
 
 impl Prepared {
@@ -349,10 +373,7 @@ impl Prepared {
     pub(crate) fn cacheable(&self) -> Option<CachedFile> {
         match (&self.plan, &self.body) {
             (Plan::Full, PreparedBody::Bytes(bytes)) if self.rep.immutable => Some(CachedFile {
-                rep: Representation {
-                    private: false,
-                    ..self.rep.clone()
-                },
+                rep: Arc::clone(&self.rep),
                 bytes: bytes.clone(),
             }),
             _ => None,
@@ -365,12 +386,23 @@ impl Prepared {
     }
 
     pub(crate) fn into_response(self) -> io::Result<Response> {
-        let Prepared { rep, plan, body } = self;
+        let Prepared {
+            rep,
+            private,
+            plan,
+            body,
+        } = self;
         let (status, len) = match plan {
             Plan::NotModified => (StatusCode::NOT_MODIFIED, None),
-            Plan::Full => (StatusCode::OK, Some(rep.len)),
-            Plan::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, Some(end - start + 1)),
-            Plan::Unsatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, Some(0)),
+            Plan::Full => (StatusCode::OK, Some(rep.len_value.clone())),
+            Plan::Partial { start, end } => (
+                StatusCode::PARTIAL_CONTENT,
+                Some(HeaderValue::from(end - start + 1)),
+            ),
+            Plan::Unsatisfiable => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Some(HeaderValue::from_static("0")),
+            ),
         };
         let mut response = match body {
             PreparedBody::None => Response::new(Bytes::new().into()),
@@ -381,9 +413,10 @@ impl Prepared {
         };
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.typed_insert(rep.etag.clone());
-        headers.typed_insert(LastModified::from(rep.modified));
-        let cache = match (rep.private, rep.immutable) {
+        headers.reserve(8);
+        headers.insert(header::ETAG, rep.etag_value.clone());
+        headers.insert(header::LAST_MODIFIED, rep.modified_value.clone());
+        let cache = match (private, rep.immutable) {
             (true, _) => PRIVATE,
             (false, true) => IMMUTABLE,
             (false, false) => REVALIDATE,
@@ -398,7 +431,7 @@ impl Prepared {
             HeaderValue::from_static("application/octet-stream"),
         );
         if let Some(len) = len {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            headers.insert(header::CONTENT_LENGTH, len);
         }
         match plan {
             Plan::Partial { start, end } => {
@@ -476,14 +509,8 @@ mod tests {
     use super::*;
 
     fn rep(len: u64) -> Representation {
-        Representation {
-            len,
-            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            tag: "\"abc\"".to_owned(),
-            etag: "\"abc\"".parse().unwrap(),
-            immutable: true,
-            private: false,
-        }
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        Representation::with(len, modified, "\"abc\"".to_owned(), true).unwrap()
     }
 
     fn conditions(headers: &[(&str, &str)], method: Method) -> Conditions {
