@@ -56,12 +56,26 @@ impl Checksum {
     /// Parses the 64-digit lowercase hex form. Upper case is refused: OSTree never writes it, and
     /// accepting it would give one object two names.
     pub fn from_hex(s: &str) -> Result<Checksum, ChecksumError> {
-        let valid = s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let mut bytes = [0u8; 32];
-        if !valid || hex::decode_to_slice(s, &mut bytes).is_err() {
-            return Err(ChecksumError::Hex(s.to_owned()));
+        Checksum::from_hex_bytes(s.as_bytes()).ok_or_else(|| ChecksumError::Hex(s.to_owned()))
+    }
+
+    /// 64 lowercase hex digits, in one pass (every request path of an object is parsed so).
+    pub(crate) fn from_hex_bytes(hex: &[u8]) -> Option<Checksum> {
+        fn digit(b: u8) -> Option<u8> {
+            match b {
+                b'0'..=b'9' => Some(b - b'0'),
+                b'a'..=b'f' => Some(b - b'a' + 10),
+                _ => None,
+            }
         }
-        Ok(Checksum(bytes))
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(Checksum(bytes))
     }
 
     pub fn to_hex(&self) -> String {

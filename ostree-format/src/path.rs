@@ -136,7 +136,10 @@ fn parse_object(prefix: &str, name: &str) -> Option<ObjectName> {
     if prefix.len() != 2 || rest.len() != 62 {
         return None;
     }
-    let checksum = Checksum::from_hex(&format!("{prefix}{rest}")).ok()?;
+    let mut hex = [0u8; 64];
+    hex[..2].copy_from_slice(prefix.as_bytes());
+    hex[2..].copy_from_slice(rest.as_bytes());
+    let checksum = Checksum::from_hex_bytes(&hex)?;
     Some(ObjectName::new(checksum, ObjectType::from_extension(ext)?))
 }
 

@@ -582,16 +582,6 @@ mod tests {
         rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
     }
 
-    /// Whether the test's file system answers `RWF_NOWAIT` reads (ext4, XFS, Btrfs do); on
-    /// others a cold read cannot be told from a cached one.
-    fn says_what_is_cached(f: &Files) -> bool {
-        const EXT4: u64 = 0xEF53;
-        const XFS: u64 = 0x5846_5342;
-        const BTRFS: u64 = 0x9123_683E;
-        let fs = rustix::fs::statfs(f.dir.path()).unwrap();
-        matches!(fs.f_type as u64, EXT4 | XFS | BTRFS)
-    }
-
     async fn body(prepared: Prepared) -> Vec<u8> {
         use http_body_util::BodyExt as _;
         let response = prepared.into_response().unwrap();
@@ -623,14 +613,11 @@ mod tests {
             evict(&f.repo, path);
             match prepare(&f.repo, path, &get(), true, Disk::NoWait) {
                 Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{path}: {e}"),
-                // A large file is opened only; its chunks wait in the pool when they must.
-                Ok(prepared) => {
-                    assert!(
-                        bytes.len() as u64 > READ_WHOLE_LIMIT || !says_what_is_cached(&f),
-                        "{path} was read on the worker from a cold page cache"
-                    );
-                    assert_eq!(&body(prepared.unwrap()).await, bytes, "{path}");
-                }
+                // A large file is opened only; its chunks wait in the pool when they must. A
+                // small one may be read too: eviction is advice, and a RWF_NOWAIT read starts
+                // the readahead it lacks, which fast storage can finish within the call. So
+                // whether the worker was refused cannot be asserted here, only the bytes.
+                Ok(prepared) => assert_eq!(&body(prepared.unwrap()).await, bytes, "{path}"),
             }
             evict(&f.repo, path);
             let waited = prepare(&f.repo, path, &get(), true, Disk::Wait)

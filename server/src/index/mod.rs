@@ -104,7 +104,7 @@ struct Tip {
 #[derive(Debug)]
 pub struct RepoIndex {
     /// (checksum, access id), sorted by checksum; shared with the indexes updated from this one.
-    objects: Arc<Vec<Entry>>,
+    objects: Arc<Table>,
     /// Entries added or changed by updates since `objects` was laid out, sorted by checksum;
     /// they take precedence over `objects`.
     recent: Vec<Entry>,
@@ -145,7 +145,7 @@ impl RepoIndex {
     /// leaves in place.
     pub fn closed() -> RepoIndex {
         RepoIndex {
-            objects: Arc::new(Vec::new()),
+            objects: Arc::new(Table::new(Vec::new())),
             recent: Vec::new(),
             sets: Vec::new(),
             gated_refs: Vec::new(),
@@ -285,12 +285,13 @@ impl RepoIndex {
         let (objects, recent) = match previous {
             None => {
                 entries.shrink_to_fit();
-                (Arc::new(entries), Vec::new())
+                (Arc::new(Table::new(entries)), Vec::new())
             }
             Some(p) => {
                 let recent = merge(&p.recent, &entries);
-                if recent.len() > p.objects.len() / 8 + 1024 {
-                    (Arc::new(merge(&p.objects, &recent)), Vec::new())
+                if recent.len() > p.objects.entries.len() / 8 + 1024 {
+                    let merged = merge(&p.objects.entries, &recent);
+                    (Arc::new(Table::new(merged)), Vec::new())
                 } else {
                     (Arc::clone(&p.objects), recent)
                 }
@@ -313,7 +314,7 @@ impl RepoIndex {
         gated_by_name_only.dedup();
 
         let entry = std::mem::size_of::<Entry>();
-        let bytes = objects.capacity() * entry
+        let bytes = objects.bytes()
             + recent.capacity() * entry
             + sets.iter().map(|s| s.len() * 4 + 16).sum::<usize>()
             + gated_names.iter().map(|n| n.len() + 24).sum::<usize>()
@@ -353,16 +354,10 @@ impl RepoIndex {
     }
 
     fn lookup(&self, checksum: &[u8; 32]) -> Access<'_> {
-        for table in [&self.recent[..], &self.objects[..]] {
-            // The first eight bytes settle nearly every comparison; the order is the same.
-            let key = prefix(checksum);
-            let found =
-                table.binary_search_by(|(c, _)| prefix(c).cmp(&key).then_with(|| c.cmp(checksum)));
-            if let Ok(i) = found {
-                return self.access(table[i].1);
-            }
+        match search(&self.recent, checksum).or_else(|| self.objects.get(checksum)) {
+            Some(id) => self.access(id),
+            None => Access::Unknown,
         }
-        Access::Unknown
     }
 
     /// Whether everything below the dirtree `tree` is already open to `id`.
@@ -637,6 +632,64 @@ fn merge(base: &[Entry], newer: &[Entry]) -> Vec<Entry> {
     out
 }
 
+/// Entries sorted by checksum, with where each run of checksums sharing their leading bits
+/// starts: a lookup reads one pair of bounds and searches the few entries between them, two
+/// cache misses instead of one per step of a binary search over the whole table (at 10^6
+/// objects, twenty). Checksums are uniform, so the runs are even; about 8 bytes per 4 objects.
+#[derive(Debug)]
+struct Table {
+    entries: Vec<Entry>,
+    /// `starts[b]`: the first entry whose leading `bits` bits are `b` or more; then the length.
+    starts: Vec<usize>,
+    bits: u32,
+}
+
+impl Table {
+    fn new(entries: Vec<Entry>) -> Table {
+        // Four to eight entries per run.
+        let bits = (entries.len() / 4).max(1).ilog2();
+        let mut starts = Vec::with_capacity((1 << bits) + 1);
+        let mut at = 0;
+        for run in 0..1u64 << bits {
+            while entries.get(at).is_some_and(|e| leading(&e.0, bits) < run) {
+                at += 1;
+            }
+            starts.push(at);
+        }
+        starts.push(entries.len());
+        Table {
+            entries,
+            starts,
+            bits,
+        }
+    }
+
+    fn get(&self, checksum: &[u8; 32]) -> Option<u32> {
+        let run = usize::try_from(leading(checksum, self.bits)).ok()?;
+        let (start, end) = (*self.starts.get(run)?, *self.starts.get(run + 1)?);
+        search(self.entries.get(start..end)?, checksum)
+    }
+
+    fn bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.starts.capacity() * std::mem::size_of::<usize>()
+    }
+}
+
+/// The leading `bits` bits of a checksum, as a number.
+fn leading(checksum: &[u8; 32], bits: u32) -> u64 {
+    prefix(checksum).checked_shr(64 - bits).unwrap_or(0)
+}
+
+/// The access id of `checksum` in entries sorted by checksum.
+fn search(entries: &[Entry], checksum: &[u8; 32]) -> Option<u32> {
+    // The first eight bytes settle nearly every comparison; the order is the same.
+    let key = prefix(checksum);
+    let found =
+        entries.binary_search_by(|(c, _)| prefix(c).cmp(&key).then_with(|| c.cmp(checksum)));
+    found.ok().map(|i| entries[i].1)
+}
+
 /// A checksum's first eight bytes as a number: ordering by it orders as the bytes do, and for
 /// uniform checksums it nearly always decides a comparison without a 32-byte compare.
 fn prefix(checksum: &[u8; 32]) -> u64 {
@@ -650,6 +703,41 @@ mod tests {
     use tollgate_tests::fixture::{Fixture, write_files};
 
     use super::*;
+
+    #[test]
+    fn the_run_table_finds_every_entry_and_nothing_else() {
+        // Checksums spread evenly, crowded at the ends, and sizes around the run boundaries.
+        let checksum = |n: u64| {
+            let mut c = [0u8; 32];
+            let spread = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            c[..8].copy_from_slice(&spread.to_be_bytes());
+            c[16] = 1;
+            c[24..].copy_from_slice(&n.to_be_bytes());
+            c
+        };
+        let edge = |first: u8, n: u64| {
+            let mut c = [first; 32];
+            c[24..].copy_from_slice(&n.to_be_bytes());
+            c
+        };
+        for len in [0u64, 1, 3, 4, 7, 8, 9, 100, 1000, 4097] {
+            let mut entries: Vec<Entry> = (0..len)
+                .map(|n| (checksum(n), n as u32))
+                .chain((0..3).map(|n| (edge(0, n), 1000 + n as u32)))
+                .chain((0..3).map(|n| (edge(0xff, n), 2000 + n as u32)))
+                .collect();
+            entries.sort_unstable();
+            let table = Table::new(entries.clone());
+            for (c, id) in &entries {
+                assert_eq!(table.get(c), Some(*id), "len {len}");
+            }
+            for n in len..len + 50 {
+                assert_eq!(table.get(&checksum(n)), None, "len {len}, absent {n}");
+            }
+            assert_eq!(table.get(&edge(0, 99)), None);
+            assert_eq!(table.get(&edge(0xff, 99)), None);
+        }
+    }
 
     /// Every object on disk and every ref, as the index answers for it, with gated refs by name.
     fn answers(index: &RepoIndex, repo: &Path) -> Vec<(String, String)> {
