@@ -351,8 +351,10 @@ pub(crate) mod framed {
             (0, 1)
         } else {
             let size = offset_size(array.len());
-            let table = offset(array, array.len().checked_sub(size)?, size)?;
-            if table > array.len() || !(array.len() - table).is_multiple_of(size) {
+            let last = array.len().checked_sub(size)?;
+            // The last offset ends the last element and starts the table, which it is part of.
+            let table = offset(array, last, size)?;
+            if table > last || !(array.len() - table).is_multiple_of(size) {
                 return None;
             }
             (table, size)
@@ -592,6 +594,33 @@ mod tests {
         }
         assert!(Commit::parse(b"\0").is_err());
         assert!(DirMeta::parse(b"\0").is_err());
+    }
+
+    /// Framing that only a careless writer makes: the framed reader leaves each to the
+    /// deserializer or reads it as the deserializer does.
+    #[test]
+    fn the_framed_reader_takes_in_nothing_the_deserializer_refuses() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\0",
+            // A one-byte file array whose offset points past the elements into itself.
+            &[1, 1],
+            // Offsets out of order, and past the end.
+            &[0, 5, 1],
+            &[b'a', 0, 9, 2, 2],
+            &[0xff; 9],
+        ];
+        for bytes in cases {
+            let (mut files, mut dirs) = (Vec::new(), Vec::new());
+            if framed::children(bytes, &mut files, &mut dirs).is_some() {
+                let (mut want_files, mut want_dirs) = (Vec::new(), Vec::new());
+                DirTree::children_deserialized(bytes, &mut want_files, &mut want_dirs)
+                    .unwrap_or_else(|e| panic!("{bytes:?}: framed read it, deserializer: {e}"));
+                assert_eq!((files, dirs), (want_files, want_dirs), "{bytes:?}");
+            }
+        }
+        let (mut files, mut dirs) = (Vec::new(), Vec::new());
+        assert!(framed::children(&[1, 1], &mut files, &mut dirs).is_none());
     }
 
     #[test]
