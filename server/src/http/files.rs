@@ -34,6 +34,9 @@ const READ_WHOLE_LIMIT: u64 = 256 * 1024;
 /// Read size for streamed files (see dependencies.md: 4 KiB reads cost a factor of five).
 const STREAM_BUFFER: usize = 256 * 1024;
 
+/// 9999-12-31T23:59:59Z, the last time an HTTP date can say, after the Unix epoch.
+const LAST_HTTP_DATE: Duration = Duration::from_secs(253_402_300_799);
+
 /// Whether reading may wait on the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Disk {
@@ -128,6 +131,12 @@ pub(crate) struct Representation {
 
 impl Representation {
     fn with(len: u64, modified: SystemTime, tag: String, immutable: bool) -> io::Result<Self> {
+        // An HTTP date runs from 1970 to 9999 (rendering one outside panics): a file touched
+        // outside that range is served as if modified at its nearer end.
+        let modified = modified.clamp(
+            SystemTime::UNIX_EPOCH,
+            SystemTime::UNIX_EPOCH + LAST_HTTP_DATE,
+        );
         let invalid = || io::Error::other(format!("invalid ETag {tag}"));
         let etag: ETag = tag.parse().map_err(|_| invalid())?;
         let etag_value = HeaderValue::from_str(&tag).map_err(|_| invalid())?;
@@ -496,11 +505,15 @@ fn stream_file(file: File, start: u64, len: u64) -> impl Stream<Item = io::Resul
                 "the file ended before its length: it was truncated while being served",
             ));
         }
-        chunk.truncate(n);
-        Ok(Some((
-            Bytes::from(chunk),
-            (file, at + n as u64, left - n as u64),
-        )))
+        // A short read (part of the range cached) should not pin the whole buffer while hyper
+        // queues it.
+        let chunk = if n * 2 < chunk.len() {
+            Bytes::copy_from_slice(&chunk[..n])
+        } else {
+            chunk.truncate(n);
+            Bytes::from(chunk)
+        };
+        Ok(Some((chunk, (file, at + n as u64, left - n as u64))))
     })
 }
 
@@ -673,6 +686,17 @@ mod tests {
         };
         assert_eq!(got, bytes[..STREAM_BUFFER]);
         assert!(error.contains("truncated"), "{error}");
+    }
+
+    #[test]
+    fn files_dated_outside_what_http_can_say_are_served_at_its_ends() {
+        let tag = || "\"abc\"".to_owned();
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(86_400 * 365 * 10);
+        let rep = Representation::with(1, before, tag(), true).unwrap();
+        assert_eq!(rep.modified_value, "Thu, 01 Jan 1970 00:00:00 GMT");
+        let after = SystemTime::UNIX_EPOCH + LAST_HTTP_DATE + Duration::from_secs(86_400 * 400);
+        let rep = Representation::with(1, after, tag(), true).unwrap();
+        assert_eq!(rep.modified_value, "Fri, 31 Dec 9999 23:59:59 GMT");
     }
 
     #[test]
