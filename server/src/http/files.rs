@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use headers::{ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch, LastModified};
+use headers::{ETag, Header as _, HeaderMapExt, IfModifiedSince, IfNoneMatch, LastModified};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use rustix::io::{Errno, ReadWriteFlags};
 use tollgate_ostree_format::{RepoPath, SubSummary, client_config};
@@ -37,15 +37,6 @@ const STREAM_BUFFER: usize = 256 * 1024;
 /// 9999-12-31T23:59:59Z, the last time an HTTP date can say, after the Unix epoch.
 const LAST_HTTP_DATE: Duration = Duration::from_secs(253_402_300_799);
 
-/// Whether reading may wait on the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Disk {
-    /// In the blocking pool: open and read as usual.
-    Wait,
-    /// On an async worker: only what the kernel has cached, else an error of kind
-    /// `WouldBlock` (and the caller tries again with [`Disk::Wait`] in the blocking pool).
-    NoWait,
-}
 /// Content-addressed files never change: let every cache keep them for a year.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Summaries, refs and config change on every publish: caches must ask again each time.
@@ -56,6 +47,16 @@ const PRIVATE: &str = "private, no-store";
 /// [`READ_WHOLE_LIMIT`] each): they never change once written, so a hot object is served
 /// again without a trip to the blocking pool or the disk.
 pub(crate) const FILE_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Whether reading may wait on the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Disk {
+    /// In the blocking pool: open and read as usual.
+    Wait,
+    /// On an async worker: only what the kernel has cached, else an error of kind
+    /// `WouldBlock` (and the caller tries again with [`Disk::Wait`] in the blocking pool).
+    NoWait,
+}
 
 /// A content-addressed file read whole, ready to be served again (the gate still decides).
 #[derive(Debug)]
@@ -119,11 +120,11 @@ impl Conditions {
 pub(crate) struct Representation {
     pub len: u64,
     pub modified: SystemTime,
-    /// The entity tag, quotes included, and the same parsed for `If-None-Match`.
-    pub tag: String,
+    /// The entity tag, parsed for `If-None-Match`.
     pub etag: ETag,
     pub immutable: bool,
-    /// `ETag`, `Last-Modified` and `Content-Length` (of the whole file) as sent.
+    /// `ETag` (quotes included; `If-Range` compares with it), `Last-Modified` and
+    /// `Content-Length` (of the whole file) as sent.
     etag_value: HeaderValue,
     modified_value: HeaderValue,
     len_value: HeaderValue,
@@ -140,15 +141,14 @@ impl Representation {
         let invalid = || io::Error::other(format!("invalid ETag {tag}"));
         let etag: ETag = tag.parse().map_err(|_| invalid())?;
         let etag_value = HeaderValue::from_str(&tag).map_err(|_| invalid())?;
-        let mut modified_value = HeaderMap::new();
-        modified_value.typed_insert(LastModified::from(modified));
-        let modified_value = modified_value
-            .remove(header::LAST_MODIFIED)
+        let mut rendered = Vec::with_capacity(1);
+        LastModified::from(modified).encode(&mut rendered);
+        let modified_value = rendered
+            .pop()
             .ok_or_else(|| io::Error::other("Last-Modified did not render"))?;
         Ok(Representation {
             len,
             modified,
-            tag,
             etag,
             immutable,
             etag_value,
@@ -219,7 +219,7 @@ pub(crate) fn plan(rep: &Representation, conditions: &Conditions) -> Plan {
         return Plan::Full;
     };
     if let Some(if_range) = &conditions.if_range
-        && if_range.trim() != rep.tag
+        && if_range.trim().as_bytes() != rep.etag_value.as_bytes()
     {
         return Plan::Full;
     }
@@ -283,7 +283,8 @@ fn single_range(header: &str, len: u64) -> Plan {
     }
 }
 
-/// A file opened and planned in the blocking pool, ready to become a response.
+/// A file opened and planned (on the worker or in the blocking pool), ready to become a
+/// response.
 #[derive(Debug)]
 pub(crate) struct Prepared {
     rep: Arc<Representation>,
