@@ -8,8 +8,9 @@
 //! so they need no entries of their own.
 //!
 //! A built index is immutable: [`live::LiveIndex`] makes a new one when the refs change and
-//! swaps it in whole, so a request always sees one consistent index. Lookups are a binary
-//! search in sorted arrays of (checksum, access id): 36 bytes per object.
+//! swaps it in whole, so a request always sees one consistent index. Entries (checksum, access
+//! id) are sorted by checksum, with where each run of leading checksum bits starts, so a lookup
+//! searches a few neighbours: 37 to 38 bytes per object.
 //!
 //! **Building.** Public refs are walked first, then gated ones, each on as many threads as the
 //! machine has (up to four). A dirtree is read once per ref at most, and a gated walk does not go
@@ -34,8 +35,7 @@ use std::time::{Duration, Instant};
 
 use foldhash::HashSet;
 use tollgate_ostree_format::{
-    Checksum, ObjectName, ObjectType, Repo, RepoError, WalkError, commit_closure_visit,
-    commit_history, load_commit,
+    Checksum, Repo, RepoError, WalkError, commit_closure_visit, commit_history, load_commit,
 };
 
 /// Access id of public objects and refs.
@@ -462,45 +462,46 @@ fn plan_build(tips: &[Tip], repo: &Repo) -> Result<Vec<Work>, IndexError> {
 }
 
 /// The commits new since `previous`, when every change is a ref added or moved forward;
-/// `None` when the index must be built anew.
+/// `None` when the index must be built anew. Both lists are sorted by name (`read_tips`), and
+/// a name's tips (refs/heads and refs/mirrors) are matched among themselves.
 fn plan_update(previous: &RepoIndex, tips: &[Tip], repo: &Repo) -> Option<Vec<Work>> {
-    let count = |list: &[Tip], name: &str| list.iter().filter(|t| t.name == name).count();
-    for old in &previous.tips {
-        let same_kind = tips
-            .iter()
-            .filter(|t| t.name == old.name)
-            .all(|t| t.gated == old.gated);
-        if !same_kind || count(tips, &old.name) != count(&previous.tips, &old.name) {
-            return None;
-        }
-    }
-    let mut unmatched: Vec<&Tip> = previous.tips.iter().collect();
+    let mut old_by_name: HashMap<&str, &[Tip]> = previous
+        .tips
+        .chunk_by(|a, b| a.name == b.name)
+        .map(|same| (same[0].name.as_str(), same))
+        .collect();
     let mut work = Vec::new();
-    for tip in tips {
-        if let Some(i) = unmatched
-            .iter()
-            .position(|o| o.name == tip.name && o.commit == tip.commit)
-        {
-            unmatched.swap_remove(i);
-            continue;
-        }
-        let commits = history(repo, &tip.name, tip.commit).ok()?;
-        let commits = match unmatched.iter().position(|o| o.name == tip.name) {
-            // Moved: forward only, onto a history that holds the old tip.
-            Some(i) => {
-                let old = unmatched.swap_remove(i).commit;
-                let cut = commits.iter().position(|c| *c == old)?;
-                commits[..cut].to_vec()
-            }
-            None => commits,
+    for same in tips.chunk_by(|a, b| a.name == b.name) {
+        // A ref deleted (fewer tips of a name) or switched between public and gated (one
+        // `gated` for all tips of a name) can take access away.
+        let mut unmatched: Vec<&Tip> = match old_by_name.remove(same[0].name.as_str()) {
+            Some(old) if old.len() != same.len() || old[0].gated != same[0].gated => return None,
+            Some(old) => old.iter().collect(),
+            None => Vec::new(),
         };
-        work.push(Work {
-            name: tip.name.clone(),
-            id: PUBLIC,
-            commits,
-        });
+        for tip in same {
+            if let Some(i) = unmatched.iter().position(|o| o.commit == tip.commit) {
+                unmatched.swap_remove(i);
+                continue;
+            }
+            let commits = history(repo, &tip.name, tip.commit).ok()?;
+            let commits = match unmatched.pop() {
+                // Moved: forward only, onto a history that holds the old tip.
+                Some(old) => {
+                    let cut = commits.iter().position(|c| *c == old.commit)?;
+                    commits[..cut].to_vec()
+                }
+                None => commits,
+            };
+            work.push(Work {
+                name: tip.name.clone(),
+                id: PUBLIC,
+                commits,
+            });
+        }
     }
-    Some(work)
+    // A name no longer there: a ref deleted.
+    old_by_name.is_empty().then_some(work)
 }
 
 /// `commit` and its ancestors still in the repository. A parent that cannot be read ends the
@@ -572,8 +573,7 @@ fn walk_all(
                     // A partial commit (objects still arriving, or pruned): index what is
                     // there, and log; missing objects cannot be served anyway.
                     Err(e @ (WalkError::Missing(_) | WalkError::Corrupt { .. })) => {
-                        let object = ObjectName::new(*commit, ObjectType::Commit);
-                        out.pairs.push((*object.checksum.as_bytes(), item.id));
+                        out.pairs.push((*commit.as_bytes(), item.id));
                         out.partial = true;
                         tracing::warn!("ref {}, commit {commit}: {e}", item.name);
                     }
