@@ -193,7 +193,7 @@ pub fn run(
         let refresher = tokio::spawn(follow_rotations(Arc::clone(&state), keys, trusted, ttl));
         tracing::info!("listening on http://{addr}/");
         ready(addr);
-        http::listener::run(listener, http::routes(state), shutdown_signal()).await;
+        http::listener::run(listener, state, shutdown_signal()).await;
         refresher.abort();
         audit.close().await;
         store.close().await;

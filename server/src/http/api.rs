@@ -21,7 +21,7 @@ use crate::store::now;
 use crate::tokens::{LEEWAY_SECS, SubsetError, SubsetRequest};
 
 /// A request body, not yet read.
-pub type Body = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
+pub type Body = Pin<Box<dyn Stream<Item = Result<Bytes, hyper::Error>> + Send>>;
 
 /// Token requests are small: a list of refs.
 const MAX_TOKEN_REQUEST: usize = 64 * 1024;

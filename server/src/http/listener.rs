@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -22,21 +23,17 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio::net::TcpListener;
-use tower_service::Service;
-use warp::Filter;
-use warp::reply::Response;
+
+use super::AppState;
 
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests may take to finish once shutdown has begun.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `routes` on `listener` until `shutdown` completes, then drains open connections.
-pub async fn run<F>(listener: TcpListener, routes: F, shutdown: impl Future<Output = ()>)
-where
-    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
-{
-    let service = warp::service(routes);
+/// Serves `state`'s routes on `listener` until `shutdown` completes, then drains open
+/// connections.
+pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -60,13 +57,12 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("setting TCP_NODELAY for {peer}: {e}");
         }
-        let service = service.clone();
-        let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        let state = Arc::clone(&state);
+        let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
             let log = AccessLog::start(peer, &request);
-            request.extensions_mut().insert(super::Peer(peer));
-            let mut service = service.clone();
+            let state = Arc::clone(&state);
             async move {
-                let response = service.call(request).await?;
+                let response = super::handle(&state, request, peer).await;
                 Ok::<_, Infallible>(log.attach(response))
             }
         });

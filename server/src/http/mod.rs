@@ -13,18 +13,14 @@ mod flatpakrepo;
 mod gate;
 pub mod listener;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use bytes::Buf;
-use futures_util::TryStreamExt;
 use http::{HeaderMap, Method};
+use http_body_util::BodyExt as _;
 use percent_encoding::percent_decode_str;
 use tollgate_ostree_format::{DeltaFile, ObjectType, RepoPath};
-use warp::Filter;
-use warp::filters::path::FullPath;
 use warp::reply::Response;
 
 use crate::audit::{AuditWriter, DownloadRecord};
@@ -65,10 +61,6 @@ impl Served {
         self.repo.name.as_deref().unwrap_or("")
     }
 }
-
-/// The client's address, which the listener puts in each request's extensions.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
 
 /// What every request handler can see.
 #[derive(Debug)]
@@ -128,53 +120,29 @@ impl AppState {
     }
 }
 
-/// Hands every request, with what the handlers need, to [`route`].
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    warp::method()
-        .and(warp::path::full())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::headers_cloned())
-        .and(warp::ext::optional::<Peer>())
-        .and(warp::body::stream().map(boxed_body))
-        .and(warp::any().map(move || Arc::clone(&state)))
-        .then(
-            |method,
-             path: FullPath,
-             query: String,
-             headers,
-             peer: Option<Peer>,
-             body,
-             state: Arc<AppState>| async move {
-                route(
-                    &state,
-                    method,
-                    path.as_str(),
-                    &query,
-                    headers,
-                    peer.map(|p| p.0),
-                    body,
-                )
-                .await
-                .unwrap_or_else(HttpError::into_response)
-            },
-        )
-        // The filters above do not reject (a body is never taken twice); should one, answer.
-        .recover(|rejection: warp::Rejection| async move {
-            tracing::error!("a request was rejected before routing: {rejection:?}");
-            Ok::<_, Infallible>(HttpError::Internal.into_response())
-        })
-        .unify()
-}
-
-/// A request body as a boxed stream of bytes.
-fn boxed_body<S, B>(body: S) -> Body
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
-    B: Buf + Send + 'static,
-{
-    Box::pin(body.map_ok(|mut chunk| chunk.copy_to_bytes(chunk.remaining())))
+/// Answers one request: its parts, as the route table wants them, handed to [`route`].
+///
+/// The request goes straight from hyper to the route table: the table is one `match` on the
+/// path, so a framework's filter chain in front of it would only cost (it cloned the headers of
+/// every request).
+pub async fn handle(
+    state: &AppState,
+    request: http::Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body: Body = Box::pin(body.into_data_stream());
+    route(
+        state,
+        parts.method,
+        parts.uri.path(),
+        parts.uri.query().unwrap_or_default(),
+        parts.headers,
+        Some(peer),
+        body,
+    )
+    .await
+    .unwrap_or_else(HttpError::into_response)
 }
 
 /// The route table: every endpoint of the server, in one place.
