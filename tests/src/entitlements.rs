@@ -1297,7 +1297,7 @@ fn keys_rotate_while_serving() {
 }
 
 #[test]
-fn instances_sharing_a_postgresql_database_trust_each_other() {
+fn instances_sharing_a_postgresql_database_act_as_one_service() {
     let fx = Fixture::new();
     let g = gated_repo(&fx);
     let postgres = Postgres::start();
@@ -1337,6 +1337,43 @@ fn instances_sharing_a_postgresql_database_trust_each_other() {
         assert!(Instant::now() < deadline, "A never trusted B's key");
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // The audit is one: A lists the token B issued.
+    let issued = a.wait_for_audit("tokens", "limit=1000", 2);
+    for token in [&from_a, &from_b] {
+        let jti = &claims(token)["jti"];
+        assert!(
+            issued.iter().any(|t| &t["jti"] == jti),
+            "{jti} in {issued:?}"
+        );
+    }
+
+    // A license deactivated through A gets no new token from B once B's reading of the
+    // database's change counter is older than 50 ms (what it keeps in memory is trusted no
+    // longer than that). A token already issued lives out its short life.
+    let id = a.admin_ok(200, "GET", "licenses", None)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let set_active = |through: &Service, active: bool| {
+        let path = format!("licenses/{id}");
+        through.admin_ok(200, "PATCH", &path, Some(json!({ "active": active })));
+    };
+    set_active(&a, false);
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, answer) = b.tokens(Some(&bearer(&key)), &ask);
+    assert_eq!(
+        (status, error_type(&answer)),
+        (401, "license-inactive"),
+        "{answer}"
+    );
+    assert_eq!(fetch(&b.server, &head, Some(&from_b)).status, 200);
+
+    // And one reactivated through B is honoured by A again.
+    set_active(&b, true);
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, answer) = a.tokens(Some(&bearer(&key)), &ask);
+    assert_eq!(status, 200, "{answer}");
 }
 
 #[test]
