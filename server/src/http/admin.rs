@@ -21,7 +21,7 @@
 //! Times are seconds since the epoch; `expires` also takes an RFC 3339 string, and `null` for
 //! never.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use http::{HeaderMap, Method, StatusCode};
@@ -45,10 +45,10 @@ pub async fn handle(
     rest: &str,
     query: &str,
     headers: &HeaderMap,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let client = peer.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |p| p.ip());
+    let client = peer.ip();
     authorize(state, headers, client).await?;
     let segments: Vec<String> = rest
         .split('/')

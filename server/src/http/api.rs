@@ -3,7 +3,7 @@
 //! one before keeping it) and `GET /.well-known/jwks.json` (the public keys tokens are signed
 //! with).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 
 use base64::Engine as _;
@@ -82,7 +82,7 @@ pub async fn tokens(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     body: Body,
 ) -> Result<Response, HttpError> {
     if method != Method::POST {
@@ -143,15 +143,11 @@ pub async fn tokens(
 }
 
 /// The credential a request presents, and the address its failures count against.
-fn credential_and_client(
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-) -> (Option<Credential>, IpAddr) {
+fn credential_and_client(headers: &HeaderMap, peer: SocketAddr) -> (Option<Credential>, IpAddr) {
     let credential = headers
         .get(header::AUTHORIZATION)
         .map(|v| Credential::from_header(v.to_str().unwrap_or_default()));
-    let client = peer.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |p| p.ip());
-    (credential, client)
+    (credential, peer.ip())
 }
 
 fn issue_error(e: IssueError, doing: &str) -> HttpError {
@@ -176,7 +172,7 @@ pub async fn entitlements(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
 ) -> Result<Response, HttpError> {
     if method != Method::GET {
         return Err(HttpError::MethodNotAllowed("GET"));

@@ -138,7 +138,7 @@ pub async fn handle(
         parts.uri.path(),
         parts.uri.query().unwrap_or_default(),
         parts.headers,
-        Some(peer),
+        peer,
         body,
     )
     .await
@@ -152,7 +152,7 @@ async fn route(
     path: &str,
     query: &str,
     headers: HeaderMap,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     body: Body,
 ) -> Result<Response, HttpError> {
     // The API's handlers are boxed: their futures are large (the admin API's is 15 KB), and
@@ -187,12 +187,12 @@ fn metrics(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
 ) -> Result<Response, HttpError> {
     get_or_head(method)?;
     let allowed = match &state.metrics_token {
         Some(token) => bearer_matches(headers, token),
-        None => peer.is_some_and(|p| p.ip().is_loopback()),
+        None => peer.ip().is_loopback(),
     };
     if !allowed {
         return Err(HttpError::MetricsRefused {
