@@ -426,6 +426,24 @@ pub(crate) mod framed {
     }
 }
 
+/// A dirtree's file checksums and (tree, meta) pairs.
+#[cfg(test)]
+pub(crate) type Children = (Vec<Checksum>, Vec<(Checksum, Checksum)>);
+
+/// A dirtree's children as each reader finds them: the framed reader's (`None` where it
+/// declines) and the general deserializer's, for the tests that hold one to the other.
+#[cfg(test)]
+pub(crate) fn children_both_ways(
+    bytes: &[u8],
+) -> (Option<Children>, Result<Children, ObjectError>) {
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    let framed = framed::children(bytes, &mut files, &mut dirs).map(|()| (files, dirs));
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    let deserialized =
+        DirTree::children_deserialized(bytes, &mut files, &mut dirs).map(|()| (files, dirs));
+    (framed, deserialized)
+}
+
 #[derive(Deserialize, Type)]
 struct RawDirMeta<'a>(u32, u32, u32, #[serde(borrow)] Vec<(&'a Bytes, &'a Bytes)>);
 
@@ -611,16 +629,13 @@ mod tests {
             &[0xff; 9],
         ];
         for bytes in cases {
-            let (mut files, mut dirs) = (Vec::new(), Vec::new());
-            if framed::children(bytes, &mut files, &mut dirs).is_some() {
-                let (mut want_files, mut want_dirs) = (Vec::new(), Vec::new());
-                DirTree::children_deserialized(bytes, &mut want_files, &mut want_dirs)
+            if let (Some(framed), deserialized) = children_both_ways(bytes) {
+                let deserialized = deserialized
                     .unwrap_or_else(|e| panic!("{bytes:?}: framed read it, deserializer: {e}"));
-                assert_eq!((files, dirs), (want_files, want_dirs), "{bytes:?}");
+                assert_eq!(framed, deserialized, "{bytes:?}");
             }
         }
-        let (mut files, mut dirs) = (Vec::new(), Vec::new());
-        assert!(framed::children(&[1, 1], &mut files, &mut dirs).is_none());
+        assert!(children_both_ways(&[1, 1]).0.is_none());
     }
 
     #[test]

@@ -562,12 +562,9 @@ proptest! {
         let _ = parses(kind, &bytes);
         let _ = DirTree::children(&bytes, &mut Vec::new(), &mut Vec::new());
         // The framed reader takes in nothing the deserializer refuses, and reads the same.
-        let (mut files, mut dirs) = (Vec::new(), Vec::new());
-        if crate::objects::framed::children(&bytes, &mut files, &mut dirs).is_some() {
-            let (mut want_files, mut want_dirs) = (Vec::new(), Vec::new());
-            let deserialized = DirTree::children_deserialized(&bytes, &mut want_files, &mut want_dirs);
+        if let (Some(framed), deserialized) = crate::objects::children_both_ways(&bytes) {
             prop_assert!(deserialized.is_ok(), "framed read what the deserializer refuses: {deserialized:?}");
-            prop_assert_eq!((files, dirs), (want_files, want_dirs));
+            prop_assert_eq!(Some(framed), deserialized.ok());
         }
     }
 }
@@ -582,14 +579,10 @@ fn real_dirtrees_are_read_by_the_framed_reader() {
         if !matches!(kind, Sample::DirTree) {
             continue;
         }
-        let (mut files, mut dirs) = (Vec::new(), Vec::new());
-        assert!(
-            crate::objects::framed::children(bytes, &mut files, &mut dirs).is_some(),
-            "the framed reader declined a real dirtree: {bytes:02x?}"
-        );
-        let (mut want_files, mut want_dirs) = (Vec::new(), Vec::new());
-        DirTree::children_deserialized(bytes, &mut want_files, &mut want_dirs).unwrap();
-        assert_eq!((files, dirs), (want_files, want_dirs));
+        let (framed, deserialized) = crate::objects::children_both_ways(bytes);
+        let framed = framed
+            .unwrap_or_else(|| panic!("the framed reader declined a real dirtree: {bytes:02x?}"));
+        assert_eq!(framed, deserialized.unwrap());
         read += 1;
     }
     assert!(read > 10, "only {read} dirtrees in the samples");

@@ -615,7 +615,6 @@ mod tests {
     #[tokio::test]
     async fn files_read_on_the_worker_or_in_the_pool_give_the_same_bytes() {
         let f = files();
-        let _ = &f.dir;
         for (path, bytes) in [&f.small, &f.large] {
             // Just written: in the page cache, so the worker reads it itself.
             let cached = prepare(&f.repo, path, &get(), true, Disk::NoWait)
