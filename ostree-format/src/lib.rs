@@ -12,6 +12,7 @@ mod objects;
 mod path;
 mod refs;
 mod repo;
+mod storage;
 mod walk;
 
 pub use checksum::{Checksum, ChecksumError};
@@ -24,6 +25,7 @@ pub use objects::{
 pub use path::{DeltaFile, DeltaName, RepoPath, SubSummary, SummaryFile};
 pub use refs::{CollectionId, NameError, RefName};
 pub use repo::{Repo, RepoConfig, RepoError, client_config, flatpak_repo_file};
+pub use storage::{Listed, LocalStorage, Storage};
 pub use walk::{
     ObjectSource, WalkError, commit_closure, commit_closure_into, commit_closure_visit,
     commit_history, load_commit,

@@ -1,4 +1,5 @@
-//! An archive repository on the local file system: its `config`, its refs, its objects.
+//! An archive repository, in a local folder or in object storage: its `config`, its refs, its
+//! objects.
 //!
 //! This reads; it never writes, locks or repairs anything. Serving files to clients is the
 //! server's business (with its own guards against symlinks); this module only reads metadata
@@ -6,10 +7,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::checksum::Checksum;
 use crate::object::ObjectName;
 use crate::refs::{CollectionId, NameError, RefName};
+use crate::storage::{Listed, LocalStorage, Storage};
 use crate::walk::ObjectSource;
 
 /// Why a repository could not be opened or read.
@@ -57,8 +60,6 @@ pub enum RepoError {
         .path.display()
     )]
     RefSymlink { path: PathBuf },
-    #[error("{}: the name is not UTF-8", .path.display())]
-    NonUtf8Name { path: PathBuf },
     #[error("reading {}", .path.display())]
     Io {
         path: PathBuf,
@@ -224,18 +225,14 @@ pub fn flatpak_repo_file(text: &str, url: &str, default_authenticator: &str) -> 
 /// An archive repository opened for reading.
 #[derive(Debug, Clone)]
 pub struct Repo {
-    root: PathBuf,
+    storage: Arc<dyn Storage>,
     config: RepoConfig,
 }
 
 impl Repo {
-    /// Opens the archive repository at `path`, refusing anything else with a [`RepoError`] that
-    /// says what the path is instead.
+    /// Opens the archive repository in the local folder `path`, refusing anything else with a
+    /// [`RepoError`] that says what the path is instead.
     pub fn open(path: &Path) -> Result<Repo, RepoError> {
-        let io_err = |source| RepoError::Io {
-            path: path.to_owned(),
-            source,
-        };
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
@@ -248,52 +245,78 @@ impl Repo {
                     path: path.to_owned(),
                 });
             }
-            Err(e) => return Err(io_err(e)),
-        }
-        let config_path = path.join("config");
-        let text = match std::fs::read(&config_path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
-                ) =>
-            {
-                return Err(RepoError::NotARepo {
-                    path: path.to_owned(),
-                });
-            }
             Err(source) => {
                 return Err(RepoError::Io {
-                    path: config_path,
+                    path: path.to_owned(),
                     source,
                 });
             }
-        };
-        let config = RepoConfig::parse(&text, path)?;
-        if !config.is_archive() {
-            return Err(RepoError::NotArchive {
+        }
+        if path.join("config").is_dir() {
+            return Err(RepoError::NotARepo {
                 path: path.to_owned(),
-                mode: config.mode,
             });
         }
+        let repo = Repo::open_in(Arc::new(LocalStorage::new(path)))?;
         if !path.join("objects").is_dir() {
             return Err(RepoError::NoObjects {
                 path: path.to_owned(),
             });
         }
-        Ok(Repo {
-            root: path.to_owned(),
-            config,
-        })
+        Ok(repo)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Opens the archive repository in `storage`: reads and checks its `config`.
+    pub fn open_in(storage: Arc<dyn Storage>) -> Result<Repo, RepoError> {
+        let path = PathBuf::from(storage.location());
+        let text = match storage.read("config") {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(None) => return Err(RepoError::NotARepo { path }),
+            Err(source) => {
+                return Err(RepoError::Io {
+                    path: path.join("config"),
+                    source,
+                });
+            }
+        };
+        let config = RepoConfig::parse(&text, &path)?;
+        if !config.is_archive() {
+            return Err(RepoError::NotArchive {
+                path,
+                mode: config.mode,
+            });
+        }
+        Ok(Repo { storage, config })
+    }
+
+    /// Where the repository is, for messages: its folder, or its address in object storage.
+    pub fn location(&self) -> &str {
+        self.storage.location()
+    }
+
+    /// The repository's folder, when it is on the local file system.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.storage.local_root()
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
     }
 
     pub fn config(&self) -> &RepoConfig {
         &self.config
+    }
+
+    /// `relative` inside the repository, for messages.
+    fn display_path(&self, relative: &str) -> PathBuf {
+        Path::new(self.location()).join(relative)
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<Listed>, RepoError> {
+        self.storage.list(dir).map_err(|source| RepoError::Io {
+            path: self.display_path(dir),
+            source,
+        })
     }
 
     /// Every ref under `refs/heads`, sorted by name. A file there that is not a ref (a bad
@@ -309,12 +332,17 @@ impl Repo {
         invalid: &mut dyn FnMut(RepoError),
     ) -> Result<Vec<(RefName, Checksum)>, RepoError> {
         let mut refs = Vec::new();
-        collect_refs(&self.root.join("refs/heads"), "", &mut refs, invalid)?;
+        for file in self.list("refs/heads")? {
+            let name = &file.path["refs/heads/".len()..];
+            if let Some(found) = self.read_ref(&file, name, invalid) {
+                refs.push(found);
+            }
+        }
         refs.sort();
         Ok(refs)
     }
 
-    /// Every ref under `refs/mirrors/<collection-id>/`, sorted. A file there that is not a ref
+    /// Every ref under `refs/mirrors`, sorted. A file there that is not a ref
     /// is an error; see [`Repo::mirrors_skipping`].
     pub fn mirrors(&self) -> Result<Vec<(CollectionId, RefName, Checksum)>, RepoError> {
         strict(|invalid| self.mirrors_skipping(invalid))
@@ -327,24 +355,81 @@ impl Repo {
         invalid: &mut dyn FnMut(RepoError),
     ) -> Result<Vec<(CollectionId, RefName, Checksum)>, RepoError> {
         let mut out = Vec::new();
-        for (name, path) in read_dir_sorted(&self.root.join("refs/mirrors"))? {
-            let cid = match CollectionId::new(&name) {
+        let mut refused: Option<String> = None;
+        for file in self.list("refs/mirrors")? {
+            let inside = &file.path["refs/mirrors/".len()..];
+            let Some((collection, name)) = inside.split_once('/') else {
+                // A file directly in refs/mirrors, where only collection folders belong.
+                invalid(RepoError::RefName {
+                    path: self.display_path(&file.path),
+                    source: NameError::CollectionId(inside.to_owned()),
+                });
+                continue;
+            };
+            let cid = match CollectionId::new(collection) {
                 Ok(cid) => cid,
                 Err(source) => {
-                    invalid(RepoError::RefName { path, source });
+                    // Once per collection folder, not once per file in it.
+                    if refused.as_deref() != Some(collection) {
+                        refused = Some(collection.to_owned());
+                        invalid(RepoError::RefName {
+                            path: self.display_path(&format!("refs/mirrors/{collection}")),
+                            source,
+                        });
+                    }
                     continue;
                 }
             };
-            let mut refs = Vec::new();
-            collect_refs(&path, "", &mut refs, invalid)?;
-            out.extend(refs.into_iter().map(|(r, c)| (cid.clone(), r, c)));
+            if let Some((name, checksum)) = self.read_ref(&file, name, invalid) {
+                out.push((cid, name, checksum));
+            }
         }
         out.sort();
         Ok(out)
     }
 
-    pub fn object_path(&self, object: &ObjectName) -> PathBuf {
-        self.root.join(object.relative_path())
+    /// The ref in `file`, named `name`; `None` (after telling `invalid`, unless it is simply
+    /// gone or still being written) when it is not one.
+    fn read_ref(
+        &self,
+        file: &Listed,
+        name: &str,
+        invalid: &mut dyn FnMut(RepoError),
+    ) -> Option<(RefName, Checksum)> {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        if is_write_in_progress(base) {
+            return None;
+        }
+        let path = self.display_path(&file.path);
+        if file.symlink {
+            invalid(RepoError::RefSymlink { path });
+            return None;
+        }
+        let name = match RefName::new(name) {
+            Ok(name) => name,
+            Err(source) => {
+                invalid(RepoError::RefName { path, source });
+                return None;
+            }
+        };
+        let checksum = match self.storage.read(&file.path) {
+            Ok(Some(bytes)) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| Checksum::from_hex(text.trim_end_matches('\n')).ok()),
+            // Removed since the folder was listed: a ref deleted a moment ago.
+            Ok(None) => return None,
+            Err(source) => {
+                invalid(RepoError::Io { path, source });
+                return None;
+            }
+        };
+        match checksum {
+            Some(checksum) => Some((name, checksum)),
+            None => {
+                invalid(RepoError::RefContent { path });
+                None
+            }
+        }
     }
 }
 
@@ -359,62 +444,6 @@ fn strict<T>(
     first.map_or(Ok(listed), Err)
 }
 
-/// Reads the ref files below `dir` (a folder of `refs/heads` or of one collection under
-/// `refs/mirrors`), naming them `prefix/...`.
-fn collect_refs(
-    dir: &Path,
-    prefix: &str,
-    out: &mut Vec<(RefName, Checksum)>,
-    invalid: &mut dyn FnMut(RepoError),
-) -> Result<(), RepoError> {
-    for (name, path) in read_dir_sorted(dir)? {
-        if is_write_in_progress(&name) {
-            continue;
-        }
-        let full = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let file_type = match std::fs::symlink_metadata(&path) {
-            Ok(meta) => meta.file_type(),
-            // Removed since the folder was listed: a ref deleted a moment ago.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(RepoError::Io { path, source }),
-        };
-        if file_type.is_dir() {
-            collect_refs(&path, &full, out, invalid)?;
-            continue;
-        }
-        if file_type.is_symlink() {
-            invalid(RepoError::RefSymlink { path });
-            continue;
-        }
-        let name = match RefName::new(&full) {
-            Ok(name) => name,
-            Err(source) => {
-                invalid(RepoError::RefName { path, source });
-                continue;
-            }
-        };
-        let checksum = match std::fs::read(&path) {
-            Ok(bytes) => std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|text| Checksum::from_hex(text.trim_end_matches('\n')).ok()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                invalid(RepoError::Io { path, source });
-                continue;
-            }
-        };
-        match checksum {
-            Some(checksum) => out.push((name, checksum)),
-            None => invalid(RepoError::RefContent { path }),
-        }
-    }
-    Ok(())
-}
-
 /// Whether `name` is a file ostree is writing: libglnx links a new ref's contents as
 /// `tmp.XXXXXX` in the ref's folder and then renames it into place. Such a file is not a ref,
 /// and read in that instant it would look like one.
@@ -423,45 +452,13 @@ fn is_write_in_progress(name: &str) -> bool {
         .is_some_and(|rest| rest.len() == 6 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// The entries of `dir` as (name, path), sorted; a missing directory has none.
-fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, PathBuf)>, RepoError> {
-    let io_err = |source| RepoError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err)?;
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|_| RepoError::NonUtf8Name { path: entry.path() })?;
-        out.push((name, entry.path()));
-    }
-    out.sort();
-    Ok(out)
-}
-
 impl ObjectSource for Repo {
     fn read(&self, object: &ObjectName) -> io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.object_path(object)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.storage.read(&object.relative_path())
     }
 
     fn exists(&self, object: &ObjectName) -> io::Result<bool> {
-        match std::fs::symlink_metadata(self.object_path(object)) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.storage.exists(&object.relative_path())
     }
 }
 

@@ -294,8 +294,9 @@ impl DataDirArg {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// An OSTree archive repository to serve. `PATH` serves it at `/`; `NAME=PATH` serves it at
-    /// `/NAME/`. Repeat to serve several (at most one at `/`).
+    /// An OSTree archive repository to serve: a folder, or `s3://BUCKET/PREFIX` in S3-compatible
+    /// object storage (see [storage] in the configuration). `PATH` serves it at `/`;
+    /// `NAME=PATH` serves it at `/NAME/`. Repeat to serve several (at most one at `/`).
     #[arg(long = "repo", value_name = "[NAME=]PATH", required = true)]
     pub repos: Vec<RepoArg>,
     #[command(flatten)]

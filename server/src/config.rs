@@ -15,6 +15,18 @@
 //!
 //! [metrics]
 //! token-file = "/etc/tollgate/metrics-token"   # a bearer token for /metrics (else loopback only)
+//!
+//! # For repositories in object storage (--repo s3://bucket/prefix); each key falls back to the
+//! # usual AWS_* environment variable.
+//! [storage]
+//! endpoint = "https://s3.eu-central-1.example.com"   # an S3-compatible store (default: AWS)
+//! region = "eu-central-1"
+//! access-key-id = "AKIA..."
+//! secret-access-key-file = "/etc/tollgate/s3-secret"  # mode 0600
+//! redirect = true            # answer object downloads with 302 to a presigned URL
+//! redirect-ttl = 300         # seconds a presigned URL is valid (1 to 900)
+//! public-objects-url = "https://cdn.example.com/"   # public objects redirect here instead:
+//!                            # a CDN whose origin is a tollgate in streaming mode
 //! ```
 //!
 //! Relative paths are relative to the configuration file's folder. Unknown keys are an error,
@@ -40,6 +52,8 @@ pub struct Config {
     pub entitlements: EntitlementConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// The address clients reach this server at, when it is not `http://` and the request's
     /// `Host` (behind a TLS proxy, say): written into the `.flatpakrepo` files served.
     pub public_url: Option<String>,
@@ -65,6 +79,59 @@ pub struct MetricsConfig {
     /// A file holding a bearer token that scrapes must present (mode 0600); without one,
     /// `/metrics` answers loopback clients only.
     pub token_file: Option<PathBuf>,
+}
+
+/// How to reach repositories in S3-compatible object storage, and whether to serve their
+/// objects from there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StorageConfig {
+    /// The store's address, for stores other than AWS; `http://` is allowed (a store on the
+    /// same machine or network). Else `AWS_ENDPOINT`, else AWS.
+    pub endpoint: Option<String>,
+    /// Else `AWS_REGION` or `AWS_DEFAULT_REGION`, else us-east-1.
+    pub region: Option<String>,
+    /// Else `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// A file holding the secret access key (mode 0600); else `AWS_SECRET_ACCESS_KEY`. There is
+    /// no key for the secret itself, so that it never sits in a file people share.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Address buckets as `https://BUCKET.endpoint/` rather than `https://endpoint/BUCKET/`.
+    #[serde(default)]
+    pub virtual_hosted: bool,
+    /// Answer each authorised download of an object or delta with `302` to a URL of the store
+    /// that is presigned for that file alone and expires after `redirect-ttl` seconds, instead
+    /// of streaming it through tollgate. Summaries, refs and `config` are always served here.
+    #[serde(default)]
+    pub redirect: bool,
+    #[serde(default = "default_redirect_ttl")]
+    pub redirect_ttl: u64,
+    /// In redirect mode, public objects and deltas go to this address plus their path as
+    /// tollgate serves it (`NAME/objects/...`), instead of to a presigned URL: a CDN whose
+    /// origin is a tollgate instance in streaming mode, which caches what tollgate marks public
+    /// and immutable and can never serve a gated file (that needs a token, and is sent
+    /// `private, no-store`). Do not point it at a bucket that holds gated content: object names
+    /// are checksums that the public summary leads to.
+    pub public_objects_url: Option<String>,
+}
+
+fn default_redirect_ttl() -> u64 {
+    300
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key_file: None,
+            virtual_hosted: false,
+            redirect: false,
+            redirect_ttl: default_redirect_ttl(),
+            public_objects_url: None,
+        }
+    }
 }
 
 /// How the entitlement service issues tokens and guards its APIs.
@@ -183,6 +250,42 @@ impl Config {
             .iter_mut()
             .for_each(resolve);
         config.metrics.token_file.iter_mut().for_each(resolve);
+        config
+            .storage
+            .secret_access_key_file
+            .iter_mut()
+            .for_each(resolve);
+        let storage = &config.storage;
+        if !(1..=900).contains(&storage.redirect_ttl) {
+            anyhow::bail!(
+                "in the configuration file {}: redirect-ttl = {} is out of range (1 to 900 \
+                 seconds: a presigned URL is a bearer credential, so it must expire within \
+                 minutes)",
+                path.display(),
+                storage.redirect_ttl
+            );
+        }
+        for (key, url) in [
+            ("endpoint", &storage.endpoint),
+            ("public-objects-url", &storage.public_objects_url),
+        ] {
+            if let Some(url) = url
+                && !is_http_address(url)
+            {
+                anyhow::bail!(
+                    "in the configuration file {}: {key} {url:?} is not an http or https \
+                     address without user or query",
+                    path.display()
+                );
+            }
+        }
+        if storage.public_objects_url.is_some() && !storage.redirect {
+            anyhow::bail!(
+                "in the configuration file {}: public-objects-url is used in redirect mode \
+                 only; set redirect = true as well, or remove it",
+                path.display()
+            );
+        }
         let e = &config.entitlements;
         if !(30..=86_400).contains(&e.token_ttl) {
             anyhow::bail!(

@@ -16,7 +16,7 @@ use base64::Engine as _;
 
 use crate::cli::DemoArgs;
 use crate::config::Config;
-use crate::repos::{self, RepoArg};
+use crate::repos::{self, RepoArg, RepoLocation};
 use crate::secrets::Secret;
 use crate::serve;
 use crate::store::{Location, NewLicense, Store, StoreError};
@@ -45,10 +45,13 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         build_repo(&dir, &arch)
             .with_context(|| format!("building the demo repository in {}", dir.display()))?;
     }
-    let repos = repos::open_all(&[RepoArg {
-        name: None,
-        path: repo,
-    }])?;
+    let repos = repos::open_all(
+        &[RepoArg {
+            name: None,
+            location: RepoLocation::Local(repo),
+        }],
+        &Default::default(),
+    )?;
     let listener = serve::bind(args.listen.listen)?;
     let mut config = Config::default();
     // The admin API is open to whoever holds this run's admin token (or TOLLGATE_ADMIN_TOKEN).

@@ -10,6 +10,7 @@
 
 mod admin_cli;
 mod audit;
+mod bucket;
 pub mod cli;
 mod config;
 mod demo;

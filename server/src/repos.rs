@@ -1,7 +1,7 @@
-//! The repositories a server serves: `--repo [NAME=]PATH` arguments, checked and opened once
-//! at start.
+//! The repositories a server serves: `--repo [NAME=]PATH` arguments (a folder, or
+//! `s3://bucket/prefix` in object storage), checked and opened once at start.
 //!
-//! Each repository keeps an `O_PATH` handle on its root directory; every file is opened relative
+//! Each local repository keeps an `O_PATH` handle on its root directory; every file is opened relative
 //! to it with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so the kernel refuses any `..`
 //! and any symlink, whatever is on disk. OSTree never writes symlinks inside a repository; one
 //! there could lead out of it, or to a file of the repository that is not for clients (`tmp/`).
@@ -12,16 +12,37 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use tollgate_ostree_format::Repo;
 
-/// One `--repo` argument: a path, optionally prefixed by the name it is served under.
+use crate::bucket::{Bucket, BucketAddress};
+use crate::config::StorageConfig;
+
+/// One `--repo` argument: where the repository is, optionally prefixed by the name it is served
+/// under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoArg {
     pub name: Option<String>,
-    pub path: PathBuf,
+    pub location: RepoLocation,
+}
+
+/// Where a repository is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoLocation {
+    Local(PathBuf),
+    Bucket(BucketAddress),
+}
+
+impl RepoLocation {
+    fn parse(text: &str) -> Result<RepoLocation, String> {
+        match BucketAddress::parse(text) {
+            Some(address) => Ok(RepoLocation::Bucket(address?)),
+            None => Ok(RepoLocation::Local(PathBuf::from(text))),
+        }
+    }
 }
 
 /// Top-level names a repository may not be served under, because a repository served at `/`
@@ -63,7 +84,7 @@ impl FromStr for RepoArg {
             }
             return Ok(RepoArg {
                 name: Some(name.to_owned()),
-                path: PathBuf::from(path),
+                location: RepoLocation::parse(path)?,
             });
         }
         if s.is_empty() {
@@ -71,7 +92,7 @@ impl FromStr for RepoArg {
         }
         Ok(RepoArg {
             name: None,
-            path: PathBuf::from(s),
+            location: RepoLocation::parse(s)?,
         })
     }
 }
@@ -92,23 +113,91 @@ pub struct ServedRepo {
     /// `None` for the repository served at `/`.
     pub name: Option<String>,
     pub repo: Repo,
-    root: OwnedFd,
+    pub backend: Backend,
+    /// Whether authorised downloads of objects and deltas are answered with redirects.
+    pub redirect: Option<Redirect>,
+}
+
+/// Redirect mode (`redirect = true` in `[storage]`), for a repository in a bucket.
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    /// How long a presigned URL stays valid.
+    pub ttl: std::time::Duration,
+    /// Where public objects and deltas go instead of a presigned URL: the public objects URL
+    /// with the repository's name, ending in `/`; the file's path follows.
+    pub public_base: Option<String>,
+}
+
+/// How a repository's files are reached.
+#[derive(Debug)]
+pub enum Backend {
+    /// A handle on the local folder, which every file is opened beneath.
+    Local(OwnedFd),
+    Bucket(Arc<Bucket>),
 }
 
 impl ServedRepo {
-    pub fn open(arg: &RepoArg) -> anyhow::Result<ServedRepo> {
-        let repo = Repo::open(&arg.path)?;
-        let root = rustix::fs::open(
-            &arg.path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("opening repository {}", arg.path.display()))?;
+    pub fn open(arg: &RepoArg, storage: &StorageConfig) -> anyhow::Result<ServedRepo> {
+        let (repo, backend) = match &arg.location {
+            RepoLocation::Local(path) => {
+                let repo = Repo::open(path)?;
+                let root = rustix::fs::open(
+                    path,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .with_context(|| format!("opening repository {}", path.display()))?;
+                (repo, Backend::Local(root))
+            }
+            RepoLocation::Bucket(address) => {
+                let bucket = Arc::new(Bucket::open(address, storage)?);
+                let repo = Repo::open_in(Arc::clone(&bucket) as _).with_context(|| {
+                    format!(
+                        "opening the repository {address}; check the bucket and prefix, the \
+                         endpoint, and the credentials ([storage] in the configuration, or \
+                         the AWS_* environment variables)"
+                    )
+                })?;
+                (repo, Backend::Bucket(bucket))
+            }
+        };
+        let redirect = match backend {
+            Backend::Bucket(_) if storage.redirect => Some(Redirect {
+                ttl: std::time::Duration::from_secs(storage.redirect_ttl),
+                public_base: storage.public_objects_url.as_ref().map(|url| {
+                    let base = url.trim_end_matches('/');
+                    match &arg.name {
+                        Some(name) => format!("{base}/{name}/"),
+                        None => format!("{base}/"),
+                    }
+                }),
+            }),
+            _ => None,
+        };
         Ok(ServedRepo {
             name: arg.name.clone(),
             repo,
-            root,
+            backend,
+            redirect,
         })
+    }
+
+    /// The repository's bucket, when it is in object storage.
+    pub fn bucket(&self) -> Option<&Arc<Bucket>> {
+        match &self.backend {
+            Backend::Bucket(bucket) => Some(bucket),
+            Backend::Local(_) => None,
+        }
+    }
+
+    fn root(&self) -> io::Result<&OwnedFd> {
+        match &self.backend {
+            Backend::Local(root) => Ok(root),
+            Backend::Bucket(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a repository in object storage has no local files",
+            )),
+        }
     }
 
     /// Opens `relative` (a path rebuilt from a parsed `RepoPath`) for reading, with its metadata,
@@ -141,11 +230,11 @@ impl ServedRepo {
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
         let resolve =
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | extra;
-        let fd = match rustix::fs::openat2(&self.root, relative, flags, Mode::empty(), resolve) {
+        let fd = match rustix::fs::openat2(self.root()?, relative, flags, Mode::empty(), resolve) {
             Ok(fd) => fd,
             Err(Errno::LOOP | Errno::XDEV) => {
                 tracing::warn!(
-                    repo = %self.repo.root().display(),
+                    repo = self.repo.location(),
                     path = relative,
                     "refused a file that is or passes through a symlink; tollgate does not \
                      follow symlinks inside a repository"
@@ -174,7 +263,7 @@ impl ServedRepo {
 }
 
 /// Opens every repository, checking that names are unique and at most one is served at `/`.
-pub fn open_all(args: &[RepoArg]) -> anyhow::Result<Vec<ServedRepo>> {
+pub fn open_all(args: &[RepoArg], storage: &StorageConfig) -> anyhow::Result<Vec<ServedRepo>> {
     if args.is_empty() {
         bail!("no repository to serve: give one with --repo PATH (or --repo NAME=PATH)");
     }
@@ -191,7 +280,18 @@ pub fn open_all(args: &[RepoArg]) -> anyhow::Result<Vec<ServedRepo>> {
             bail!("two repositories are named {name:?}; each --repo NAME=PATH needs its own name");
         }
     }
-    args.iter().map(ServedRepo::open).collect()
+    if storage.redirect
+        && !args
+            .iter()
+            .any(|a| matches!(a.location, RepoLocation::Bucket(_)))
+    {
+        bail!(
+            "redirect = true in [storage], but no repository is in object storage: redirects \
+             go to presigned URLs of a bucket (--repo s3://BUCKET/PREFIX); local repositories \
+             are always streamed"
+        );
+    }
+    args.iter().map(|a| ServedRepo::open(a, storage)).collect()
 }
 
 #[cfg(test)]
@@ -205,7 +305,7 @@ mod tests {
                 s.parse::<RepoArg>(),
                 Ok(RepoArg {
                     name: name.map(str::to_owned),
-                    path: PathBuf::from(path)
+                    location: RepoLocation::Local(PathBuf::from(path))
                 }),
                 "{s}"
             );
@@ -216,7 +316,25 @@ mod tests {
         check("/srv/a=b", None, "/srv/a=b");
         check("./weird name=x", None, "./weird name=x");
 
-        for bad in ["", "apps=", "objects=/srv/repo", "api=/x"] {
+        assert_eq!(
+            "apps=s3://repos/apps".parse::<RepoArg>(),
+            Ok(RepoArg {
+                name: Some("apps".to_owned()),
+                location: RepoLocation::Bucket(BucketAddress {
+                    bucket: "repos".to_owned(),
+                    prefix: "apps".to_owned()
+                })
+            })
+        );
+
+        for bad in [
+            "",
+            "apps=",
+            "objects=/srv/repo",
+            "api=/x",
+            "s3://Bad/x",
+            "a=s3://x",
+        ] {
             assert!(bad.parse::<RepoArg>().is_err(), "{bad:?}");
         }
     }

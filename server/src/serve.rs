@@ -26,7 +26,7 @@ use crate::tokens::{KeyDir, LEEWAY_SECS, TrustedKeys, Verifier};
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let trusted = TrustedKeys::load(&config.tokens)?;
-    let repos = repos::open_all(&args.repos)?;
+    let repos = repos::open_all(&args.repos, &config.storage)?;
     let data_dir = args.data_dir.resolve()?;
     let database = Location::new(&data_dir, args.database_url.as_deref());
     let listener = bind(args.listen.listen)?;
@@ -97,7 +97,7 @@ pub fn run(
     let mut served = Vec::with_capacity(repos.len());
     for repo in repos {
         let index = LiveIndex::start(repo.repo.clone(), Arc::clone(&policy))
-            .with_context(|| format!("indexing {}", repo.repo.root().display()))?;
+            .with_context(|| format!("indexing {}", repo.repo.location()))?;
         served.push(Served::new(repo, index));
     }
 
@@ -170,7 +170,7 @@ pub fn run(
                 .as_deref()
                 .map(|n| format!("/{n}/"))
                 .unwrap_or("/".to_owned());
-            tracing::info!("serving {} at {at}", s.repo.repo.root().display());
+            tracing::info!("serving {} at {at}", s.repo.repo.location());
         }
         if config.public_url.is_none() {
             tracing::info!(

@@ -9,7 +9,7 @@ use crate::fixture::{Fixture, sample_tree};
 use crate::server::tollgate_bin;
 
 /// Runs `tollgate serve ARGS --data-dir DATA` expecting failure; returns its one error line.
-fn refused(fx: &Fixture, args: &[&str]) -> String {
+pub(crate) fn refused(fx: &Fixture, args: &[&str]) -> String {
     let data = fx.join("data");
     let stderr = Cmd::new(tollgate_bin())
         .arg("serve")

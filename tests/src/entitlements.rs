@@ -182,7 +182,7 @@ fn launch(args: &[String], env: &[(String, PathBuf)]) -> Server {
     Server::serve(&args, env)
 }
 
-fn bearer(key: &str) -> String {
+pub(crate) fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
 
@@ -233,12 +233,12 @@ fn verify_with_jwks(server: &Server, token: &str) -> Value {
         .claims
 }
 
-fn error_type(answer: &Value) -> &str {
+pub(crate) fn error_type(answer: &Value) -> &str {
     answer["error-type"].as_str().unwrap_or("<none>")
 }
 
 /// `GET` a repository file with a token.
-fn fetch(server: &Server, path: &str, token: Option<&str>) -> Response {
+pub(crate) fn fetch(server: &Server, path: &str, token: Option<&str>) -> Response {
     let auth = token.map(bearer);
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
     http::request(server.addr, "GET", path, &headers)
@@ -1205,7 +1205,7 @@ fn unknown_ids_and_wrong_secrets_take_the_same_time() {
 }
 
 /// A signed token for `ask` with the license `key`.
-fn token_for(s: &Service, key: &str, ask: &Value) -> String {
+pub(crate) fn token_for(s: &Service, key: &str, ask: &Value) -> String {
     let (status, answer) = s.tokens(Some(&bearer(key)), ask);
     assert_eq!(status, 200, "{answer}");
     signed_token(&answer).unwrap().0

@@ -55,9 +55,13 @@ fn head_range_etag_and_caching() {
         .unwrap()
         .into_iter()
         .filter(|o| o.kind == ObjectType::File)
-        .max_by_key(|o| std::fs::metadata(opened.object_path(o)).unwrap().len())
+        .max_by_key(|o| {
+            std::fs::metadata(repo.join(o.relative_path()))
+                .unwrap()
+                .len()
+        })
         .unwrap();
-    let big_bytes = std::fs::read(opened.object_path(&big)).unwrap();
+    let big_bytes = std::fs::read(repo.join(big.relative_path())).unwrap();
     assert!(big_bytes.len() > 256 * 1024, "{}", big_bytes.len());
     let big_path = format!("/{}", big.relative_path());
     let commit_path = format!(
@@ -280,7 +284,12 @@ fn small_objects_from_memory_answer_as_from_disk() {
     let small: Vec<String> = commit_closure(&opened, Checksum::from_hex(&commit).unwrap())
         .unwrap()
         .into_iter()
-        .filter(|o| std::fs::metadata(opened.object_path(o)).unwrap().len() <= 256 * 1024)
+        .filter(|o| {
+            std::fs::metadata(repo.join(o.relative_path()))
+                .unwrap()
+                .len()
+                <= 256 * 1024
+        })
         .map(|o| format!("/{}", o.relative_path()))
         .collect();
     assert!(small.len() > 10, "{small:?}");

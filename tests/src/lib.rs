@@ -15,6 +15,7 @@ pub mod fixture;
 pub mod http;
 pub mod keyring;
 pub mod postgres;
+pub mod s3;
 pub mod server;
 pub mod synth;
 pub mod tokens;
@@ -39,6 +40,8 @@ mod http_semantics;
 mod index_size;
 #[cfg(test)]
 mod metrics;
+#[cfg(test)]
+mod object_storage;
 #[cfg(test)]
 mod ostree_pull;
 #[cfg(test)]

@@ -16,14 +16,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, TryStreamExt};
 use headers::{ETag, Header as _, HeaderMapExt, IfModifiedSince, IfNoneMatch, LastModified};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use object_store::ObjectMeta;
 use rustix::io::{Errno, ReadWriteFlags};
 use tollgate_ostree_format::{RepoPath, SubSummary, client_config};
 use warp::Reply;
 use warp::reply::Response;
 
+use crate::bucket::{BodyStream, Bucket};
 use crate::repos::ServedRepo;
 
 /// A repository `config` larger than this is not a real one; refuse to read it into memory.
@@ -83,7 +85,7 @@ pub(crate) fn file_cache(bytes: u64) -> FileCache {
 }
 
 /// What the request says about which representation it wants, read from its headers.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Conditions {
     pub head: bool,
     if_none_match: Option<IfNoneMatch>,
@@ -160,21 +162,41 @@ impl Representation {
     /// `len` is the length of what is served, which for `config` is less than the file's.
     fn new(path: &RepoPath, meta: &std::fs::Metadata, len: u64) -> io::Result<Representation> {
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        // Content-addressed files carry their checksum as a strong validator; the others get
-        // one from size, modification time and inode, which changes on every rewrite.
-        let tag = match path {
-            RepoPath::Object(object) if path.is_immutable() => format!("\"{}\"", object.checksum),
-            RepoPath::SubSummary(SubSummary::Compressed(digest)) => format!("\"{digest}\""),
-            RepoPath::SubSummary(SubSummary::Delta { from, to }) => format!("\"{from}-{to}\""),
-            _ => {
-                let nanos = modified
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or(Duration::ZERO)
-                    .as_nanos();
-                format!("\"{:x}-{:x}-{:x}\"", meta.len(), nanos, meta.ino())
-            }
-        };
+        // Files that are not content-addressed get a validator from size, modification time
+        // and inode, which changes on every rewrite.
+        let tag = content_tag(path).unwrap_or_else(|| {
+            let nanos = modified
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_nanos();
+            format!("\"{:x}-{:x}-{:x}\"", meta.len(), nanos, meta.ino())
+        });
         Representation::with(len, modified, tag, path.is_immutable())
+    }
+
+    /// The same for a file in a bucket, whose ETag changes on every upload.
+    fn remote(path: &RepoPath, meta: &ObjectMeta, len: u64) -> io::Result<Representation> {
+        let modified = SystemTime::from(meta.last_modified);
+        let tag = content_tag(path).unwrap_or_else(|| match &meta.e_tag {
+            Some(tag) if tag.starts_with('"') => tag.clone(),
+            Some(tag) => format!("\"{tag}\""),
+            None => format!(
+                "\"{:x}-{:x}\"",
+                meta.size,
+                meta.last_modified.timestamp_micros()
+            ),
+        });
+        Representation::with(len, modified, tag, path.is_immutable())
+    }
+}
+
+/// Content-addressed files carry their checksum as a strong validator.
+fn content_tag(path: &RepoPath) -> Option<String> {
+    match path {
+        RepoPath::Object(object) if path.is_immutable() => Some(format!("\"{}\"", object.checksum)),
+        RepoPath::SubSummary(SubSummary::Compressed(digest)) => Some(format!("\"{digest}\"")),
+        RepoPath::SubSummary(SubSummary::Delta { from, to }) => Some(format!("\"{from}-{to}\"")),
+        _ => None,
     }
 }
 
@@ -299,6 +321,35 @@ enum PreparedBody {
     None,
     Bytes(Bytes),
     Stream { file: File, start: u64, len: u64 },
+    Remote(RemoteBody),
+}
+
+/// A body arriving from a bucket. The response body must be `Sync`, which the store's stream is
+/// not; the mutex is never locked (the stream is polled through `&mut`), it only says so.
+struct RemoteBody(BodyStream);
+
+struct SyncBody(std::sync::Mutex<BodyStream>);
+
+impl Stream for SyncBody {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let inner = self
+            .get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        inner.as_mut().poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for RemoteBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteBody")
+    }
 }
 
 /// The answer from a cached file, without touching the disk.
@@ -378,6 +429,82 @@ pub(crate) fn prepare(
     }))
 }
 
+/// As [`prepare`], for a file in a bucket. A plain GET is one request to the store, whose
+/// answer carries the metadata the plan needs; a HEAD or a range asks for the metadata first,
+/// then (for a range) for just those bytes of the same version of the file.
+pub(crate) async fn prepare_remote(
+    bucket: &Bucket,
+    path: &RepoPath,
+    conditions: &Conditions,
+    private: bool,
+) -> io::Result<Option<Prepared>> {
+    let relative = path.relative_path();
+    let is_config = matches!(path, RepoPath::Config);
+    if is_config || (conditions.range.is_none() && !conditions.head) {
+        let Some((meta, body)) = bucket.get(&relative, None, None).await? else {
+            return Ok(None);
+        };
+        let (bytes, body) = if is_config || meta.size <= READ_WHOLE_LIMIT {
+            if meta.size > MAX_CONFIG_LEN && is_config {
+                return Err(io::Error::other("the repository's config is over 1 MiB"));
+            }
+            let read: Vec<Bytes> = body.try_collect().await?;
+            let bytes = Bytes::from(read.concat());
+            let bytes = if is_config {
+                Bytes::from(client_config(&String::from_utf8_lossy(&bytes)))
+            } else {
+                bytes
+            };
+            (Some(bytes), None)
+        } else {
+            (None, Some(body))
+        };
+        let len = bytes.as_ref().map_or(meta.size, |b| b.len() as u64);
+        let rep = Arc::new(Representation::remote(path, &meta, len)?);
+        let plan = plan(&rep, conditions);
+        let (start, len) = plan.span(rep.len);
+        let body = match bytes {
+            _ if conditions.head || len == 0 => PreparedBody::None,
+            Some(bytes) => PreparedBody::Bytes(bytes.slice(start as usize..(start + len) as usize)),
+            // No range was asked: the plan is the whole file or nothing.
+            None => match body {
+                Some(body) if plan == Plan::Full => PreparedBody::Remote(RemoteBody(body)),
+                _ => PreparedBody::None,
+            },
+        };
+        return Ok(Some(Prepared {
+            rep,
+            private,
+            plan,
+            body,
+        }));
+    }
+    let Some(meta) = bucket.head(&relative).await? else {
+        return Ok(None);
+    };
+    let rep = Arc::new(Representation::remote(path, &meta, meta.size)?);
+    let plan = plan(&rep, conditions);
+    let (start, len) = plan.span(rep.len);
+    let body = if conditions.head || len == 0 {
+        PreparedBody::None
+    } else {
+        // The same version of the file as the plan was made for, or an error.
+        let Some((_, body)) = bucket
+            .get(&relative, Some(start..start + len), meta.e_tag.clone())
+            .await?
+        else {
+            return Ok(None);
+        };
+        PreparedBody::Remote(RemoteBody(body))
+    };
+    Ok(Some(Prepared {
+        rep,
+        private,
+        plan,
+        body,
+    }))
+}
+
 impl Prepared {
     /// The file, for the cache, when this is all of a content-addressed file read whole.
     pub(crate) fn cacheable(&self) -> Option<CachedFile> {
@@ -419,6 +546,9 @@ impl Prepared {
             PreparedBody::Bytes(bytes) => Response::new(bytes.into()),
             PreparedBody::Stream { file, start, len } => {
                 warp::reply::stream(stream_file(file, start, len)).into_response()
+            }
+            PreparedBody::Remote(RemoteBody(body)) => {
+                warp::reply::stream(SyncBody(std::sync::Mutex::new(body))).into_response()
             }
         };
         *response.status_mut() = status;
@@ -576,10 +706,13 @@ mod tests {
             (RepoPath::parse(&format!("objects/{name}")).unwrap(), bytes)
         });
         let (small, large) = (made.next().unwrap(), made.next().unwrap());
-        let repo = ServedRepo::open(&crate::repos::RepoArg {
-            name: None,
-            path: root,
-        })
+        let repo = ServedRepo::open(
+            &crate::repos::RepoArg {
+                name: None,
+                location: crate::repos::RepoLocation::Local(root),
+            },
+            &Default::default(),
+        )
         .unwrap();
         Files {
             dir,

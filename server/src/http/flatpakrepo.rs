@@ -11,7 +11,7 @@ use tollgate_ostree_format::flatpak_repo_file;
 use warp::reply::Response;
 
 use super::files::MAX_CONFIG_LEN;
-use super::{AppState, HttpError, Served, blocking};
+use super::{AppState, HttpError, Served};
 use crate::operator::AUTHENTICATOR_NAME;
 
 /// The file's name inside each repository's URL.
@@ -30,25 +30,13 @@ pub async fn serve(
         Some(name) => format!("{base}{name}/"),
         None => base,
     };
-    let task_served = Arc::clone(served);
-    let config = blocking(move || {
-        let read = || -> std::io::Result<String> {
-            let Some((file, _)) = task_served.repo.open_file("config")? else {
-                return Ok(String::new());
-            };
-            let mut text = String::new();
-            file.take(MAX_CONFIG_LEN).read_to_string(&mut text)?;
-            Ok(text)
-        };
-        read().map_err(|e| {
-            tracing::error!(
-                repo = %task_served.repo.repo.root().display(),
-                "reading the repository's config for its .flatpakrepo failed: {e}"
-            );
-            HttpError::Internal
-        })
-    })
-    .await??;
+    let config = read_config(served).await.map_err(|e| {
+        tracing::error!(
+            repo = served.repo.repo.location(),
+            "reading the repository's config for its .flatpakrepo failed: {e}"
+        );
+        HttpError::Internal
+    })?;
     let body = flatpak_repo_file(&config, &url, AUTHENTICATOR_NAME);
     let mut response = Response::new(body.into());
     let h = response.headers_mut();
@@ -60,6 +48,30 @@ pub async fn serve(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::VARY, HeaderValue::from_static("Host"));
     Ok(response)
+}
+
+/// The repository's `config` as it is stored (empty when there is none).
+async fn read_config(served: &Arc<Served>) -> std::io::Result<String> {
+    if let Some(bucket) = served.repo.bucket() {
+        return Ok(match bucket.read_all("config").await? {
+            Some((_, bytes)) if bytes.len() as u64 <= MAX_CONFIG_LEN => {
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Some(_) => return Err(std::io::Error::other("the config is over 1 MiB")),
+            None => String::new(),
+        });
+    }
+    let task_served = Arc::clone(served);
+    tokio::task::spawn_blocking(move || {
+        let Some((file, _)) = task_served.repo.open_file("config")? else {
+            return Ok(String::new());
+        };
+        let mut text = String::new();
+        file.take(MAX_CONFIG_LEN).read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// The request's `Host`, if it is a host and port and nothing else.

@@ -300,49 +300,17 @@ async fn repo_file(
 
     let conditions = Conditions::from_request(&method, &headers);
     let private = allowed.is_some();
-    let cached = if path.is_immutable() {
-        let cached = served.files.get(inside);
-        METRICS.file_cache(cached.is_some());
-        cached
-    } else {
-        None
+    let answer = match redirect(served, &path, &conditions, private).await? {
+        Some(response) => Answer::Redirect(response),
+        None => Answer::File(prepare(served, inside, &path, &conditions, private).await?),
     };
-    let prepared = match cached {
-        Some(file) => files::from_cache(&file, &conditions, private),
-        None => {
-            let failed = |served: &Served, path: &RepoPath, e: std::io::Error| {
-                tracing::error!(
-                    repo = %served.repo.repo.root().display(),
-                    path = %path,
-                    "reading a repository file failed: {e}"
-                );
-                HttpError::Internal
-            };
-            // From the kernel's caches on this worker if it can be; else in the blocking pool.
-            let prepared =
-                match files::prepare(&served.repo, &path, &conditions, private, Disk::NoWait) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        let task_served = Arc::clone(served);
-                        let task_path = path.clone();
-                        blocking(move || {
-                            let (repo, path) = (&task_served.repo, &task_path);
-                            files::prepare(repo, path, &conditions, private, Disk::Wait)
-                                .map_err(|e| failed(&task_served, path, e))
-                        })
-                        .await??
-                    }
-                    prepared => prepared.map_err(|e| failed(served, &path, e))?,
-                }
-                .ok_or(HttpError::NotFound)?;
-            if let Some(file) = prepared.cacheable() {
-                served.files.insert(inside.to_owned(), Arc::new(file));
-            }
-            prepared
-        }
+    let sends_content = match &answer {
+        Answer::Redirect(_) => true,
+        Answer::File(prepared) => prepared.sends_content(),
     };
 
     if let Some((grant, ref_name)) = allowed
-        && prepared.sends_content()
+        && sends_content
         && let Some(commit) = audited_commit(&path)
     {
         let user_agent = headers
@@ -358,10 +326,119 @@ async fn repo_file(
             user_agent,
         });
     }
-    prepared.into_response().map_err(|e| {
-        tracing::error!("starting to stream {raw_path}: {e}");
+    match answer {
+        Answer::Redirect(response) => Ok(response),
+        Answer::File(prepared) => prepared.into_response().map_err(|e| {
+            tracing::error!("starting to stream {raw_path}: {e}");
+            HttpError::Internal
+        }),
+    }
+}
+
+/// What a request for a repository file gets once the gate has let it through.
+enum Answer {
+    Redirect(Response),
+    File(files::Prepared),
+}
+
+/// The file at `path` (`inside` as asked), planned and ready to send: from the cache of small
+/// content-addressed files, the bucket, or the local folder.
+async fn prepare(
+    served: &Arc<Served>,
+    inside: &str,
+    path: &RepoPath,
+    conditions: &Conditions,
+    private: bool,
+) -> Result<files::Prepared, HttpError> {
+    if path.is_immutable() {
+        let cached = served.files.get(inside);
+        METRICS.file_cache(cached.is_some());
+        if let Some(file) = cached {
+            return Ok(files::from_cache(&file, conditions, private));
+        }
+    }
+    let failed = |served: &Served, path: &RepoPath, e: std::io::Error| {
+        tracing::error!(
+            repo = served.repo.repo.location(),
+            path = %path,
+            "reading a repository file failed: {e}"
+        );
         HttpError::Internal
-    })
+    };
+    let prepared = match served.repo.bucket() {
+        Some(bucket) => files::prepare_remote(bucket, path, conditions, private)
+            .await
+            .map_err(|e| failed(served, path, e))?,
+        // From the kernel's caches on this worker if it can be; else in the blocking pool.
+        None => match files::prepare(&served.repo, path, conditions, private, Disk::NoWait) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let task_served = Arc::clone(served);
+                let task_path = path.clone();
+                let conditions = conditions.clone();
+                blocking(move || {
+                    let (repo, path) = (&task_served.repo, &task_path);
+                    files::prepare(repo, path, &conditions, private, Disk::Wait)
+                        .map_err(|e| failed(&task_served, path, e))
+                })
+                .await??
+            }
+            prepared => prepared.map_err(|e| failed(served, path, e))?,
+        },
+    }
+    .ok_or(HttpError::NotFound)?;
+    if let Some(file) = prepared.cacheable() {
+        served.files.insert(inside.to_owned(), Arc::new(file));
+    }
+    Ok(prepared)
+}
+
+/// In redirect mode, a GET of an object, delta or other content-addressed file is answered with
+/// `302`: to a URL of the bucket presigned for this file alone, valid for minutes (the URL
+/// carries the authorisation: clients drop `Authorization` when a redirect leaves the origin),
+/// or, for a public file when a public objects URL is configured, to that address.
+async fn redirect(
+    served: &Served,
+    path: &RepoPath,
+    conditions: &Conditions,
+    private: bool,
+) -> Result<Option<Response>, HttpError> {
+    let (Some(mode), Some(bucket)) = (&served.repo.redirect, served.repo.bucket()) else {
+        return Ok(None);
+    };
+    // A presigned GET does not answer HEAD; mutable files stay here, where they are current.
+    if conditions.head || !path.is_immutable() {
+        return Ok(None);
+    }
+    let relative = path.relative_path();
+    let (target, cache) = match (&mode.public_base, private) {
+        (Some(base), false) => (format!("{base}{relative}"), "no-cache"),
+        _ => {
+            let url = bucket
+                .presigned_url(&relative, mode.ttl)
+                .await
+                .map_err(|e| {
+                    tracing::error!(
+                        repo = served.repo.repo.location(),
+                        "presigning a URL for {relative} failed: {e}"
+                    );
+                    HttpError::Internal
+                })?;
+            (url, "private, no-store")
+        }
+    };
+    let location = http::HeaderValue::try_from(target).map_err(|e| {
+        tracing::error!("a redirect address for {relative} is not a header value: {e}");
+        HttpError::Internal
+    })?;
+    let mut response = Response::new(bytes::Bytes::new().into());
+    *response.status_mut() = http::StatusCode::FOUND;
+    let h = response.headers_mut();
+    h.insert(http::header::LOCATION, location);
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static(cache),
+    );
+    Ok(Some(response))
 }
 
 /// Asks the gate, bringing the index up to date first when it does not know the file. A file
@@ -387,32 +464,38 @@ async fn decide(
     }
     // Unknown to the index. Most such requests are for files that do not exist; only a file
     // that is there is worth waiting for (published a moment ago).
-    let task_served = Arc::clone(served);
     let relative = path.relative_path();
-    let exists = blocking(move || {
-        Ok(task_served
-            .repo
-            .open_file(&relative)
-            .map_err(|e| {
-                tracing::error!("checking {relative}: {e}");
-                HttpError::Internal
-            })?
-            .is_some())
-    })
-    .await??;
+    let exists = match served.repo.bucket() {
+        Some(bucket) => bucket.head(&relative).await.map(|meta| meta.is_some()),
+        None => {
+            let task_served = Arc::clone(served);
+            let task_relative = relative.clone();
+            blocking(move || {
+                Ok(task_served
+                    .repo
+                    .open_file(&task_relative)
+                    .map(|file| file.is_some()))
+            })
+            .await??
+        }
+    }
+    .map_err(|e| {
+        tracing::error!("checking {relative}: {e}");
+        HttpError::Internal
+    })?;
     if !exists {
         return Err(HttpError::NotFound);
     }
     if !served.index.refresh().await {
         tracing::warn!(
             "the index of {} did not catch up in time",
-            served.repo.repo.root().display()
+            served.repo.repo.location()
         );
     }
     ask().ok_or_else(|| {
         tracing::warn!(
             "refused {path} in {}: it exists, but no ref reaches it",
-            served.repo.repo.root().display()
+            served.repo.repo.location()
         );
         HttpError::NotFound
     })

@@ -1,10 +1,12 @@
 //! Keeping a repository's index current while it is served.
 //!
 //! One thread per repository owns the rebuilds. It wakes on a file system event under `refs/`
-//! or at the repository's top (inotify, through `notify`), on a poll tick (the fallback when
-//! events are missed or unavailable), and when a request asks for a check. Each time it takes a
-//! fingerprint of the refs (path, size, modification time and inode of every ref file); when that
-//! changed, it builds a new index and swaps it in whole. Requests read the current index through
+//! or at the repository's top (inotify, through `notify`, for a local folder), on a poll tick
+//! (the fallback when events are missed or unavailable, and the only way for a bucket, which
+//! sends no events), and when a request asks for a check. Each time it takes a fingerprint of
+//! the refs and the summary (path and stamp of each: size, modification time and inode of a
+//! file, the ETag of an object in a bucket); when that changed, it builds a new index and swaps
+//! it in whole. Requests read the current index through
 //! `ArcSwap`, without locks.
 //!
 //! A request that finds an object on disk that the index does not know asks for a check and
@@ -12,13 +14,12 @@
 //! as new as the refs were when the request arrived, and "still unknown" means "not reachable
 //! from any ref", never "not indexed yet".
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
-use tollgate_ostree_format::Repo;
+use tollgate_ostree_format::{Listed, Repo};
 
 use super::{IndexError, RepoIndex};
 
@@ -42,7 +43,7 @@ pub struct LiveIndex {
 impl std::fmt::Debug for LiveIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveIndex")
-            .field("repo", &self.shared.repo.root())
+            .field("repo", &self.shared.repo.location())
             .finish()
     }
 }
@@ -68,7 +69,7 @@ struct Shared {
 impl LiveIndex {
     /// Builds the index of `repo` now, then keeps it current in a background thread.
     pub fn start(repo: Repo, policy: SharedPolicy) -> Result<Arc<LiveIndex>, IndexError> {
-        let fingerprint = fingerprint(repo.root());
+        let fingerprint = fingerprint(&repo);
         let index = build(&repo, &policy, None)?;
         let shared = Arc::new(Shared {
             repo,
@@ -95,14 +96,14 @@ impl LiveIndex {
                     // and be restarted with a fresh one.
                     tracing::error!(
                         "the index thread of {} failed; stopping tollgate",
-                        thread_shared.repo.root().display()
+                        thread_shared.repo.location()
                     );
                     std::process::exit(70);
                 }
             })
             .map_err(|e| {
                 IndexError::Repo(tollgate_ostree_format::RepoError::Io {
-                    path: shared.repo.root().to_owned(),
+                    path: shared.repo.location().into(),
                     source: e,
                 })
             })?;
@@ -166,7 +167,7 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
         }
         let ticket = shared.requested.load(Ordering::SeqCst);
         shared.checks.fetch_add(1, Ordering::Relaxed);
-        let now = fingerprint(shared.repo.root());
+        let now = fingerprint(&shared.repo);
         if now != last {
             let started = Instant::now();
             let previous = shared.current.load_full();
@@ -182,7 +183,7 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
                     tracing::error!(
                         "rebuilding the index of {} failed: {e:#}; refusing its files until a \
                          rebuild succeeds",
-                        shared.repo.root().display()
+                        shared.repo.location()
                     );
                 }
             }
@@ -202,7 +203,7 @@ fn build(
 ) -> Result<RepoIndex, IndexError> {
     let started = Instant::now();
     let mut last_report = started;
-    let root = repo.root().display().to_string();
+    let root = repo.location();
     let mut progress = |seen| {
         if last_report.elapsed() >= PROGRESS_INTERVAL {
             last_report = Instant::now();
@@ -241,10 +242,12 @@ fn build(
     Ok(index)
 }
 
-/// Watches `refs/` and the repository's top folder; `None` (and a warning) where the file
-/// system cannot be watched, in which case polling alone keeps the index current.
+/// Watches `refs/` and the repository's top folder; `None` for a repository in a bucket, and
+/// (with a warning) where the file system cannot be watched, in which case polling alone keeps
+/// the index current.
 fn watch(shared: &Arc<Shared>) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
+    let root = shared.repo.local_root()?;
     let weak = Arc::downgrade(shared);
     let handler = move |event: notify::Result<notify::Event>| {
         // Only changes matter. Opening and reading (requests for `config` and `summary`, this
@@ -256,7 +259,6 @@ fn watch(shared: &Arc<Shared>) -> Option<notify::RecommendedWatcher> {
             shared.wake_up();
         }
     };
-    let root = shared.repo.root();
     let result = notify::recommended_watcher(handler).and_then(|mut w| {
         w.watch(root, RecursiveMode::NonRecursive)?;
         w.watch(&root.join("refs"), RecursiveMode::Recursive)?;
@@ -275,38 +277,35 @@ fn watch(shared: &Arc<Shared>) -> Option<notify::RecommendedWatcher> {
 }
 
 /// What identifies the state of a repository's refs: every file under `refs/heads` and
-/// `refs/mirrors` with its size, modification time and inode (ostree replaces ref files by
-/// rename, so a rewrite always changes the inode).
-type Fingerprint = Vec<(PathBuf, u64, i64, i64, u64)>;
+/// `refs/mirrors`, and the summary, with their stamps (ostree replaces ref files by rename, so a
+/// rewrite always changes the inode; a bucket gives a new ETag to every upload). A listing that
+/// fails gives a fingerprint of its own, so that the next one that works is a change.
+type Fingerprint = Vec<Listed>;
 
-fn fingerprint(root: &Path) -> Fingerprint {
-    use std::os::unix::fs::MetadataExt;
-    fn walk(dir: &Path, out: &mut Fingerprint) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                walk(&path, out);
-            } else {
-                out.push((
-                    path,
-                    meta.size(),
-                    meta.mtime(),
-                    meta.mtime_nsec(),
-                    meta.ino(),
-                ));
+fn fingerprint(repo: &Repo) -> Fingerprint {
+    let storage = repo.storage();
+    let mut out = Vec::new();
+    for dir in ["refs/heads", "refs/mirrors"] {
+        match storage.list(dir) {
+            Ok(listed) => out.extend(listed),
+            Err(e) => {
+                tracing::warn!("listing {dir} of {}: {e}", repo.location());
+                out.push(Listed {
+                    path: dir.to_owned(),
+                    symlink: false,
+                    stamp: format!("unreadable: {e}"),
+                });
             }
         }
     }
-    let mut out = Vec::new();
-    walk(&root.join("refs/heads"), &mut out);
-    walk(&root.join("refs/mirrors"), &mut out);
-    out.sort();
+    let summary = storage
+        .stamp("summary")
+        .unwrap_or_else(|e| Some(format!("unreadable: {e}")));
+    out.extend(summary.map(|stamp| Listed {
+        path: "summary".to_owned(),
+        symlink: false,
+        stamp,
+    }));
     out
 }
 
