@@ -1338,9 +1338,36 @@ fn instances_sharing_a_postgresql_database_act_as_one_service() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // A key rotated on A reaches B: A signs with its new key within seconds, and B, which
+    // reads the published keys from the database, honours the new key's tokens.
+    Cmd::new(tollgate_bin())
+        .args(["keys", "rotate", "--data-dir"])
+        .arg(&g.data)
+        .args(["--database-url", &url])
+        .run();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rotated = loop {
+        let t = token_for(&a, &key, &ask);
+        if kid(&t) != kid(&from_a) {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "A still signs with its old key");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fetch(&b.server, &head, Some(&rotated)).status != 200 {
+        assert!(Instant::now() < deadline, "B never trusted A's rotated key");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        fetch(&b.server, &head, Some(&from_a)).status,
+        200,
+        "A's old key still verifies"
+    );
+
     // The audit is one: A lists the token B issued.
-    let issued = a.wait_for_audit("tokens", "limit=1000", 2);
-    for token in [&from_a, &from_b] {
+    let issued = a.wait_for_audit("tokens", "limit=1000", 3);
+    for token in [&from_a, &from_b, &rotated] {
         let jti = &claims(token)["jti"];
         assert!(
             issued.iter().any(|t| &t["jti"] == jti),
