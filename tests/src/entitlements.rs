@@ -182,7 +182,7 @@ fn launch(args: &[String], env: &[(String, PathBuf)]) -> Server {
     Server::serve(&args, env)
 }
 
-pub(crate) fn bearer(key: &str) -> String {
+fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
 
@@ -233,7 +233,7 @@ fn verify_with_jwks(server: &Server, token: &str) -> Value {
         .claims
 }
 
-pub(crate) fn error_type(answer: &Value) -> &str {
+fn error_type(answer: &Value) -> &str {
     answer["error-type"].as_str().unwrap_or("<none>")
 }
 
@@ -1296,6 +1296,35 @@ fn keys_rotate_while_serving() {
     );
 }
 
+pub(crate) fn set_license_active(through: &Service, id: &str, active: bool) {
+    let path = format!("licenses/{id}");
+    through.admin_ok(200, "PATCH", &path, Some(json!({ "active": active })));
+}
+
+/// Deactivates the only license through `through` and checks that `other`, sharing its
+/// database, refuses it a new token 100 ms later (what an instance keeps in memory is trusted
+/// no longer than 50 ms); the license's id.
+pub(crate) fn deactivate_and_check_refused(
+    through: &Service,
+    other: &Service,
+    key: &str,
+    ask: &Value,
+) -> String {
+    let id = through.admin_ok(200, "GET", "licenses", None)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    set_license_active(through, &id, false);
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, answer) = other.tokens(Some(&bearer(key)), ask);
+    assert_eq!(
+        (status, error_type(&answer)),
+        (401, "license-inactive"),
+        "{answer}"
+    );
+    id
+}
+
 #[test]
 fn instances_sharing_a_postgresql_database_act_as_one_service() {
     let fx = Fixture::new();
@@ -1378,26 +1407,11 @@ fn instances_sharing_a_postgresql_database_act_as_one_service() {
     // A license deactivated through A gets no new token from B once B's reading of the
     // database's change counter is older than 50 ms (what it keeps in memory is trusted no
     // longer than that). A token already issued lives out its short life.
-    let id = a.admin_ok(200, "GET", "licenses", None)[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let set_active = |through: &Service, active: bool| {
-        let path = format!("licenses/{id}");
-        through.admin_ok(200, "PATCH", &path, Some(json!({ "active": active })));
-    };
-    set_active(&a, false);
-    std::thread::sleep(Duration::from_millis(100));
-    let (status, answer) = b.tokens(Some(&bearer(&key)), &ask);
-    assert_eq!(
-        (status, error_type(&answer)),
-        (401, "license-inactive"),
-        "{answer}"
-    );
+    let id = deactivate_and_check_refused(&a, &b, &key, &ask);
     assert_eq!(fetch(&b.server, &head, Some(&from_b)).status, 200);
 
     // And one reactivated through B is honoured by A again.
-    set_active(&b, true);
+    set_license_active(&b, &id, true);
     std::thread::sleep(Duration::from_millis(100));
     let (status, answer) = a.tokens(Some(&bearer(&key)), &ask);
     assert_eq!(status, 200, "{answer}");

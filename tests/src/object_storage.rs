@@ -9,7 +9,9 @@ use serde_json::json;
 
 use crate::bus::{SessionBus, TEST_AUTHENTICATOR_NAME, test_authenticator};
 use crate::cmd::{Cmd, require_tool};
-use crate::entitlements::{Service, bearer, error_type, fetch, license_for_paid, token_for};
+use crate::entitlements::{
+    Service, deactivate_and_check_refused, fetch, license_for_paid, token_for,
+};
 use crate::fixture::{Fixture, set_mode};
 use crate::gating::{APP, RUNTIME, gated_repo, update_repo};
 use crate::postgres::Postgres;
@@ -237,23 +239,7 @@ fn a_repository_in_a_bucket_is_served_streamed_and_redirected_by_instances_shari
         assert!(Instant::now() < deadline, "A never trusted B's key");
         std::thread::sleep(Duration::from_millis(500));
     }
-    let id = a.admin_ok(200, "GET", "licenses", None)[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    a.admin_ok(
-        200,
-        "PATCH",
-        &format!("licenses/{id}"),
-        Some(json!({ "active": false })),
-    );
-    std::thread::sleep(Duration::from_millis(100));
-    let (status, answer) = b.tokens(Some(&bearer(&key)), &ask);
-    assert_eq!(
-        (status, error_type(&answer)),
-        (401, "license-inactive"),
-        "{answer}"
-    );
+    deactivate_and_check_refused(&a, &b, &key, &ask);
 
     // A new version uploaded to the bucket is found by polling (a bucket sends no events),
     // and pulls through both.
