@@ -333,8 +333,11 @@ impl Repo {
     ) -> Result<Vec<(RefName, Checksum)>, RepoError> {
         let mut refs = Vec::new();
         for file in self.list("refs/heads")? {
-            let name = &file.path["refs/heads/".len()..];
-            if let Some(found) = self.read_ref(&file, name, invalid) {
+            // A bucket may hold a "folder" marker, `refs/heads/` itself: not a ref.
+            let Some(name) = file.path.strip_prefix("refs/heads/") else {
+                continue;
+            };
+            if let Some(found) = self.read_ref(&file, name, invalid)? {
                 refs.push(found);
             }
         }
@@ -357,7 +360,9 @@ impl Repo {
         let mut out = Vec::new();
         let mut refused: Option<String> = None;
         for file in self.list("refs/mirrors")? {
-            let inside = &file.path["refs/mirrors/".len()..];
+            let Some(inside) = file.path.strip_prefix("refs/mirrors/") else {
+                continue;
+            };
             let Some((collection, name)) = inside.split_once('/') else {
                 // A file directly in refs/mirrors, where only collection folders belong.
                 invalid(RepoError::RefName {
@@ -380,7 +385,7 @@ impl Repo {
                     continue;
                 }
             };
-            if let Some((name, checksum)) = self.read_ref(&file, name, invalid) {
+            if let Some((name, checksum)) = self.read_ref(&file, name, invalid)? {
                 out.push((cid, name, checksum));
             }
         }
@@ -389,27 +394,29 @@ impl Repo {
     }
 
     /// The ref in `file`, named `name`; `None` (after telling `invalid`, unless it is simply
-    /// gone or still being written) when it is not one.
+    /// gone or still being written) when it is not one. A file that cannot be read is an error,
+    /// not a ref left out: leaving out a gated ref could let an older public tip of the same
+    /// name decide.
     fn read_ref(
         &self,
         file: &Listed,
         name: &str,
         invalid: &mut dyn FnMut(RepoError),
-    ) -> Option<(RefName, Checksum)> {
+    ) -> Result<Option<(RefName, Checksum)>, RepoError> {
         let base = name.rsplit('/').next().unwrap_or(name);
         if is_write_in_progress(base) {
-            return None;
+            return Ok(None);
         }
         let path = self.display_path(&file.path);
         if file.symlink {
             invalid(RepoError::RefSymlink { path });
-            return None;
+            return Ok(None);
         }
         let name = match RefName::new(name) {
             Ok(name) => name,
             Err(source) => {
                 invalid(RepoError::RefName { path, source });
-                return None;
+                return Ok(None);
             }
         };
         let checksum = match self.storage.read(&file.path) {
@@ -417,17 +424,14 @@ impl Repo {
                 .ok()
                 .and_then(|text| Checksum::from_hex(text.trim_end_matches('\n')).ok()),
             // Removed since the folder was listed: a ref deleted a moment ago.
-            Ok(None) => return None,
-            Err(source) => {
-                invalid(RepoError::Io { path, source });
-                return None;
-            }
+            Ok(None) => return Ok(None),
+            Err(source) => return Err(RepoError::Io { path, source }),
         };
         match checksum {
-            Some(checksum) => Some((name, checksum)),
+            Some(checksum) => Ok(Some((name, checksum))),
             None => {
                 invalid(RepoError::RefContent { path });
-                None
+                Ok(None)
             }
         }
     }

@@ -122,8 +122,9 @@ impl std::fmt::Debug for Bucket {
     }
 }
 
-/// How long one request to the store may take, body included.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the store may keep a request waiting between two reads (a large file streamed to
+/// a slow client may take as long as it takes overall).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Bucket {
@@ -134,7 +135,8 @@ impl Bucket {
             .with_bucket_name(&address.bucket)
             .with_client_options(
                 ClientOptions::new()
-                    .with_timeout(REQUEST_TIMEOUT)
+                    .with_timeout_disabled()
+                    .with_read_timeout(READ_TIMEOUT)
                     .with_connect_timeout(CONNECT_TIMEOUT),
             )
             // A store that is down should not hold a start or a request for minutes.
@@ -143,7 +145,11 @@ impl Bucket {
                 max_retries: 2,
                 retry_timeout: Duration::from_secs(10),
             });
-        if let Some(endpoint) = &config.endpoint {
+        let endpoint = config
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT").ok());
+        if let Some(endpoint) = &endpoint {
             builder = builder
                 .with_endpoint(endpoint)
                 .with_allow_http(endpoint.starts_with("http://"));
@@ -157,9 +163,6 @@ impl Bucket {
         if let Some(file) = &config.secret_access_key_file {
             let secret = crate::secrets::read_private(file, "the S3 secret access key")?;
             builder = builder.with_secret_access_key(secret.trim());
-        }
-        if config.virtual_hosted {
-            builder = builder.with_virtual_hosted_style_request(true);
         }
         let store = builder
             .build()

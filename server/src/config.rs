@@ -96,9 +96,6 @@ pub struct StorageConfig {
     /// A file holding the secret access key (mode 0600); else `AWS_SECRET_ACCESS_KEY`. There is
     /// no key for the secret itself, so that it never sits in a file people share.
     pub secret_access_key_file: Option<PathBuf>,
-    /// Address buckets as `https://BUCKET.endpoint/` rather than `https://endpoint/BUCKET/`.
-    #[serde(default)]
-    pub virtual_hosted: bool,
     /// Answer each authorised download of an object or delta with `302` to a URL of the store
     /// that is presigned for that file alone and expires after `redirect-ttl` seconds, instead
     /// of streaming it through tollgate. Summaries, refs and `config` are always served here.
@@ -126,7 +123,6 @@ impl Default for StorageConfig {
             region: None,
             access_key_id: None,
             secret_access_key_file: None,
-            virtual_hosted: false,
             redirect: false,
             redirect_ttl: default_redirect_ttl(),
             public_objects_url: None,

@@ -127,6 +127,27 @@ fn a_repository_in_a_bucket_is_served_streamed_and_redirected_by_instances_shari
         .run();
     fx.assert_pulled(&cli, "origin", &g.repo, &g.app_ref);
 
+    // Validators and ranges as for a local file: a revalidation is a 304, a range is the bytes.
+    let summary = std::fs::read(g.repo.join("summary")).unwrap();
+    let r = fetch(&a.server, "/summary", None);
+    assert_eq!((r.status, &r.body), (200, &summary));
+    let etag = r.header("etag").unwrap().to_owned();
+    let r = crate::http::request(
+        a.server.addr,
+        "GET",
+        "/summary",
+        &[("If-None-Match", &etag)],
+    );
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    let r = crate::http::request(a.server.addr, "GET", "/summary", &[("Range", "bytes=3-12")]);
+    assert_eq!((r.status, &r.body[..]), (206, &summary[3..13]));
+    let r = crate::http::request(a.server.addr, "HEAD", "/summary", &[]);
+    let len = summary.len().to_string();
+    assert_eq!(
+        (r.status, r.header("content-length")),
+        (200, Some(len.as_str()))
+    );
+
     // ostree, redirected: A's token opens the app on B (A's key is in the shared database), and
     // B answers object requests with redirects the client follows.
     let cli_b = fx.join("client-b");

@@ -178,7 +178,7 @@ impl Representation {
     fn remote(path: &RepoPath, meta: &ObjectMeta, len: u64) -> io::Result<Representation> {
         let modified = SystemTime::from(meta.last_modified);
         let tag = content_tag(path).unwrap_or_else(|| match &meta.e_tag {
-            Some(tag) if tag.starts_with('"') => tag.clone(),
+            Some(tag) if tag.starts_with('"') || tag.starts_with("W/\"") => tag.clone(),
             Some(tag) => format!("\"{tag}\""),
             None => format!(
                 "\"{:x}-{:x}\"",
@@ -430,8 +430,9 @@ pub(crate) fn prepare(
 }
 
 /// As [`prepare`], for a file in a bucket. A plain GET is one request to the store, whose
-/// answer carries the metadata the plan needs; a HEAD or a range asks for the metadata first,
-/// then (for a range) for just those bytes of the same version of the file.
+/// answer carries the metadata the plan needs; a HEAD, a conditional request or a range asks
+/// for the metadata first (a 304 needs nothing more), then for just the bytes to send of the
+/// same version of the file.
 pub(crate) async fn prepare_remote(
     bucket: &Bucket,
     path: &RepoPath,
@@ -440,7 +441,8 @@ pub(crate) async fn prepare_remote(
 ) -> io::Result<Option<Prepared>> {
     let relative = path.relative_path();
     let is_config = matches!(path, RepoPath::Config);
-    if is_config || (conditions.range.is_none() && !conditions.head) {
+    let validators = conditions.if_none_match.is_some() || conditions.if_modified_since.is_some();
+    if is_config || (conditions.range.is_none() && !conditions.head && !validators) {
         let Some((meta, body)) = bucket.get(&relative, None, None).await? else {
             return Ok(None);
         };
