@@ -58,7 +58,8 @@ fn object_path(commit: &str) -> String {
 }
 
 /// Installs the gated app (and its public runtime) with the real flatpak from `url`, the test
-/// authenticator handing over `token`, in `fx`'s own installation.
+/// authenticator handing over `token`, in `fx`'s own installation, and checks that
+/// installation's repository with `ostree fsck`.
 fn flatpak_install(fx: &Fixture, url: &str, token: &str) {
     let bus = SessionBus::start(fx, &[(TEST_AUTHENTICATOR_NAME, test_authenticator())]);
     let env: Vec<(String, PathBuf)> = fx.env().iter().cloned().chain([bus.env()]).collect();
@@ -69,6 +70,7 @@ fn flatpak_install(fx: &Fixture, url: &str, token: &str) {
         .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
         .run();
     assert_eq!(fx.installed_app(APP), format!("#!/bin/sh\necho {APP} 2\n"));
+    fx.fsck(&fx.join("home/.local/share/flatpak/repo"));
 }
 
 #[test]
