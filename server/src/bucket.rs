@@ -173,15 +173,16 @@ impl Bucket {
         })
     }
 
-    fn key(relative: &str) -> io::Result<KeyPath> {
-        KeyPath::parse(relative).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    /// The store and the key of `relative`, for a future that owns them.
+    fn at(&self, relative: &str) -> io::Result<Target> {
+        let key =
+            KeyPath::parse(relative).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok((Arc::clone(&self.store), key))
     }
 
     /// The file's size, date and ETag; `None` when there is none.
     pub async fn head(&self, relative: &str) -> io::Result<Option<ObjectMeta>> {
-        let (store, key) = (Arc::clone(&self.store), Bucket::key(relative)?);
-        let meta = run(async move { store.head(&key).await }).await?;
-        not_found_as_none(meta)
+        not_found_as_none(run(head_of(self.at(relative)?)).await?)
     }
 
     /// The whole file, or the bytes `range` of it, with its metadata; `None` when there is none.
@@ -192,7 +193,7 @@ impl Bucket {
         range: Option<Range<u64>>,
         if_match: Option<String>,
     ) -> io::Result<Option<(ObjectMeta, BodyStream)>> {
-        let (store, key) = (Arc::clone(&self.store), Bucket::key(relative)?);
+        let (store, key) = self.at(relative)?;
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             if_match,
@@ -208,20 +209,13 @@ impl Bucket {
 
     /// The whole file read into memory; `None` when there is none.
     pub async fn read_all(&self, relative: &str) -> io::Result<Option<(ObjectMeta, Bytes)>> {
-        let (store, key) = (Arc::clone(&self.store), Bucket::key(relative)?);
-        let got = run(async move {
-            let got = store.get(&key).await?;
-            let meta = got.meta.clone();
-            Ok::<_, object_store::Error>((meta, got.bytes().await?))
-        })
-        .await?;
-        not_found_as_none(got)
+        not_found_as_none(run(read_of(self.at(relative)?)).await?)
     }
 
     /// A URL that lets whoever holds it GET the file for `ttl`, and nothing else: the store
     /// checks the signature over method, path and expiry.
     pub async fn presigned_url(&self, relative: &str, ttl: Duration) -> io::Result<String> {
-        let (store, key) = (Arc::clone(&self.store), Bucket::key(relative)?);
+        let (store, key) = self.at(relative)?;
         let url = run(async move {
             store
                 .signed_url(object_store::signer::Method::GET, &key, ttl)
@@ -230,6 +224,20 @@ impl Bucket {
         .await??;
         Ok(url.to_string())
     }
+}
+
+/// A store and a key in it, owned, so that the work on them can go to another runtime.
+type Target = (Arc<PrefixStore<AmazonS3>>, KeyPath);
+
+/// The operations that both the requests (async) and the index (blocking) need, written once.
+async fn head_of((store, key): Target) -> object_store::Result<ObjectMeta> {
+    store.head(&key).await
+}
+
+async fn read_of((store, key): Target) -> object_store::Result<(ObjectMeta, Bytes)> {
+    let got = store.get(&key).await?;
+    let meta = got.meta.clone();
+    Ok((meta, got.bytes().await?))
 }
 
 /// A file's body as it arrives from the store.
@@ -256,14 +264,8 @@ impl Storage for Bucket {
     }
 
     fn read(&self, relative: &str) -> io::Result<Option<Vec<u8>>> {
-        let (store, key) = (Arc::clone(&self.store), Bucket::key(relative)?);
-        let got = block_on(async move {
-            match store.get(&key).await {
-                Ok(got) => got.bytes().await,
-                Err(e) => Err(e),
-            }
-        })?;
-        Ok(not_found_as_none(got)?.map(|b| b.to_vec()))
+        let got = block_on(read_of(self.at(relative)?))?;
+        Ok(not_found_as_none(got)?.map(|(_, bytes)| bytes.to_vec()))
     }
 
     fn exists(&self, relative: &str) -> io::Result<bool> {
@@ -271,13 +273,12 @@ impl Storage for Bucket {
     }
 
     fn stamp(&self, relative: &str) -> io::Result<Option<String>> {
-        let (store, key) = (Arc::clone(&self.store), Bucket::key(relative)?);
-        let meta = block_on(async move { store.head(&key).await })?;
+        let meta = block_on(head_of(self.at(relative)?))?;
         Ok(not_found_as_none(meta)?.map(|meta| etag_stamp(&meta)))
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<Listed>> {
-        let (store, key) = (Arc::clone(&self.store), Bucket::key(dir)?);
+        let (store, key) = self.at(dir)?;
         let listed: Vec<ObjectMeta> =
             block_on(async move { store.list(Some(&key)).try_collect().await })??;
         let mut out: Vec<Listed> = listed

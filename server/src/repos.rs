@@ -114,8 +114,6 @@ pub struct ServedRepo {
     pub name: Option<String>,
     pub repo: Repo,
     pub backend: Backend,
-    /// Whether authorised downloads of objects and deltas are answered with redirects.
-    pub redirect: Option<Redirect>,
 }
 
 /// Redirect mode (`redirect = true` in `[storage]`), for a repository in a bucket.
@@ -133,7 +131,11 @@ pub struct Redirect {
 pub enum Backend {
     /// A handle on the local folder, which every file is opened beneath.
     Local(OwnedFd),
-    Bucket(Arc<Bucket>),
+    Bucket {
+        bucket: Arc<Bucket>,
+        /// Whether authorised downloads of objects and deltas are answered with redirects.
+        redirect: Option<Redirect>,
+    },
 }
 
 impl ServedRepo {
@@ -158,42 +160,49 @@ impl ServedRepo {
                          the AWS_* environment variables)"
                     )
                 })?;
-                (repo, Backend::Bucket(bucket))
+                let redirect = storage.redirect.then(|| Redirect {
+                    ttl: std::time::Duration::from_secs(storage.redirect_ttl),
+                    public_base: storage.public_objects_url.as_ref().map(|url| {
+                        let base = url.trim_end_matches('/');
+                        match &arg.name {
+                            Some(name) => format!("{base}/{name}/"),
+                            None => format!("{base}/"),
+                        }
+                    }),
+                });
+                (repo, Backend::Bucket { bucket, redirect })
             }
-        };
-        let redirect = match backend {
-            Backend::Bucket(_) if storage.redirect => Some(Redirect {
-                ttl: std::time::Duration::from_secs(storage.redirect_ttl),
-                public_base: storage.public_objects_url.as_ref().map(|url| {
-                    let base = url.trim_end_matches('/');
-                    match &arg.name {
-                        Some(name) => format!("{base}/{name}/"),
-                        None => format!("{base}/"),
-                    }
-                }),
-            }),
-            _ => None,
         };
         Ok(ServedRepo {
             name: arg.name.clone(),
             repo,
             backend,
-            redirect,
         })
     }
 
     /// The repository's bucket, when it is in object storage.
     pub fn bucket(&self) -> Option<&Arc<Bucket>> {
         match &self.backend {
-            Backend::Bucket(bucket) => Some(bucket),
+            Backend::Bucket { bucket, .. } => Some(bucket),
             Backend::Local(_) => None,
+        }
+    }
+
+    /// The bucket and how to redirect to it, when this repository is served in redirect mode.
+    pub fn redirect(&self) -> Option<(&Bucket, &Redirect)> {
+        match &self.backend {
+            Backend::Bucket {
+                bucket,
+                redirect: Some(redirect),
+            } => Some((bucket, redirect)),
+            _ => None,
         }
     }
 
     fn root(&self) -> io::Result<&OwnedFd> {
         match &self.backend {
             Backend::Local(root) => Ok(root),
-            Backend::Bucket(_) => Err(io::Error::new(
+            Backend::Bucket { .. } => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "a repository in object storage has no local files",
             )),

@@ -402,7 +402,7 @@ async fn redirect(
     conditions: &Conditions,
     private: bool,
 ) -> Result<Option<Response>, HttpError> {
-    let (Some(mode), Some(bucket)) = (&served.repo.redirect, served.repo.bucket()) else {
+    let Some((bucket, mode)) = served.repo.redirect() else {
         return Ok(None);
     };
     // A presigned GET does not answer HEAD; mutable files stay here, where they are current.
