@@ -70,7 +70,12 @@ impl Fixture {
 
     /// A bare-user client repository `client` with a remote `origin` pointing at `url`.
     pub fn ostree_client(&self, url: &str) -> PathBuf {
-        let repo = self.join("client");
+        self.ostree_client_named("client", url)
+    }
+
+    /// As [`Fixture::ostree_client`], in the folder `name`, for a test with several clients.
+    pub fn ostree_client_named(&self, name: &str, url: &str) -> PathBuf {
+        let repo = self.join(name);
         self.ostree(&repo).args(["init", "--mode=bare-user"]).run();
         self.ostree(&repo)
             .args(["remote", "add", "--no-gpg-verify", "origin", url])

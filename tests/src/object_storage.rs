@@ -152,17 +152,7 @@ fn a_repository_in_a_bucket_is_served_streamed_and_redirected_by_instances_shari
 
     // ostree, redirected: A's token opens the app on B (A's key is in the shared database), and
     // B answers object requests with redirects the client follows.
-    let cli_b = fx.join("client-b");
-    fx.ostree(&cli_b).args(["init", "--mode=bare-user"]).run();
-    fx.ostree(&cli_b)
-        .args([
-            "remote",
-            "add",
-            "--no-gpg-verify",
-            "origin",
-            &b.server.url(),
-        ])
-        .run();
+    let cli_b = fx.ostree_client_named("client-b", &b.server.url());
     let mark = b.server.log().len();
     fx.ostree(&cli_b)
         .args(["pull", &header, "origin", &g.app_ref])
