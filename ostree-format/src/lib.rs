@@ -7,6 +7,8 @@
 //! a server feeds it whatever is on disk. It does not depend on libostree or GLib.
 
 mod checksum;
+#[doc(hidden)]
+pub mod fuzz;
 mod object;
 mod objects;
 mod path;

@@ -124,6 +124,20 @@ pub fn load(path: &Path) -> Result<LoadedProvider, LoadError> {
         *unsafe { library.get::<EntryFn>(symbol.as_bytes()) }.map_err(|_| LoadError::NoEntry)?;
     // SAFETY: the ABI's entry function takes nothing and returns a static descriptor or null.
     let descriptor = unsafe { entry() };
+    // SAFETY: as the entry function returned it.
+    unsafe { from_descriptor(path, descriptor) }
+}
+
+/// Checks the descriptor a provider's entry function returned, as [`load`] does.
+///
+/// # Safety
+/// `descriptor` is null or points to a descriptor that starts with a [`DescriptorHeader`], has
+/// at least the `size` bytes that header says, and stays valid and unchanged for the rest of
+/// the process, its strings NUL-terminated or null, its functions following the ABI.
+pub unsafe fn from_descriptor(
+    path: &Path,
+    descriptor: *const Descriptor,
+) -> Result<LoadedProvider, LoadError> {
     if descriptor.is_null() {
         return Err(LoadError::NullDescriptor);
     }

@@ -11,11 +11,14 @@
 //! - [`url::normalise`]: the form of the URL credentials are keyed by.
 //!
 //! This is the only crate of the workspace with `extern "C"`, and `unsafe` only in its FFI
-//! modules (`abi`, `export`, `host`). Nothing crosses the ABI but C types.
+//! modules (`abi`, `export`, `host`, and `fuzz`, a provider made up by the fuzzer). Nothing crosses the ABI but C types.
 
 pub mod abi;
 mod credential;
 mod export;
+#[cfg(feature = "host")]
+#[doc(hidden)]
+pub mod fuzz;
 #[cfg(feature = "host")]
 pub mod host;
 pub mod url;

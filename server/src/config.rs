@@ -54,6 +54,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The address clients reach this server at, when it is not `http://` and the request's
     /// `Host` (behind a TLS proxy, say): written into the `.flatpakrepo` files served.
     pub public_url: Option<String>,
@@ -79,6 +81,38 @@ pub struct MetricsConfig {
     /// A file holding a bearer token that scrapes must present (mode 0600); without one,
     /// `/metrics` answers loopback clients only.
     pub token_file: Option<PathBuf>,
+}
+
+/// How many connections the server keeps open.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsConfig {
+    /// Open connections in all. Past it the server stops accepting, and new connections wait
+    /// in the kernel's queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections from one client address. Past it a new connection from that address
+    /// is closed unanswered, so one address cannot take every connection. Behind a proxy that
+    /// connects from one address, raise it to `max-connections`.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_max_connections_per_address() -> usize {
+    256
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
+        }
+    }
 }
 
 /// How to reach repositories in S3-compatible object storage, and whether to serve their
@@ -280,6 +314,20 @@ impl Config {
                 "in the configuration file {}: public-objects-url is used in redirect mode \
                  only; set redirect = true as well, or remove it",
                 path.display()
+            );
+        }
+        let limits = &config.limits;
+        if limits.max_connections == 0
+            || limits.max_connections_per_address == 0
+            || limits.max_connections_per_address > limits.max_connections
+        {
+            anyhow::bail!(
+                "in the configuration file {}: max-connections ({}) and \
+                 max-connections-per-address ({}) must be above 0, and the second at most the \
+                 first",
+                path.display(),
+                limits.max_connections,
+                limits.max_connections_per_address
             );
         }
         let e = &config.entitlements;

@@ -15,6 +15,8 @@ pub mod cli;
 mod config;
 mod demo;
 mod entitlements;
+#[doc(hidden)]
+pub mod fuzz;
 mod http;
 mod index;
 mod limiter;

@@ -126,6 +126,7 @@ pub struct Metrics {
     token_cache_misses: AtomicU64,
     tokens_issued: AtomicU64,
     rate_limited: AtomicU64,
+    connections_refused: AtomicU64,
     file_cache_hits: AtomicU64,
     file_cache_misses: AtomicU64,
 }
@@ -137,6 +138,7 @@ pub static METRICS: Metrics = Metrics {
     token_cache_misses: AtomicU64::new(0),
     tokens_issued: AtomicU64::new(0),
     rate_limited: AtomicU64::new(0),
+    connections_refused: AtomicU64::new(0),
     file_cache_hits: AtomicU64::new(0),
     file_cache_misses: AtomicU64::new(0),
 };
@@ -175,6 +177,11 @@ impl Metrics {
     /// A request refused with 429 because its client or credential failed too often.
     pub fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Relaxed);
+    }
+
+    /// A connection closed unanswered: its address already had as many open as it may.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Relaxed);
     }
 
     /// Everything, in Prometheus' text format; `indexes` are each served repository's name
@@ -280,6 +287,11 @@ impl Metrics {
                 "tollgate_rate_limited_total",
                 "Requests refused with 429 after too many failed credential checks.",
                 &self.rate_limited,
+            ),
+            (
+                "tollgate_connections_refused_total",
+                "Connections closed unanswered: their address had max-connections-per-address open.",
+                &self.connections_refused,
             ),
         ];
         for (name, help, counter) in counters {
@@ -404,6 +416,7 @@ mod tests {
             token_cache_misses: AtomicU64::new(1),
             tokens_issued: AtomicU64::new(2),
             rate_limited: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
             file_cache_hits: AtomicU64::new(0),
             file_cache_misses: AtomicU64::new(0),
         };

@@ -91,6 +91,7 @@ pub fn run(
         .context("reading the listening address")?;
     let admin_token = config.admin_token()?;
     let metrics_token = config.metrics_token()?;
+    raise_file_limit(config.limits.max_connections);
     let config = Arc::new(config);
     let policy_config = Arc::clone(&config);
     let policy: SharedPolicy = Arc::new(move |name: &str| policy_config.gates_by_name(name));
@@ -193,7 +194,7 @@ pub fn run(
         let refresher = tokio::spawn(follow_rotations(Arc::clone(&state), keys, trusted, ttl));
         tracing::info!("listening on http://{addr}/");
         ready(addr);
-        http::listener::run(listener, state, shutdown_signal()).await;
+        http::listener::run(listener, state, config.limits, shutdown_signal()).await;
         refresher.abort();
         audit.close().await;
         store.close().await;
@@ -278,4 +279,29 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Raises the soft limit on open files to the hard one, so that `max-connections` (plus the
+/// files being served) is what bounds connections, not the shell's default of 1024. Says so
+/// when even the hard limit is too low.
+fn raise_file_limit(max_connections: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!("raising the open file limit: {e}");
+        }
+    }
+    let files = getrlimit(Resource::Nofile).current;
+    // Each connection is a socket and, while a file is streamed, that file too.
+    let wanted = max_connections.saturating_mul(2).saturating_add(256) as u64;
+    if files.is_some_and(|files| files < wanted) {
+        tracing::warn!(
+            "the open file limit ({}) is below what max-connections = {max_connections} can \
+             use ({wanted}): raise it (LimitNOFILE= in a systemd unit, ulimit -n) or lower \
+             max-connections",
+            files.unwrap_or_default()
+        );
+    }
 }

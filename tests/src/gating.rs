@@ -91,7 +91,7 @@ pub(crate) fn update_repo(fx: &Fixture, repo: &Path) {
         .run();
 }
 
-fn serve(fx: &Fixture, g: &GatedRepo) -> Server {
+pub(crate) fn serve(fx: &Fixture, g: &GatedRepo) -> Server {
     Server::serve(
         &[
             "--repo",
@@ -141,7 +141,7 @@ fn has_token_type(fx: &Fixture, repo: &Path, r: &str) -> bool {
 
 /// Who may have a file, as the real ostree's view of the repository says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Expect {
+pub(crate) enum Expect {
     Public,
     /// Reached only by these gated refs.
     Gated(BTreeSet<String>),
@@ -152,7 +152,7 @@ enum Expect {
 }
 
 /// Every servable file of the repository as it is now, with who may have it.
-fn expectations(fx: &Fixture, repo: &Path) -> Vec<(String, Expect)> {
+pub(crate) fn expectations(fx: &Fixture, repo: &Path) -> Vec<(String, Expect)> {
     let refs = files_under(&repo.join("refs/heads"));
     let (gated_refs, public_refs): (Vec<String>, Vec<String>) =
         refs.into_iter().partition(|r| has_token_type(fx, repo, r));
@@ -199,7 +199,7 @@ fn expectations(fx: &Fixture, repo: &Path) -> Vec<(String, Expect)> {
 
 /// What a token does for a request.
 #[derive(Debug, Clone, Copy)]
-enum Presented<'a> {
+pub(crate) enum Presented<'a> {
     /// No token, or one the server must refuse: 401 for anything gated.
     Invalid,
     /// A valid token that covers no ref of this repository: 403 for anything gated.
@@ -209,7 +209,7 @@ enum Presented<'a> {
 }
 
 /// The status `file` must get with `token`.
-fn wanted(expect: &Expect, token: Presented<'_>) -> u16 {
+pub(crate) fn wanted(expect: &Expect, token: Presented<'_>) -> u16 {
     match (expect, token) {
         (Expect::Public, _) => 200,
         (Expect::Unreachable, _) => 404,

@@ -29,7 +29,7 @@ pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
 
 /// A connection from the loopback address `source` (any of 127.0.0.0/8 works on Linux), so
 /// that a test can be several clients to a server that tells them apart by address.
-fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+pub fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
     use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
     let family = if source.is_ipv4() {
         AddressFamily::INET
@@ -162,4 +162,70 @@ pub fn json(
         r.status,
         serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// Reads the next response from a connection that may carry more (HTTP/1.1 pipelining and
+/// keep-alive): its head, then a body framed by `Content-Length` or chunked encoding, or none
+/// for a response to HEAD (`head_only`), a 1xx, 204 or 304. `None` when the connection ends
+/// before a response starts.
+pub fn read_response(
+    reader: &mut impl std::io::BufRead,
+    head_only: bool,
+) -> std::io::Result<Option<Response>> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(&format!("not a status line: {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(bad("the connection ended in a response head"));
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(Some(response));
+    }
+    if response
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| bad(&format!("not a chunk size: {line:?}")))?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            response.body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(len) = response.header("content-length") {
+        let len: usize = len.parse().map_err(|_| bad("a bad Content-Length"))?;
+        response.body = vec![0; len];
+        reader.read_exact(&mut response.body)?;
+    } else {
+        reader.read_to_end(&mut response.body)?;
+    }
+    Ok(Some(response))
 }

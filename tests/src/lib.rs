@@ -12,6 +12,7 @@
 pub mod bus;
 pub mod cmd;
 pub mod fixture;
+pub mod fuzz;
 pub mod http;
 pub mod keyring;
 pub mod postgres;
@@ -32,6 +33,8 @@ mod entitlements;
 mod flatpak_install;
 #[cfg(test)]
 mod gating;
+#[cfg(test)]
+mod hostile_clients;
 #[cfg(test)]
 mod hostile_paths;
 #[cfg(test)]

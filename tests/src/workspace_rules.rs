@@ -47,7 +47,9 @@ fn rust_files_outside_ffi_with(needle: &str) -> Vec<String> {
     let root = workspace_root();
     files_under(&root)
         .into_iter()
-        .filter(|f| f.ends_with(".rs") && !f.starts_with("target/"))
+        .filter(|f| {
+            f.ends_with(".rs") && !f.starts_with("target/") && !f.starts_with("fuzz/target/")
+        })
         .filter(|f| !FFI_PLACES.iter().any(|p| f.starts_with(p)))
         .filter(|f| {
             std::fs::read_to_string(root.join(f))

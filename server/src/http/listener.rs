@@ -2,15 +2,21 @@
 //!
 //! Connections are accepted here rather than by `warp::serve` so that each socket gets
 //! `TCP_NODELAY` (small responses must not wait on Nagle's algorithm and the client's delayed
-//! ACK, the 40 ms stall measured in flat-manager), slow clients get a header timeout, and
-//! shutdown drains in-flight requests for a bounded time.
+//! ACK, the 40 ms stall measured in flat-manager), slow clients get a header timeout, the
+//! number of open connections is bounded (in all, and per client address), and shutdown drains
+//! in-flight requests for a bounded time.
+//!
+//! Request headers are bounded by hyper: more than 100 headers, or a head larger than its
+//! buffer (about 400 KB), is answered 431.
 
+use crate::config::LimitsConfig;
 use crate::metrics::{METRICS, Route};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -23,6 +29,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::AppState;
 
@@ -31,17 +38,76 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests may take to finish once shutdown has begun.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Open connections by client address, and the number each may have.
+#[derive(Debug)]
+struct PerAddress {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    max: usize,
+}
+
+/// One of an address's open connections; given back when dropped.
+#[derive(Debug)]
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    fn take(table: &Arc<PerAddress>, ip: IpAddr) -> Option<AddressSlot> {
+        let mut open = table.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= table.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            table: Arc::clone(table),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Serves `state`'s routes on `listener` until `shutdown` completes, then drains open
 /// connections.
-pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    limits: LimitsConfig,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(true);
+    let total = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress {
+        open: Mutex::new(HashMap::new()),
+        max: limits.max_connections_per_address,
+    });
     tokio::pin!(shutdown);
     loop {
+        // At the limit, stop accepting: new connections wait in the kernel's queue.
+        let permit = tokio::select! {
+            permit = Arc::clone(&total).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -53,6 +119,15 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Some(slot) = PerAddress::take(&per_address, peer.ip()) else {
+            // Closed unanswered: an HTTP answer would cost the server more than the client.
+            METRICS.connection_refused();
+            tracing::debug!(
+                "closed a connection from {peer}: it has {} open already",
+                per_address.max
+            );
+            continue;
         };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("setting TCP_NODELAY for {peer}: {e}");
@@ -71,6 +146,7 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
             if let Err(e) = connection.await {
                 tracing::debug!("connection from {peer} ended: {e}");
             }
+            drop((slot, permit));
         });
     }
     drop(listener);

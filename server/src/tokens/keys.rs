@@ -121,13 +121,18 @@ impl SigningKey {
             alg: "EdDSA",
             kid: &self.kid,
         };
-        let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
+        Ok(self.sign_parts(&serde_json::to_vec(&header)?, &serde_json::to_vec(claims)?))
+    }
+
+    /// A compact JWS of these header and payload bytes, as they are, signed with this key.
+    pub fn sign_parts(&self, header: &[u8], payload: &[u8]) -> String {
+        let mut token = URL_SAFE_NO_PAD.encode(header);
         token.push('.');
-        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut token);
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let signature = self.pair.sign(token.as_bytes());
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
-        Ok(token)
+        token
     }
 
     #[cfg(test)]

@@ -637,6 +637,31 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_stays_bounded_under_many_tokens() {
+        let key = SigningKey::generate().unwrap();
+        let v = verifier(&key, None);
+        // Twice as many distinct valid tokens as the cache holds: each verifies, and the
+        // cache keeps at most its capacity.
+        for i in 0..2 * CACHE_CAPACITY {
+            let mut claims = native(600);
+            claims["jti"] = json!(format!("token-{i}"));
+            let token = key.sign_jwt(&claims).unwrap();
+            assert!(v.verify(&token).is_ok());
+        }
+        assert!(
+            v.cache.len() <= CACHE_CAPACITY,
+            "{} tokens cached",
+            v.cache.len()
+        );
+        // Tokens that fail are never cached.
+        let before = v.cache.len();
+        for i in 0..1000 {
+            assert!(v.verify(&format!("garbage-{i}")).is_err());
+        }
+        assert_eq!(v.cache.len(), before);
+    }
+
+    #[test]
     fn two_keys_under_one_key_id_are_refused() {
         let local = SigningKey::generate().unwrap();
         let other = SigningKey::generate().unwrap();
