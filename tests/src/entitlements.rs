@@ -892,68 +892,102 @@ fn two_hundred_clients_at_once() {
     assert_eq!(licenses.len(), WRITERS + 1);
 }
 
+/// What the server acknowledged to one writer: licenses (id, key), and tokens.
+type Acknowledged = (Vec<(String, String)>, Vec<String>);
+
+/// Writers that create licenses and get tokens as fast as they can until the server is gone.
+fn write_until_killed(
+    addr: std::net::SocketAddr,
+    key: &str,
+    app: &str,
+    round: usize,
+) -> Vec<std::thread::JoinHandle<Acknowledged>> {
+    (0..4)
+        .map(|w| {
+            let (key, app) = (key.to_owned(), app.to_owned());
+            std::thread::spawn(move || {
+                let (mut licenses, mut tokens) = (Vec::new(), Vec::new());
+                for n in 0.. {
+                    let (path, auth, body) = if n % 2 == 0 {
+                        ("/api/v1/tokens", bearer(&key), json!({ "refs": [app] }))
+                    } else {
+                        (
+                            "/api/v1/admin/licenses",
+                            bearer(ADMIN_TOKEN),
+                            json!({"products": ["paid"], "note": format!("{round}-{w}-{n}")}),
+                        )
+                    };
+                    let sent = http::try_request_with_body_from(
+                        None,
+                        addr,
+                        "POST",
+                        path,
+                        &[
+                            ("Authorization", &auth),
+                            ("Content-Type", "application/json"),
+                        ],
+                        body.to_string().as_bytes(),
+                    );
+                    match sent {
+                        Ok(r) if r.status == 201 => {
+                            let answer: Value = serde_json::from_slice(&r.body).unwrap();
+                            licenses.push((
+                                answer["id"].as_str().unwrap().to_owned(),
+                                answer["key"].as_str().unwrap().to_owned(),
+                            ));
+                        }
+                        Ok(r) if r.status == 200 => {
+                            let answer: Value = serde_json::from_slice(&r.body).unwrap();
+                            if let Some((token, _)) = signed_token(&answer) {
+                                tokens.push(token);
+                            }
+                        }
+                        Ok(_) => {}
+                        // The connection broke: the server is gone.
+                        Err(_) => break,
+                    }
+                }
+                (licenses, tokens)
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn the_database_survives_kill_9_during_writes() {
     let fx = Fixture::new();
     let g = gated_repo(&fx);
-    let s = Service::start(&fx, &g, None, "");
+    let mut s = Service::start(&fx, &g, None, "");
     let key = license_for_paid(&s);
-    let addr = s.server.addr;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let stop = Arc::clone(&stop);
-        let (key, app) = (key.clone(), g.app_ref.clone());
-        writers.push(std::thread::spawn(move || {
-            let mut created = Vec::new();
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                let (path, auth, body) = if n % 2 == 0 {
-                    ("/api/v1/tokens", bearer(&key), json!({ "refs": [app] }))
-                } else {
-                    (
-                        "/api/v1/admin/licenses",
-                        bearer(ADMIN_TOKEN),
-                        json!({"products": ["paid"], "note": format!("{w}-{n}")}),
-                    )
-                };
-                let sent = http::try_request_with_body_from(
-                    None,
-                    addr,
-                    "POST",
-                    path,
-                    &[
-                        ("Authorization", &auth),
-                        ("Content-Type", "application/json"),
-                    ],
-                    body.to_string().as_bytes(),
-                );
-                match sent {
-                    Ok(r) if r.status == 201 => {
-                        let answer: Value = serde_json::from_slice(&r.body).unwrap();
-                        created.push(answer["id"].as_str().unwrap().to_owned());
-                    }
-                    Ok(_) => {}
-                    // The connection broke: the server is gone.
-                    Err(_) => break,
-                }
-            }
-            created
-        }));
+    let head = format!("/refs/heads/{}", g.app_ref);
+    let (mut licenses, mut tokens) = (Vec::new(), Vec::new());
+    // Three rounds of writes cut short by SIGKILL at a different moment each.
+    for (round, after) in [1500u64, 900, 2300].into_iter().enumerate() {
+        let writers = write_until_killed(s.server.addr, &key, &g.app_ref, round);
+        std::thread::sleep(Duration::from_millis(after));
+        let Service { args, env, server } = s;
+        // Dropping a server kills it with SIGKILL.
+        drop(server);
+        for writer in writers {
+            let (l, t) = writer.join().unwrap();
+            licenses.extend(l);
+            tokens.extend(t);
+        }
+        s = Service {
+            server: launch(&args, &env),
+            args,
+            env,
+        };
     }
-    std::thread::sleep(Duration::from_millis(1500));
-    let Service { args, env, server } = s;
-    // Dropping a server kills it with SIGKILL.
-    drop(server);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let created: Vec<String> = writers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
-    assert!(created.len() > 5, "few writes before the kill: {created:?}");
+    assert!(
+        licenses.len() > 5 && tokens.len() > 5,
+        "few writes before the kills: {} licenses, {} tokens",
+        licenses.len(),
+        tokens.len()
+    );
 
-    // Every license the server confirmed is there, and the database takes new writes.
+    // Every license the server confirmed is there, and every license there is whole: nothing
+    // half-written is visible.
     let listed = Cmd::new(tollgate_bin())
         .args(["admin", "--json", "--data-dir"])
         .arg(&g.data)
@@ -961,14 +995,26 @@ fn the_database_survives_kill_9_during_writes() {
         .run();
     let listed: Vec<Value> = serde_json::from_str(&listed).unwrap();
     let ids: Vec<&str> = listed.iter().map(|l| l["id"].as_str().unwrap()).collect();
-    for id in &created {
-        assert!(ids.contains(&id.as_str()), "license {id} lost in the crash");
+    for (id, _) in &licenses {
+        assert!(ids.contains(&id.as_str()), "license {id} lost in a crash");
     }
-    let s = Service {
-        server: launch(&args, &env),
-        args,
-        env,
-    };
+    for license in &listed {
+        assert_eq!(license["products"], json!(["paid"]), "{license}");
+    }
+    // Acknowledged keys and tokens still work after the restarts.
+    for (id, license_key) in licenses.iter().step_by(licenses.len() / 5) {
+        let (status, answer) =
+            s.tokens(Some(&bearer(license_key)), &json!({ "refs": [g.app_ref] }));
+        assert_eq!(status, 200, "license {id}: {answer}");
+    }
+    for token in tokens.iter().step_by(tokens.len() / 5) {
+        assert_eq!(
+            fetch(&s.server, &head, Some(token)).status,
+            200,
+            "a token issued before a crash"
+        );
+    }
+    // The database takes new writes.
     s.admin_ok(
         201,
         "POST",

@@ -52,4 +52,6 @@ mod p2p;
 #[cfg(test)]
 mod providers;
 #[cfg(test)]
+mod restarts;
+#[cfg(test)]
 mod workspace_rules;

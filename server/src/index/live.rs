@@ -169,6 +169,10 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
         shared.checks.fetch_add(1, Ordering::Relaxed);
         let now = fingerprint(&shared.repo);
         if now != last {
+            tracing::info!(
+                "the refs of {} changed; updating its index",
+                shared.repo.location()
+            );
             let started = Instant::now();
             let previous = shared.current.load_full();
             match build(&shared.repo, &shared.policy, Some(&previous)) {
