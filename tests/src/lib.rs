@@ -52,6 +52,8 @@ mod p2p;
 #[cfg(test)]
 mod providers;
 #[cfg(test)]
+mod publishing;
+#[cfg(test)]
 mod restarts;
 #[cfg(test)]
 mod workspace_rules;
