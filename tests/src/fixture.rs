@@ -83,6 +83,16 @@ impl Fixture {
         repo
     }
 
+    /// `ostree pull origin R` in the client repository `client`, with `token` as a bearer
+    /// token when given; run it with `run`, `run_fail` or `output`.
+    pub fn pull(&self, client: &Path, r: &str, token: Option<&str>) -> Cmd {
+        let mut pull = self.ostree(client).arg("pull");
+        if let Some(token) = token {
+            pull = pull.arg(format!("--http-header=Authorization=Bearer {token}"));
+        }
+        pull.args(["origin", r])
+    }
+
     /// `ostree rev-parse REV` in `repo`.
     pub fn rev_parse(&self, repo: &Path, rev: &str) -> String {
         self.ostree(repo)

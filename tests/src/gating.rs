@@ -448,27 +448,12 @@ fn ostree_pull_needs_a_token_for_the_gated_ref() {
         .run_fail();
     assert!(err.contains("401"), "without a token: {err}");
     let other = tokens::issue(&g.data, &["app/org.example.Other/x86_64/stable"], None, 600);
-    let err = fx
-        .ostree(&cli)
-        .args([
-            "pull",
-            &format!("--http-header=Authorization=Bearer {other}"),
-            "origin",
-            &g.app_ref,
-        ])
-        .run_fail();
+    let err = fx.pull(&cli, &g.app_ref, Some(&other)).run_fail();
     assert!(err.contains("403"), "with a token for another ref: {err}");
 
     let token = tokens::issue(&g.data, &[&g.app_ref], None, 600);
     let mark = server.log().len();
-    fx.ostree(&cli)
-        .args([
-            "pull",
-            &format!("--http-header=Authorization=Bearer {token}"),
-            "origin",
-            &g.app_ref,
-        ])
-        .run();
+    fx.pull(&cli, &g.app_ref, Some(&token)).run();
     fx.assert_pulled(&cli, "origin", &g.repo, &g.app_ref);
     // The pull went through the gated delta, and the audit log recorded it.
     let requests = server.requests_since(mark);
@@ -717,14 +702,7 @@ fn refs_gated_by_name_and_keys_trusted_by_configuration() {
 
     let cli = fx.ostree_client(&server.url());
     let token = tokens::issue(&issuer, &["os/x86_64/private"], None, 600);
-    fx.ostree(&cli)
-        .args([
-            "pull",
-            &format!("--http-header=Authorization=Bearer {token}"),
-            "origin",
-            "os/x86_64/private",
-        ])
-        .run();
+    fx.pull(&cli, "os/x86_64/private", Some(&token)).run();
     assert_eq!(fx.rev_parse(&cli, "origin:os/x86_64/private"), commit);
 }
 

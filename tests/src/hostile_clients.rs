@@ -631,15 +631,7 @@ fn hostile_world(fx: &Fixture) -> (gating::GatedRepo, World) {
 /// A real `ostree pull` of the gated app with its token, then `ostree fsck`.
 fn pull(fx: &Fixture, url: &str, app: &str, token: &str, name: &str) -> Result<(), String> {
     let client = fx.ostree_client_named(name, url);
-    let out = fx
-        .ostree(&client)
-        .args([
-            "pull",
-            &format!("--http-header=Authorization=Bearer {token}"),
-            "origin",
-            app,
-        ])
-        .output();
+    let out = fx.pull(&client, app, Some(token)).output();
     if !out.status.success() {
         return Err(format!(
             "ostree pull failed: {}",
@@ -740,8 +732,7 @@ fn hostile_clients_get_nothing_and_pulls_go_on() {
     server.settle();
     let log = server.log();
     assert!(!log.contains("panicked"), "the server panicked");
-    let metrics = http::get(addr, "/metrics");
-    let text = String::from_utf8_lossy(&metrics.body);
+    let text = server.metrics();
     let refused: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("tollgate_connections_refused_total "))
@@ -847,7 +838,7 @@ fn connections_are_limited_per_address_and_in_all() {
     );
     drop((first, third));
     pull(&fx, &server.url(), &g.app_ref, &token, "after").unwrap();
-    let metrics = String::from_utf8_lossy(&http::get(addr, "/metrics").body).into_owned();
+    let metrics = server.metrics();
     assert!(
         metrics.contains("tollgate_connections_refused_total 12"),
         "{metrics}"

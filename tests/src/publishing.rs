@@ -111,18 +111,8 @@ fn publishing_under_load_breaks_no_pull_and_leaks_nothing() {
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
-                for (r, auth) in [
-                    (
-                        &g.app_ref,
-                        Some(format!("--http-header=Authorization=Bearer {token}")),
-                    ),
-                    (&g.runtime_ref, None),
-                ] {
-                    let mut pull = fx.ostree(&client).arg("pull");
-                    if let Some(auth) = &auth {
-                        pull = pull.arg(auth);
-                    }
-                    let out = pull.args(["origin", r]).output();
+                for (r, auth) in [(&g.app_ref, Some(token.as_str())), (&g.runtime_ref, None)] {
+                    let out = fx.pull(&client, r, auth).output();
                     if !out.status.success() {
                         failures.push(format!(
                             "pull {n} of {r}: {}",
@@ -250,14 +240,7 @@ fn publishing_under_load_breaks_no_pull_and_leaks_nothing() {
 
     // The clients end on the last version, whole.
     let last = fx.rev_parse(&g.repo, &g.app_ref);
-    fx.ostree(&client)
-        .args([
-            "pull",
-            &format!("--http-header=Authorization=Bearer {token}"),
-            "origin",
-            &g.app_ref,
-        ])
-        .run();
+    fx.pull(&client, &g.app_ref, Some(&token)).run();
     assert_eq!(
         fx.rev_parse(&client, &format!("origin:{}", g.app_ref)),
         last

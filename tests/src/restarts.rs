@@ -124,7 +124,7 @@ fn kill_9_during_index_builds_leaves_nothing_behind() {
     // Restarted: every ref, early and late, is judged as it should be.
     let server = Server::serve(&args, fx.env());
     gate_is_right(&server, &data, &generated.refs);
-    let metrics = String::from_utf8_lossy(&http::get(server.addr, "/metrics").body).into_owned();
+    let metrics = server.metrics();
     assert!(
         metrics.contains("tollgate_index_gated_refs{repo=\"\"} 20"),
         "{metrics}"
@@ -204,15 +204,7 @@ fn keys_rotate_under_load_and_no_pull_fails() {
         let token = token_for(&s, &key, &ask);
         latest = kid(&token);
         let client = fx.ostree_client_named(&format!("c{pulls}"), &s.server.url());
-        let out = fx
-            .ostree(&client)
-            .args([
-                "pull",
-                &format!("--http-header=Authorization=Bearer {token}"),
-                "origin",
-                &g.app_ref,
-            ])
-            .output();
+        let out = fx.pull(&client, &g.app_ref, Some(&token)).output();
         if !out.status.success() {
             failed.push(String::from_utf8_lossy(&out.stderr).into_owned());
         }

@@ -116,6 +116,13 @@ impl Server {
         server
     }
 
+    /// `GET /metrics`, as text (from 127.0.0.1, which needs no token).
+    pub fn metrics(&self) -> String {
+        let scrape = crate::http::get(self.addr, "/metrics");
+        assert_eq!(scrape.status, 200, "GET /metrics");
+        String::from_utf8_lossy(&scrape.body).into_owned()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
     }
