@@ -4,15 +4,17 @@
 //! messages, credentials of any size and kind, with or without their strings) come from the
 //! input; the provider follows the ABI's memory rules, as even a wrong provider does when it
 //! is written in C with care. The host must answer each case with a value or an error, and
-//! give back every allocation exactly once.
+//! give back every allocation exactly once: the provider keeps the addresses it handed out and
+//! panics on one it does not know. (Run without a sanitizer, this finds wrong answers, panics
+//! and misuse of the provider's memory, not every stray read.)
 //!
 //! The test below runs every input in `fuzz/regressions/provider/`.
 #![allow(unsafe_code)]
 
+use std::collections::HashSet;
 use std::ffi::{CString, c_char};
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use crate::abi::{self, Descriptor, RawCredential, RawRequest};
@@ -49,17 +51,46 @@ struct Answer {
 }
 
 static ANSWER: Mutex<Option<Answer>> = Mutex::new(None);
-static OUTSTANDING: AtomicIsize = AtomicIsize::new(0);
+/// The addresses of what the provider handed out and has not had back.
+static OUTSTANDING: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+fn handed_out(address: usize) {
+    let mut outstanding = OUTSTANDING.lock().unwrap();
+    outstanding.get_or_insert_with(HashSet::new).insert(address);
+}
+
+/// Takes `address` back; panics when the provider did not hand it out or had it back already.
+fn given_back(address: usize, what: &str) {
+    let mut outstanding = OUTSTANDING.lock().unwrap();
+    let known = outstanding
+        .get_or_insert_with(HashSet::new)
+        .remove(&address);
+    assert!(
+        known,
+        "the host gave back a {what} it was not handed, or gave it back twice"
+    );
+}
+
+fn outstanding() -> usize {
+    OUTSTANDING.lock().unwrap().as_ref().map_or(0, HashSet::len)
+}
 
 fn hand_out_message(message: Option<CString>, out: *mut *mut c_char) {
     if let Some(message) = message {
-        OUTSTANDING.fetch_add(1, Ordering::SeqCst);
+        let raw = message.into_raw();
+        handed_out(raw as usize);
         // SAFETY: the host passes a valid out-pointer.
-        unsafe { *out = message.into_raw() };
+        unsafe { *out = raw };
     }
 }
 
+/// Calls that reached the provider, for the test below.
+#[cfg(test)]
+static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn answer() -> Answer {
+    #[cfg(test)]
+    CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     ANSWER.lock().unwrap().take().expect("one answer per call")
 }
 
@@ -89,10 +120,11 @@ unsafe extern "C" fn lookup(
             },
             strings: (user, secret),
         });
-        OUTSTANDING.fetch_add(1, Ordering::SeqCst);
+        let raw = Box::into_raw(allocated);
+        handed_out(raw as usize);
         // SAFETY: the host passes a valid out-pointer. `raw` is the first field of a
         // `repr(C)` struct, so the pointer to it is the pointer to the allocation.
-        unsafe { *credential = Box::into_raw(allocated).cast() };
+        unsafe { *credential = raw.cast() };
     }
     answer.code
 }
@@ -114,14 +146,15 @@ unsafe extern "C" fn erase(_request: *const RawRequest, message: *mut *mut c_cha
 }
 
 unsafe extern "C" fn free_credential(credential: *mut RawCredential) {
-    OUTSTANDING.fetch_sub(1, Ordering::SeqCst);
-    // SAFETY: made by `lookup` from a box of `Allocated`, given back once.
+    given_back(credential as usize, "credential");
+    // SAFETY: made by `lookup` from a box of `Allocated` (checked above), given back once.
     drop(unsafe { Box::from_raw(credential.cast::<Allocated>()) });
 }
 
 unsafe extern "C" fn free_message(message: *mut c_char) {
-    OUTSTANDING.fetch_sub(1, Ordering::SeqCst);
-    // SAFETY: made by `hand_out_message` with `CString::into_raw`, given back once.
+    given_back(message as usize, "message");
+    // SAFETY: made by `hand_out_message` with `CString::into_raw` (checked above), given back
+    // once.
     drop(unsafe { CString::from_raw(message) });
 }
 
@@ -134,10 +167,11 @@ fn next_answer(input: &mut Input<'_>) -> Answer {
     let message = input.string();
     let shape = input.byte();
     let credential = (shape & 1 == 1).then(|| {
+        // Any size up to what was allocated: a provider never claims more than it has.
         let size = if shape & 2 == 2 {
             abi::CREDENTIAL_SIZE_1_0 as u32
         } else {
-            u32::from(input.byte())
+            u32::from(input.byte()) % (abi::CREDENTIAL_SIZE_1_0 as u32 + 1)
         };
         let kind = u32::from(input.byte() % 5);
         (size, kind, input.string(), input.string())
@@ -149,28 +183,47 @@ fn next_answer(input: &mut Input<'_>) -> Answer {
     }
 }
 
+/// A descriptor made from the input, and the strings it points to; freed when dropped.
+struct Made {
+    descriptor: *mut Descriptor,
+    _strings: (Option<CString>, Option<CString>, Option<CString>),
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::into_raw` below; the provider that used it is gone.
+        drop(unsafe { Box::from_raw(self.descriptor) });
+    }
+}
+
 /// One provider made from the input, loaded, and called once each way.
 pub fn provider(data: &[u8]) {
+    // The provider's answers and memory are process-wide: one input at a time (tests run in
+    // parallel; libFuzzer does not).
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut input = Input(data);
     let flags = input.byte();
     let header = input.byte();
     let strings = (input.string(), input.string(), input.string());
     let capabilities = u32::from(input.byte());
-    let descriptor = Box::leak(Box::new(Descriptor {
+    let pointer = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    let descriptor = Box::into_raw(Box::new(Descriptor {
         abi_major: if header & 1 == 0 {
             abi::ABI_MAJOR
         } else {
             u16::from(header)
         },
         abi_minor: u16::from(header >> 4),
+        // Any size up to what was allocated.
         size: if header & 2 == 0 {
             abi::DESCRIPTOR_SIZE_1_0 as u32
         } else {
-            u32::from(input.byte())
+            u32::from(input.byte()) % (abi::DESCRIPTOR_SIZE_1_0 as u32 + 1)
         },
-        name: strings.0.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-        version: strings.1.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-        description: strings.2.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+        name: pointer(&strings.0),
+        version: pointer(&strings.1),
+        description: pointer(&strings.2),
         capabilities,
         lookup: (flags & 1 == 0).then_some(lookup as abi::LookupFn),
         store: (flags & 2 == 0).then_some(store as abi::StoreFn),
@@ -178,10 +231,13 @@ pub fn provider(data: &[u8]) {
         free_credential: (flags & 8 == 0).then_some(free_credential as abi::FreeCredentialFn),
         free_message: (flags & 16 == 0).then_some(free_message as abi::FreeMessageFn),
     }));
-    // The descriptor's strings live as long as the descriptor.
-    std::mem::forget(strings);
-    // SAFETY: a full descriptor that lives for the rest of the process; its functions follow
-    // the ABI's memory rules.
+    // Dropped last, after the provider made from it.
+    let _made = Made {
+        descriptor,
+        _strings: strings,
+    };
+    // SAFETY: a whole descriptor, valid until `_made` is dropped, after `loaded`; its functions
+    // follow the ABI's memory rules, and every call below is answered at once.
     let Ok(loaded) = (unsafe { host::from_descriptor(Path::new("fuzz"), descriptor) }) else {
         return;
     };
@@ -203,21 +259,25 @@ pub fn provider(data: &[u8]) {
             1 => loaded.store(&request, &Credential::Token(secret.clone()), limit),
             _ => loaded.erase(&request, limit),
         };
-        assert!(
-            !matches!(
-                outcome,
-                Err(host::CallError::TimedOut(_) | host::CallError::Hung)
-            ),
-            "a call of a provider that answers at once timed out"
-        );
+        match &outcome {
+            Err(host::CallError::TimedOut(_) | host::CallError::Hung) => {
+                panic!("a call of a provider that answers at once timed out")
+            }
+            // The call's thread panicked: the host's own code, or the provider's checks.
+            Err(host::CallError::Broken(why)) if why.contains("ended without an answer") => {
+                panic!("a call panicked: {why}")
+            }
+            _ => {}
+        }
         // A call the host did not make leaves its answer unused.
         ANSWER.lock().unwrap().take();
         assert_eq!(
-            OUTSTANDING.load(Ordering::SeqCst),
+            outstanding(),
             0,
-            "the host did not give back exactly what the provider handed out"
+            "the host did not give back everything the provider handed out"
         );
     }
+    drop(loaded);
 }
 
 #[cfg(test)]
@@ -225,5 +285,23 @@ mod tests {
     #[test]
     fn fuzz_regressions_stay_fixed() {
         tollgate_tests::fuzz::replay_regressions("provider", super::provider);
+    }
+
+    #[test]
+    fn a_whole_provider_goes_through_every_call() {
+        // Loads, then lookup gives a token, store fails with a message, erase succeeds.
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/regressions/provider/whole-path"
+        ))
+        .unwrap();
+        let before = super::CALLS.load(std::sync::atomic::Ordering::SeqCst);
+        super::provider(&data);
+        let after = super::CALLS.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            after - before >= 3,
+            "{} calls reached the provider",
+            after - before
+        );
     }
 }

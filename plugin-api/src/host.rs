@@ -132,8 +132,10 @@ pub fn load(path: &Path) -> Result<LoadedProvider, LoadError> {
 ///
 /// # Safety
 /// `descriptor` is null or points to a descriptor that starts with a [`DescriptorHeader`], has
-/// at least the `size` bytes that header says, and stays valid and unchanged for the rest of
-/// the process, its strings NUL-terminated or null, its functions following the ABI.
+/// at least the `size` bytes that header says (and a whole ABI 1.0 descriptor when that size
+/// covers one), and stays valid and unchanged for as long as the returned provider or a call
+/// it started may use it (for a loaded library: the rest of the process), its strings
+/// NUL-terminated or null, its functions following the ABI.
 pub unsafe fn from_descriptor(
     path: &Path,
     descriptor: *const Descriptor,

@@ -96,6 +96,15 @@ pub struct LimitsConfig {
     /// connects from one address, raise it to `max-connections`.
     #[serde(default = "default_max_connections_per_address")]
     pub max_connections_per_address: usize,
+    /// Seconds a connection may wait on its client with no byte moving either way (a client
+    /// that stops reading a response) before it is closed; also the most a request body may
+    /// take to arrive whole. 1 to 3600.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: u64,
+}
+
+pub fn default_stall_timeout() -> u64 {
+    60
 }
 
 fn default_max_connections() -> usize {
@@ -111,6 +120,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_connections: default_max_connections(),
             max_connections_per_address: default_max_connections_per_address(),
+            stall_timeout: default_stall_timeout(),
         }
     }
 }
@@ -328,6 +338,14 @@ impl Config {
                 path.display(),
                 limits.max_connections,
                 limits.max_connections_per_address
+            );
+        }
+        if !(1..=3600).contains(&limits.stall_timeout) {
+            anyhow::bail!(
+                "in the configuration file {}: stall-timeout = {} is out of range (1 to 3600 \
+                 seconds)",
+                path.display(),
+                limits.stall_timeout
             );
         }
         let e = &config.entitlements;

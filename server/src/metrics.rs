@@ -127,6 +127,7 @@ pub struct Metrics {
     tokens_issued: AtomicU64,
     rate_limited: AtomicU64,
     connections_refused: AtomicU64,
+    connections_open: AtomicU64,
     file_cache_hits: AtomicU64,
     file_cache_misses: AtomicU64,
 }
@@ -139,6 +140,7 @@ pub static METRICS: Metrics = Metrics {
     tokens_issued: AtomicU64::new(0),
     rate_limited: AtomicU64::new(0),
     connections_refused: AtomicU64::new(0),
+    connections_open: AtomicU64::new(0),
     file_cache_hits: AtomicU64::new(0),
     file_cache_misses: AtomicU64::new(0),
 };
@@ -182,6 +184,15 @@ impl Metrics {
     /// A connection closed unanswered: its address already had as many open as it may.
     pub fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Relaxed);
+    }
+
+    /// A connection taken in, and one ended.
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Relaxed);
     }
 
     /// Everything, in Prometheus' text format; `indexes` are each served repository's name
@@ -298,6 +309,14 @@ impl Metrics {
             head(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", counter.load(Relaxed));
         }
+        let name = "tollgate_connections_open";
+        head(
+            &mut out,
+            name,
+            "gauge",
+            "Connections open now (at max-connections, new ones wait).",
+        );
+        let _ = writeln!(out, "{name} {}", self.connections_open.load(Relaxed));
         let gauges: [Gauge; 7] = [
             (
                 "tollgate_index_objects",
@@ -417,6 +436,7 @@ mod tests {
             tokens_issued: AtomicU64::new(2),
             rate_limited: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
             file_cache_hits: AtomicU64::new(0),
             file_cache_misses: AtomicU64::new(0),
         };

@@ -182,15 +182,18 @@ pub fn run(
         if admin_token.is_none() {
             tracing::info!("the admin API is off: no admin token is configured");
         }
-        let state = Arc::new(AppState::new(
-            served,
-            verifier,
-            entitlements,
-            Arc::clone(&audit),
-            admin_token,
-            metrics_token,
-            config.public_url.clone(),
-        ));
+        let state = Arc::new(
+            AppState::new(
+                served,
+                verifier,
+                entitlements,
+                Arc::clone(&audit),
+                admin_token,
+                metrics_token,
+                config.public_url.clone(),
+            )
+            .with_body_timeout(Duration::from_secs(config.limits.stall_timeout)),
+        );
         let refresher = tokio::spawn(follow_rotations(Arc::clone(&state), keys, trusted, ttl));
         tracing::info!("listening on http://{addr}/");
         ready(addr);

@@ -373,3 +373,14 @@ pub fn files_under(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Sets its flag when dropped, a panic's unwinding included, so that background loops
+/// watching the flag stop whatever becomes of the test that started them.
+#[derive(Debug)]
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

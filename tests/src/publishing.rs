@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bus::{SessionBus, TEST_AUTHENTICATOR_NAME, test_authenticator};
-use crate::fixture::Fixture;
+use crate::fixture::{Fixture, StopOnDrop};
 use crate::gating::{APP, RUNTIME, gated_repo, serve, update_repo};
 use crate::http::request;
 use crate::tokens;
@@ -170,7 +170,9 @@ fn publishing_under_load_breaks_no_pull_and_leaks_nothing() {
             (leaks, n)
         });
 
-        // The vendor publishes, round after round.
+        // The vendor publishes, round after round; the loops above stop when it is done, or
+        // if it fails.
+        let stopping = StopOnDrop(&stop);
         let mut problems = Vec::new();
         let arch = fx.flatpak_arch();
         for round in 0..6u32 {
@@ -210,7 +212,7 @@ fn publishing_under_load_breaks_no_pull_and_leaks_nothing() {
         }
         // Let the clients catch up with the last publish, then stop them.
         std::thread::sleep(Duration::from_secs(3));
-        stop.store(true, Ordering::SeqCst);
+        drop(stopping);
         let (pull_failures, n) = pulling.join().unwrap();
         let (flatpak_failures, m) = updating.join().unwrap();
         let (leaks, probes) = probing.join().unwrap();

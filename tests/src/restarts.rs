@@ -21,9 +21,9 @@ fn object_path(commit: &str) -> String {
     format!("/objects/{}/{}.commit", &commit[..2], &commit[2..])
 }
 
-/// Runs `tollgate serve` with its log in a file, kills it with SIGKILL `after` its start,
-/// and returns its log.
-fn serve_and_kill(fx: &Fixture, args: &[&str], after: Duration) -> String {
+/// Runs `tollgate serve` with its log in a file, kills it with SIGKILL as soon as it has
+/// logged `when`, and returns its whole log.
+fn serve_and_kill(fx: &Fixture, args: &[&str], when: &str) -> String {
     let log = fx.join("killed.log");
     let mut child = Command::new(tollgate_bin())
         .arg("serve")
@@ -36,7 +36,11 @@ fn serve_and_kill(fx: &Fixture, args: &[&str], after: Duration) -> String {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(after);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap().contains(when) {
+        assert!(Instant::now() < deadline, "tollgate never logged {when:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     std::fs::read_to_string(log).unwrap()
@@ -88,7 +92,7 @@ fn kill_9_during_index_builds_leaves_nothing_behind() {
     ];
 
     // Killed during the first build, before it listens.
-    let log = serve_and_kill(&fx, &args, Duration::from_millis(400));
+    let log = serve_and_kill(&fx, &args, "building the index of");
     assert!(
         !log.contains("indexed ") && !log.contains("listening on"),
         "the first build was over before the kill; make the repository bigger:\n{log}"
@@ -112,9 +116,7 @@ fn kill_9_during_index_builds_leaves_nothing_behind() {
         std::fs::rename(held.join(app), heads.join(app)).unwrap();
     }
     server.wait_for_log("changed; updating its index", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(100));
-    let log = server.log();
-    drop(server);
+    let log = server.kill();
     assert_eq!(
         log.matches("indexed ").count(),
         before,
@@ -126,7 +128,9 @@ fn kill_9_during_index_builds_leaves_nothing_behind() {
     gate_is_right(&server, &data, &generated.refs);
     let metrics = server.metrics();
     assert!(
-        metrics.contains("tollgate_index_gated_refs{repo=\"\"} 20"),
+        metrics
+            .lines()
+            .any(|l| l == "tollgate_index_gated_refs{repo=\"\"} 20"),
         "{metrics}"
     );
 }

@@ -174,6 +174,14 @@ impl Server {
         }
     }
 
+    /// Kills the server with SIGKILL, and returns its whole log once the last line is read.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.settle();
+        self.log()
+    }
+
     /// Access log entries, in order, from log byte `from` on.
     pub fn requests_since(&self, from: usize) -> Vec<Access> {
         self.settle();

@@ -20,8 +20,11 @@ use crate::index::Access;
 use crate::store::now;
 use crate::tokens::{LEEWAY_SECS, SubsetError, SubsetRequest};
 
-/// A request body, not yet read.
-pub type Body = Pin<Box<dyn Stream<Item = Result<Bytes, hyper::Error>> + Send>>;
+/// A request body, not yet read, and when it must have arrived whole.
+pub struct Body {
+    pub stream: Pin<Box<dyn Stream<Item = Result<Bytes, hyper::Error>> + Send>>,
+    pub deadline: tokio::time::Instant,
+}
 
 /// Token requests are small: a list of refs.
 const MAX_TOKEN_REQUEST: usize = 64 * 1024;
@@ -30,10 +33,15 @@ const MAX_REFS: usize = 256;
 /// The longest a token_subset token may live: ten years, as flat-manager's long-lived tokens.
 const MAX_SUBSET_DURATION: i64 = 10 * 366 * 24 * 3600;
 
-/// Reads a body of at most `limit` bytes.
+/// Reads a body of at most `limit` bytes, which must arrive by its deadline: a body sent a
+/// byte at a time would otherwise hold its connection for hours.
 pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, HttpError> {
     let mut out = BytesMut::new();
-    while let Some(chunk) = body.next().await {
+    loop {
+        let next = tokio::time::timeout_at(body.deadline, body.stream.next())
+            .await
+            .map_err(|_| HttpError::BodyTooSlow)?;
+        let Some(chunk) = next else { break };
         let chunk = chunk
             .map_err(|_| HttpError::BadRequest("the request body could not be read".to_owned()))?;
         if out.len() + chunk.len() > limit {

@@ -22,6 +22,8 @@ pub enum HttpError {
     /// The request's body or parameters are wrong; the message says how.
     BadRequest(String),
     PayloadTooLarge,
+    /// The request body did not arrive whole in time.
+    BodyTooSlow,
     /// No credentials where they are needed.
     CredentialsRequired,
     /// Credentials that are wrong: one answer for a wrong secret and an unknown key alike.
@@ -75,6 +77,7 @@ impl HttpError {
             } => StatusCode::FORBIDDEN,
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             HttpError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -91,6 +94,7 @@ impl HttpError {
             HttpError::NotEntitled => "not-entitled",
             HttpError::BadRequest(_) => "bad-request",
             HttpError::PayloadTooLarge => "payload-too-large",
+            HttpError::BodyTooSlow => "request-timeout",
             HttpError::CredentialsRequired => "credentials-required",
             HttpError::InvalidCredentials => "invalid-credentials",
             HttpError::CredentialsRefused(code) => code,
@@ -123,6 +127,9 @@ impl HttpError {
                 why.clone()
             }
             HttpError::PayloadTooLarge => "the request body is too large".to_owned(),
+            HttpError::BodyTooSlow => {
+                "the request body came too slowly: send it whole at once".to_owned()
+            }
             HttpError::CredentialsRequired => "give a license key (Authorization: Bearer \
                 tg_...) or an account (Authorization: Basic ...)"
                 .to_owned(),

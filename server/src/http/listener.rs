@@ -2,8 +2,9 @@
 //!
 //! Connections are accepted here rather than by `warp::serve` so that each socket gets
 //! `TCP_NODELAY` (small responses must not wait on Nagle's algorithm and the client's delayed
-//! ACK, the 40 ms stall measured in flat-manager), slow clients get a header timeout, the
-//! number of open connections is bounded (in all, and per client address), and shutdown drains
+//! ACK, the 40 ms stall measured in flat-manager), slow clients get a header timeout, clients
+//! that stop reading or sending are cut off (`stall.rs`), the number of open connections is
+//! bounded (in all, and per client: an IPv4 address or an IPv6 /64), and shutdown drains
 //! in-flight requests for a bounded time.
 //!
 //! Request headers are bounded by hyper: more than 100 headers, or a head larger than its
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::AppState;
+use super::stall::StallLimit;
 
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,14 +54,28 @@ struct AddressSlot {
     ip: IpAddr,
 }
 
+/// The client a connection counts against: its IPv4 address (also when written as an
+/// IPv4-mapped IPv6 address), or its IPv6 /64, which is what one client usually holds.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 impl PerAddress {
     fn take(table: &Arc<PerAddress>, ip: IpAddr) -> Option<AddressSlot> {
+        let ip = client_of(ip);
         let mut open = table.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(ip).or_insert(0);
         if *count >= table.max {
             return None;
         }
         *count += 1;
+        METRICS.connection_opened();
         Some(AddressSlot {
             table: Arc::clone(table),
             ip,
@@ -69,6 +85,7 @@ impl PerAddress {
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
+        METRICS.connection_closed();
         let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(count) = open.get_mut(&self.ip) {
             *count -= 1;
@@ -93,6 +110,7 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(true);
+    let stall = Duration::from_secs(limits.stall_timeout);
     let total = Arc::new(Semaphore::new(limits.max_connections));
     let per_address = Arc::new(PerAddress {
         open: Mutex::new(HashMap::new()),
@@ -141,7 +159,8 @@ pub async fn run(
                 Ok::<_, Infallible>(log.attach(response))
             }
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), handler));
+        let io = StallLimit::new(TokioIo::new(stream), stall);
+        let connection = graceful.watch(builder.serve_connection(io, handler));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("connection from {peer} ended: {e}");

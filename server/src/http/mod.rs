@@ -12,9 +12,11 @@ mod files;
 mod flatpakrepo;
 mod gate;
 pub mod listener;
+mod stall;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::{HeaderMap, Method};
@@ -76,6 +78,8 @@ pub struct AppState {
     metrics_token: Option<Secret>,
     /// Where clients reach the server (ends with `/`); `None`: `http://` and the `Host` asked.
     public_url: Option<String>,
+    /// How long a request body may take to arrive whole (`stall-timeout`).
+    body_timeout: Duration,
 }
 
 impl AppState {
@@ -96,7 +100,14 @@ impl AppState {
             admin_token,
             metrics_token,
             public_url,
+            body_timeout: Duration::from_secs(crate::config::default_stall_timeout()),
         }
+    }
+
+    /// How long a request body may take to arrive whole.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> AppState {
+        self.body_timeout = timeout;
+        self
     }
 
     /// Which repository a decoded path (without its leading `/`) is in, and the path inside it.
@@ -131,7 +142,10 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let body: Body = Box::pin(body.into_data_stream());
+    let body = Body {
+        stream: Box::pin(body.into_data_stream()),
+        deadline: tokio::time::Instant::now() + state.body_timeout,
+    };
     route(
         state,
         parts.method,

@@ -216,7 +216,10 @@ fn build(
     };
     let index = match previous {
         Some(previous) => previous.update(repo, &**policy, &mut progress)?,
-        None => RepoIndex::build(repo, &**policy, &mut progress)?,
+        None => {
+            tracing::info!("building the index of {root}");
+            RepoIndex::build(repo, &**policy, &mut progress)?
+        }
     };
     let stats = index.stats();
     tracing::info!(
