@@ -41,6 +41,8 @@ pub enum TokenError {
     UnknownKey(String),
     #[error("flat-manager tokens are not accepted: no flat-manager secret is configured")]
     NoFlatManagerSecret,
+    #[error("expired, or not valid yet (refused before its signature was checked)")]
+    OutOfTime,
     #[error("invalid")]
     Invalid(#[source] jsonwebtoken::errors::Error),
     #[error("not a download token (its scope lacks \"download\")")]
@@ -217,6 +219,9 @@ impl Verifier {
 
     fn verify_uncached(&self, token: &str) -> Result<Grant, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(TokenError::Malformed)?;
+        if out_of_time(token, now()) {
+            return Err(TokenError::OutOfTime);
+        }
         let grant = match header.alg {
             Algorithm::EdDSA => {
                 let kid = header.kid.ok_or(TokenError::MissingKeyId)?;
@@ -252,6 +257,34 @@ impl Verifier {
         }
         Ok(grant)
     }
+}
+
+/// Whether the token's `exp` or `nbf` says it is not valid at `now`, by the same rule as the
+/// full check ([`validation`]), read before any signature check: a client retrying with an
+/// expired token, or anyone sending expired tokens on purpose, then costs no signature check.
+/// Only a refusal is ever decided on these unverified claims; a token whose times cannot be
+/// read here goes on to the full check, which decides.
+fn out_of_time(token: &str, now: u64) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Times {
+        exp: Option<u64>,
+        nbf: Option<u64>,
+    }
+    let Some(payload) = token.split('.').nth(1) else {
+        return false;
+    };
+    let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else {
+        return false;
+    };
+    let Ok(times) = serde_json::from_slice::<Times>(&json) else {
+        return false;
+    };
+    times
+        .exp
+        .is_some_and(|exp| exp.saturating_add(LEEWAY_SECS) < now)
+        || times
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
 }
 
 fn validation(alg: Algorithm) -> Validation {
@@ -612,6 +645,47 @@ mod tests {
         assert!(matches!(
             verifier(&key, None).verify(&fm_ok),
             Err(TokenError::NoFlatManagerSecret)
+        ));
+    }
+
+    #[test]
+    fn tokens_out_of_time_are_refused_before_their_signature() {
+        let key = SigningKey::generate().unwrap();
+        let v = verifier(&key, None);
+        let broken = |claims: &serde_json::Value| {
+            let token = key.sign_jwt(claims).unwrap();
+            // A character of the signature changed: only a signature check can tell.
+            let mut bytes = token.into_bytes();
+            let at = bytes.len() - 10;
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(bytes).unwrap()
+        };
+        let expired = native(-(LEEWAY_SECS as i64) - 5);
+        let mut early = native(600);
+        early["nbf"] = json!(now() + LEEWAY_SECS + 60);
+        for claims in [&expired, &early] {
+            assert!(matches!(
+                v.verify(&key.sign_jwt(claims).unwrap()),
+                Err(TokenError::OutOfTime)
+            ));
+            assert!(matches!(
+                v.verify(&broken(claims)),
+                Err(TokenError::OutOfTime)
+            ));
+        }
+        // Within the leeway, the full check decides: a good signature passes, a broken one not.
+        let late = native(-(LEEWAY_SECS as i64) + 5);
+        assert!(v.verify(&key.sign_jwt(&late).unwrap()).is_ok());
+        assert!(matches!(
+            v.verify(&broken(&late)),
+            Err(TokenError::Invalid(_))
+        ));
+        // Times that cannot be read here are left to the full check, which refuses them.
+        let mut string_exp = native(-600);
+        string_exp["exp"] = json!("0");
+        assert!(matches!(
+            v.verify(&key.sign_jwt(&string_exp).unwrap()),
+            Err(TokenError::Invalid(_))
         ));
     }
 
