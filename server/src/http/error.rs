@@ -13,6 +13,8 @@ pub enum HttpError {
     NotFound,
     MethodNotAllowed(&'static str),
     UriTooLong,
+    /// The request's head (its line and headers) is over [`super::MAX_HEAD`].
+    HeadTooLarge,
     /// A gated file, and no token.
     TokenRequired,
     /// A gated file, and a token that is not valid (expired, forged, unknown key, ...).
@@ -62,6 +64,7 @@ impl HttpError {
             HttpError::Missing(_) => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::UriTooLong => StatusCode::URI_TOO_LONG,
+            HttpError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             HttpError::TokenRequired
             | HttpError::InvalidToken
             | HttpError::CredentialsRequired
@@ -89,6 +92,7 @@ impl HttpError {
             HttpError::NotFound | HttpError::Missing(_) => "not-found",
             HttpError::MethodNotAllowed(_) => "method-not-allowed",
             HttpError::UriTooLong => "uri-too-long",
+            HttpError::HeadTooLarge => "head-too-large",
             HttpError::TokenRequired => "token-required",
             HttpError::InvalidToken => "invalid-token",
             HttpError::NotEntitled => "not-entitled",
@@ -116,6 +120,10 @@ impl HttpError {
             HttpError::UriTooLong => {
                 "the request path is too long to name a repository file".to_owned()
             }
+            HttpError::HeadTooLarge => format!(
+                "the request's headers are over {} KiB: send fewer or shorter ones",
+                super::MAX_HEAD / 1024
+            ),
             HttpError::TokenRequired => "this content needs a download token: configure the \
                 remote's authenticator, or pass one with --http-header='Authorization=Bearer TOKEN'"
                 .to_owned(),
@@ -207,6 +215,11 @@ impl HttpError {
             }
             HttpError::TooManyFailures(secs) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            // As hyper does for a head it refuses itself: what follows on the connection may
+            // be the rest of the oversized head, so nothing more is read from it.
+            HttpError::HeadTooLarge => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -7,8 +7,8 @@
 //! bounded (in all, and per client: an IPv4 address or an IPv6 /64), and shutdown drains
 //! in-flight requests for a bounded time.
 //!
-//! Request headers are bounded by hyper: more than 100 headers, or a head larger than its
-//! buffer (about 400 KB), is answered 431.
+//! Request headers are bounded: more than 100 headers (by hyper), or a head over 256 KiB
+//! (`http::MAX_HEAD`), is answered 431 and the connection closed.
 //!
 //! Connections are accepted on the main runtime and then each is served, for its whole life, on
 //! one of a few connection threads (one per core), each with a single-threaded runtime of its

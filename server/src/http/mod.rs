@@ -39,6 +39,11 @@ use gate::Decision;
 
 /// Longer request paths cannot name a repository file (the longest are delta parts and refs).
 const MAX_PATH_LEN: usize = 4096;
+/// Request heads (the request line and headers) over this get 431. hyper refuses a head only
+/// when it outgrows hyper's read buffer (about 400 KB) before it is complete, so a larger head
+/// that happened to arrive in one read got through: the limit depended on how the bytes
+/// arrived. This one is below hyper's, so every head is held to it.
+pub(crate) const MAX_HEAD: usize = 256 * 1024;
 
 /// A served repository and its live reachability index.
 #[derive(Debug)]
@@ -142,6 +147,9 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    if head_len(&parts) > MAX_HEAD {
+        return HttpError::HeadTooLarge.into_response();
+    }
     let body = Body {
         stream: Box::pin(body.into_data_stream()),
         deadline: tokio::time::Instant::now() + state.body_timeout,
@@ -157,6 +165,19 @@ pub async fn handle(
     )
     .await
     .unwrap_or_else(HttpError::into_response)
+}
+
+/// About the bytes of a request's head as sent: its line and each `name: value` line.
+fn head_len(parts: &http::request::Parts) -> usize {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len())
+        .saturating_add(parts.uri.authority().map_or(0, |a| a.as_str().len()));
+    parts.headers.iter().fold(
+        parts.method.as_str().len() + target + "  HTTP/1.1\r\n\r\n".len(),
+        |sum, (name, value)| sum.saturating_add(name.as_str().len() + value.len() + 4),
+    )
 }
 
 /// The route table: every endpoint of the server, in one place.
