@@ -786,11 +786,7 @@ mod tests {
         // A range of the large file, from a cold page cache, in chunks across the boundaries.
         let (path, bytes) = &f.large;
         evict(&f.repo, path);
-        let range = Conditions::from_request(&Method::GET, &{
-            let mut h = HeaderMap::new();
-            h.insert(header::RANGE, HeaderValue::from_static("bytes=100-"));
-            h
-        });
+        let range = conditions(&[("range", "bytes=100-")], Method::GET);
         let prepared = prepare(&f.repo, path, &range, true, Disk::Wait)
             .unwrap()
             .unwrap();
@@ -818,11 +814,7 @@ mod tests {
         let (small, bytes) = &f.small;
         assert_eq!(cached(small, &get()), Some(bytes.len()));
         // A part of a file is not the file.
-        let range = Conditions::from_request(&Method::GET, &{
-            let mut h = HeaderMap::new();
-            h.insert(header::RANGE, HeaderValue::from_static("bytes=0-9"));
-            h
-        });
+        let range = conditions(&[("range", "bytes=0-9")], Method::GET);
         assert_eq!(cached(small, &range), None);
         // Read whole, but over the limit: served, not kept.
         let name = format!("ab/{}.filez", "3".repeat(62));
