@@ -66,6 +66,10 @@ impl LocalStorage {
     }
 }
 
+/// The largest file [`LocalStorage::read`] reads whole: far above ostree's own limit on a
+/// metadata object (128 MiB) and any summary, and a bound on what one hostile file costs.
+const MAX_READ: u64 = 1 << 30;
+
 fn not_found_as_none<T>(result: io::Result<T>) -> io::Result<Option<T>> {
     match result {
         Ok(value) => Ok(Some(value)),
@@ -94,8 +98,51 @@ impl Storage for LocalStorage {
         Some(&self.root)
     }
 
+    /// Only a regular file, and never through a symlink at its own name: a FIFO or a device
+    /// put in a repository by a hostile publisher would hold the reader forever.
     fn read(&self, relative: &str) -> io::Result<Option<Vec<u8>>> {
-        not_found_as_none(std::fs::read(self.path(relative)))
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path(relative);
+        let Some(mut file) = not_found_as_none(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(
+                    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+                        | rustix::fs::OFlags::NONBLOCK.bits() as i32,
+                )
+                .open(&path),
+        )
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: a symlink, which is not followed", path.display()),
+            ),
+            _ => e,
+        })?
+        else {
+            return Ok(None);
+        };
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a regular file", path.display()),
+            ));
+        }
+        if meta.len() > MAX_READ {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: {} bytes, more than the {MAX_READ} a repository's metadata may have",
+                    path.display(),
+                    meta.len()
+                ),
+            ));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        file.read_to_end(&mut bytes)?;
+        Ok(Some(bytes))
     }
 
     fn exists(&self, relative: &str) -> io::Result<bool> {

@@ -317,7 +317,7 @@ impl Metrics {
             "Connections open now (at max-connections, new ones wait).",
         );
         let _ = writeln!(out, "{name} {}", self.connections_open.load(Relaxed));
-        let gauges: [Gauge; 7] = [
+        let gauges: [Gauge; 8] = [
             (
                 "tollgate_index_objects",
                 "Objects in a repository's reachability index.",
@@ -334,6 +334,12 @@ impl Metrics {
             ("tollgate_index_public_refs", "Public refs.", |f| {
                 f.public_refs as f64
             }),
+            (
+                "tollgate_index_refs_left_out",
+                "Refs left out of the index because their tip could not be walked (missing, \
+                 corrupt or unreadable objects): their files are refused.",
+                |f| f.left_out_refs as f64,
+            ),
             (
                 "tollgate_index_bytes",
                 "Bytes held by a repository's index.",
@@ -376,6 +382,7 @@ pub struct IndexFigures {
     pub public_objects: usize,
     pub gated_refs: usize,
     pub public_refs: usize,
+    pub left_out_refs: usize,
     pub bytes: usize,
     pub build_time: Duration,
     pub age: Duration,
@@ -450,6 +457,7 @@ mod tests {
             public_objects: 5,
             gated_refs: 1,
             public_refs: 2,
+            left_out_refs: 1,
             bytes: 300,
             build_time: Duration::from_millis(1500),
             age: Duration::from_secs(60),

@@ -52,7 +52,11 @@ mod p2p;
 #[cfg(test)]
 mod providers;
 #[cfg(test)]
+mod publishers;
+#[cfg(test)]
 mod publishing;
+#[cfg(test)]
+mod ref_graphs;
 #[cfg(test)]
 mod restarts;
 #[cfg(test)]

@@ -58,6 +58,7 @@ fn framed(header: &[u8]) -> Vec<u8> {
     out
 }
 
+#[derive(Debug)]
 struct Writer {
     root: PathBuf,
     content: bool,
@@ -168,6 +169,7 @@ impl Writer {
         &mut self,
         subject: &str,
         token_type: Option<i32>,
+        parent: Option<[u8; 32]>,
         tree: [u8; 32],
         meta: [u8; 32],
     ) -> [u8; 32] {
@@ -179,7 +181,7 @@ impl Writer {
         let timestamp: u64 = 1_700_000_000;
         let bytes = gvariant(&(
             &metadata,
-            ByteBuf::new(),
+            ByteBuf::from(parent.map_or_else(Vec::new, |p| p.to_vec())),
             &related,
             subject,
             "",
@@ -191,6 +193,92 @@ impl Writer {
         self.put(&checksum, "commit", &bytes);
         checksum
     }
+}
+
+/// Objects written straight into an archive repository, as any publisher of it can write them
+/// (libostree's own `write_metadata` writes whatever variant it is given): commits and dirtrees
+/// that name any checksums, and objects under names that are not their checksums.
+#[derive(Debug)]
+pub struct Objects {
+    writer: Writer,
+}
+
+impl Objects {
+    pub fn open(repo: &Path) -> Objects {
+        Objects {
+            writer: Writer {
+                root: repo.to_owned(),
+                content: true,
+                written: 0,
+            },
+        }
+    }
+
+    /// A commit (named by its checksum) with this tree, dirmeta and parent; `token_type` as
+    /// `xa.token-type`. Returns its checksum in hex.
+    pub fn commit(
+        &mut self,
+        subject: &str,
+        token_type: Option<i32>,
+        parent: Option<&str>,
+        tree: &str,
+        meta: &str,
+    ) -> String {
+        let parent = parent.map(bytes_of);
+        hex_string(
+            &self
+                .writer
+                .commit(subject, token_type, parent, bytes_of(tree), bytes_of(meta)),
+        )
+    }
+
+    /// A dirtree (named by its checksum) of these files (name, content checksum) and
+    /// directories (name, dirtree, dirmeta). Returns its checksum in hex.
+    pub fn dirtree(&mut self, files: &[(&str, &str)], dirs: &[(&str, &str, &str)]) -> String {
+        let files: Vec<(String, ByteBuf)> = files
+            .iter()
+            .map(|(n, c)| (n.to_string(), ByteBuf::from(bytes_of(c).to_vec())))
+            .collect();
+        let dirs: Vec<(String, ByteBuf, ByteBuf)> = dirs
+            .iter()
+            .map(|(n, t, m)| {
+                (
+                    n.to_string(),
+                    ByteBuf::from(bytes_of(t).to_vec()),
+                    ByteBuf::from(bytes_of(m).to_vec()),
+                )
+            })
+            .collect();
+        let bytes = gvariant(&(&files, &dirs));
+        let checksum = sha256(&bytes);
+        self.writer.put(&checksum, "dirtree", &bytes);
+        hex_string(&checksum)
+    }
+
+    /// A real directory's dirmeta, written under the name `checksum` (hex) rather than its own.
+    pub fn dirmeta_named(&mut self, checksum: &str) {
+        let no_xattrs: Vec<(ByteBuf, ByteBuf)> = Vec::new();
+        let bytes = gvariant(&(0u32, 0u32, 0o40755u32.to_be(), &no_xattrs));
+        self.writer.put(&bytes_of(checksum), "dirmeta", &bytes);
+    }
+
+    /// A regular file's content object; returns its checksum in hex.
+    pub fn file(&mut self, content: &[u8]) -> String {
+        hex_string(&self.writer.file(content))
+    }
+
+    /// `bytes` as the object `checksum` (hex) of extension `ext`, whatever they hold.
+    pub fn raw(&mut self, checksum: &str, ext: &str, bytes: &[u8]) {
+        self.writer.put(&bytes_of(checksum), ext, bytes);
+    }
+}
+
+fn bytes_of(hex: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("a hex checksum");
+    }
+    out
 }
 
 fn hex_string(bytes: &[u8]) -> String {
@@ -228,7 +316,7 @@ pub fn generate_from(root: &Path, shape: &Shape, first_ref: usize) -> Generated 
         let gated = shape.gated_every != 0 && r % shape.gated_every == 0;
         let mut budget = per_ref - 2;
         let (tree, meta) = writer.tree(shape, &name, &mut budget, meta);
-        let commit = writer.commit(&name, gated.then_some(2), tree, meta);
+        let commit = writer.commit(&name, gated.then_some(2), None, tree, meta);
         let hex = hex_string(&commit);
         let path = root.join("refs/heads").join(&name);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("ref dir");

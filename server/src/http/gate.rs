@@ -1,7 +1,8 @@
 //! The gate: the one place that decides who may have a repository file.
 //!
 //! Summary files, `config` and `summaries/` are public (flatpak fetches them without a token).
-//! An object is judged by the reachability index; a static delta and a delta index by their
+//! An object is judged by the reachability index, by its kind and checksum (a checksum reached
+//! as a dirmeta opens only the `.dirmeta` of that name; `.commitmeta` goes with its commit); a static delta and a delta index by their
 //! to-commit; a ref file by its ref. Public → served to anyone; gated → served only to a valid
 //! token that covers one of the refs reaching it (401 without a valid token, 403 with one that
 //! covers none). `Flatpak-Ref` only says which ref to try first.
@@ -17,9 +18,9 @@
 use std::sync::Arc;
 
 use http::HeaderMap;
-use tollgate_ostree_format::{Checksum, ObjectType, RepoPath};
+use tollgate_ostree_format::{Checksum, RepoPath};
 
-use crate::index::{Access, RepoIndex};
+use crate::index::{Access, Kind, RepoIndex};
 use crate::tokens::{Grant, TokenError, Verifier};
 
 /// The answer to "may this request have this file".
@@ -45,7 +46,7 @@ pub enum Decision {
 #[derive(Debug, Clone, Copy)]
 enum Subject<'p> {
     Public,
-    Object(&'p Checksum),
+    Object(Kind, &'p Checksum),
     Delta {
         from: Option<&'p Checksum>,
         to: &'p Checksum,
@@ -57,8 +58,10 @@ fn subject(path: &RepoPath) -> Subject<'_> {
     match path {
         RepoPath::Config | RepoPath::Summary(_) | RepoPath::SubSummary(_) => Subject::Public,
         // A tombstone only says that a commit was deleted; clients fetch it to learn that.
-        RepoPath::Object(o) if o.kind == ObjectType::TombstoneCommit => Subject::Public,
-        RepoPath::Object(o) => Subject::Object(&o.checksum),
+        RepoPath::Object(o) => match Kind::of(o.kind) {
+            Some(kind) => Subject::Object(kind, &o.checksum),
+            None => Subject::Public,
+        },
         RepoPath::Delta { delta, .. } => Subject::Delta {
             from: delta.from.as_ref(),
             to: &delta.to,
@@ -80,7 +83,7 @@ pub fn decide(
     let check = |refs: &[u32]| authorize(index, refs, repo_name, headers, verifier);
     match subject(path) {
         Subject::Public => Some(Decision::Public),
-        Subject::Object(checksum) => match index.object(checksum) {
+        Subject::Object(kind, checksum) => match index.object(kind, checksum) {
             Access::Public => Some(Decision::Public),
             Access::Gated(refs) => Some(check(refs)),
             Access::Unknown => None,
@@ -91,12 +94,12 @@ pub fn decide(
             Access::Unknown => None,
         },
         Subject::Delta { from, to } => {
-            let target = match index.object(to) {
+            let target = match index.object(Kind::Commit, to) {
                 Access::Public => Decision::Public,
                 Access::Gated(refs) => check(refs),
                 Access::Unknown => return None,
             };
-            match from.map(|f| index.object(f)) {
+            match from.map(|f| index.object(Kind::Commit, f)) {
                 None | Some(Access::Public) => Some(target),
                 Some(Access::Unknown) => None,
                 // The target is open to this request; the source must be too.
@@ -159,7 +162,9 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 mod tests {
     use std::path::Path;
 
-    use tollgate_ostree_format::{CollectionId, DeltaFile, DeltaName, ObjectName, RefName, Repo};
+    use tollgate_ostree_format::{
+        CollectionId, DeltaFile, DeltaName, ObjectName, ObjectType, RefName, Repo,
+    };
     use tollgate_tests::synth::{Generated, Shape, generate};
 
     use super::*;
@@ -422,7 +427,9 @@ mod tests {
     fn the_index_judges_the_generated_repository() {
         let s = setup();
         for (name, commit, gated) in &s.generated.refs {
-            let access = s.index.object(&Checksum::from_hex(commit).unwrap());
+            let access = s
+                .index
+                .object(Kind::Commit, &Checksum::from_hex(commit).unwrap());
             assert_eq!(matches!(access, Access::Gated(_)), *gated, "{name}");
             assert_eq!(
                 matches!(s.index.ref_file(name), Access::Gated(_)),

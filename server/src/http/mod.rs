@@ -246,6 +246,7 @@ fn metrics(
                 public_objects: stats.public_objects,
                 gated_refs: stats.gated_refs,
                 public_refs: stats.public_refs,
+                left_out_refs: stats.left_out_refs,
                 bytes: stats.bytes,
                 build_time: stats.build_time,
                 age: served.index.age(),

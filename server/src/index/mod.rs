@@ -35,16 +35,58 @@ use std::time::{Duration, Instant};
 
 use foldhash::HashSet;
 use tollgate_ostree_format::{
-    Checksum, Repo, RepoError, WalkError, commit_closure_visit, commit_history, load_commit,
+    Checksum, ObjectType, Repo, RepoError, WalkError, commit_closure_visit, commit_history,
+    load_commit,
 };
 
 /// Access id of public objects and refs.
 const PUBLIC: u32 = u32::MAX;
 /// Threads a build walks on at most.
 const MAX_THREADS: usize = 4;
+/// Objects one ref's history may reach before the ref is taken for hostile and left out: far
+/// more than any real tree (a whole OS is about a million), few enough that one publisher's
+/// ref cannot hold the index thread or its memory (about 40 bytes a walked object).
+const MAX_REF_OBJECTS: usize = 20_000_000;
 
 /// (checksum, access id).
 type Entry = ([u8; 32], u32);
+/// What a walk yields: an object reached as `Kind`, and the access id of the walking ref.
+type Pair = (Kind, [u8; 32], u32);
+
+/// The kinds of object the index tells apart. A checksum opens only files of the kind it was
+/// reached as: a commit named as some tree's dirmeta opens a `.dirmeta` of that name, never
+/// the `.commit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Commits, and their detached metadata (`.commitmeta`), reached as a ref's history.
+    Commit,
+    DirTree,
+    DirMeta,
+    /// Content objects (`.filez`).
+    File,
+}
+
+const KINDS: usize = 4;
+
+impl Kind {
+    const ALL: [Kind; KINDS] = [Kind::Commit, Kind::DirTree, Kind::DirMeta, Kind::File];
+
+    /// The kind an object file is judged as; `None` for tombstones, which the index does not
+    /// hold (they are public).
+    pub fn of(object: ObjectType) -> Option<Kind> {
+        match object {
+            ObjectType::Commit | ObjectType::CommitMeta => Some(Kind::Commit),
+            ObjectType::DirTree => Some(Kind::DirTree),
+            ObjectType::DirMeta => Some(Kind::DirMeta),
+            ObjectType::File => Some(Kind::File),
+            ObjectType::TombstoneCommit => None,
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
 
 /// What the index says about an object or a ref.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,10 +116,15 @@ pub enum IndexError {
 /// Counts that describe an index, for logs, metrics and benchmarks.
 #[derive(Debug, Clone, Default)]
 pub struct IndexStats {
+    /// Objects, each kind counted apart (a checksum reached as two kinds counts twice).
     pub objects: usize,
     pub public_objects: usize,
     pub public_refs: usize,
     pub gated_refs: usize,
+    /// Refs left out because their tip commit could not be walked (missing, corrupt or
+    /// unreadable objects, or more than [`MAX_REF_OBJECTS`]): their ref files and what only
+    /// they reach are refused.
+    pub left_out_refs: usize,
     /// Distinct sets of gated refs.
     pub access_sets: usize,
     pub build_time: Duration,
@@ -103,18 +150,19 @@ struct Tip {
 /// An immutable reachability index of one repository.
 #[derive(Debug)]
 pub struct RepoIndex {
-    /// (checksum, access id), sorted by checksum; shared with the indexes updated from this one.
-    objects: Arc<Table>,
-    /// Entries added or changed by updates since `objects` was laid out, sorted by checksum;
-    /// they take precedence over `objects`.
-    recent: Vec<Entry>,
+    /// Per [`Kind`]: (checksum, access id), sorted by checksum; shared with the indexes
+    /// updated from this one.
+    objects: [Arc<Table>; KINDS],
+    /// Per [`Kind`]: entries added or changed by updates since `objects` was laid out, sorted
+    /// by checksum; they take precedence over `objects`.
+    recent: [Vec<Entry>; KINDS],
     /// Access sets by id: sorted gated ref ids.
     sets: Vec<Box<[u32]>>,
     /// Gated ref names by id.
     gated_refs: Vec<String>,
     /// Gated refs whose commits carry no `xa.token-type`: gated only by a name pattern.
     gated_by_name_only: Vec<String>,
-    /// Every ref by name: its access id.
+    /// Every ref by name (but those left out): its access id.
     refs: HashMap<String, u32>,
     /// Every tip indexed (refs/heads and refs/mirrors), sorted.
     tips: Vec<Tip>,
@@ -128,16 +176,20 @@ pub struct RepoIndex {
 struct Work {
     name: String,
     id: u32,
+    /// Newest first: the tip, then its history.
     commits: Vec<Checksum>,
 }
 
 /// What the walks yielded.
 #[derive(Default)]
 struct Walked {
-    pairs: Vec<Entry>,
-    /// Dirtrees walked (public walks: what gated walks need not go below).
+    pairs: Vec<Pair>,
+    /// Dirtrees walked by public commits walked whole (what gated walks need not go below).
     trees: HashSet<[u8; 32]>,
+    /// Some commit could not be walked.
     partial: bool,
+    /// Refs whose tip could not be walked.
+    left_out: Vec<String>,
 }
 
 impl RepoIndex {
@@ -145,8 +197,8 @@ impl RepoIndex {
     /// leaves in place.
     pub fn closed() -> RepoIndex {
         RepoIndex {
-            objects: Arc::new(Table::new(Vec::new())),
-            recent: Vec::new(),
+            objects: std::array::from_fn(|_| Arc::new(Table::new(Vec::new()))),
+            recent: Default::default(),
             sets: Vec::new(),
             gated_refs: Vec::new(),
             gated_by_name_only: Vec::new(),
@@ -187,12 +239,40 @@ impl RepoIndex {
     ) -> Result<RepoIndex, IndexError> {
         let started = Instant::now();
         let tips = read_tips(repo, gated_by_name)?;
-        let previous = previous.filter(|p| !p.partial);
-        let (previous, work) = match previous.and_then(|p| plan_update(p, &tips, repo)) {
-            Some(work) => (previous, work),
-            None => (None, plan_build(&tips, repo)?),
+        let mut index = None;
+        if let Some(previous) = previous.filter(|p| !p.partial)
+            && let Some(work) = plan_update(previous, &tips, repo)
+        {
+            index = RepoIndex::assemble(Some(previous), repo, tips.clone(), work, progress)?;
+        }
+        let index = match index {
+            Some(index) => index,
+            None => {
+                let work = plan_build(&tips, repo)?;
+                // A build, with no index before it, always lays one out; were it ever not to,
+                // the closed index refuses everything.
+                RepoIndex::assemble(None, repo, tips, work, progress)?
+                    .unwrap_or_else(RepoIndex::closed)
+            }
         };
+        Ok(RepoIndex::timed(index, started))
+    }
 
+    fn timed(mut index: RepoIndex, started: Instant) -> RepoIndex {
+        index.stats.build_time = started.elapsed();
+        index
+    }
+
+    /// Walks `work` and lays the index out, on top of `previous` when updating. `None` when
+    /// an update met something only a full build decides rightly: a gated ref reaching a
+    /// commit that was public, or a commit that could not be walked.
+    fn assemble(
+        previous: Option<&RepoIndex>,
+        repo: &Repo,
+        tips: Vec<Tip>,
+        work: Vec<Work>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Option<RepoIndex>, IndexError> {
         // Gated ref ids: those of the old index, then new names in name order.
         let mut gated_names: Vec<String> = previous.map_or_else(Vec::new, |p| p.gated_refs.clone());
         let mut new_names: Vec<&str> = tips
@@ -208,7 +288,7 @@ impl RepoIndex {
             .enumerate()
             .map(|(i, n)| (n.as_str(), id_of(i)))
             .collect();
-        let (public_work, gated_work): (Vec<Work>, Vec<Work>) = work
+        let (mut public_work, gated_work): (Vec<Work>, Vec<Work>) = work
             .into_iter()
             .map(|mut w| {
                 w.id = ids.get(w.name.as_str()).copied().unwrap_or(PUBLIC);
@@ -216,21 +296,60 @@ impl RepoIndex {
             })
             .partition(|w| w.id == PUBLIC);
 
+        // A public ref's history never opens a commit that a gated ref reaches (its tip or its
+        // history): anyone may make a public commit whose parent is a gated one, or point a
+        // public ref at one. What such a commit's tree shares with public trees stays public
+        // through them.
+        let gated_commits: HashSet<[u8; 32]> = gated_work
+            .iter()
+            .flat_map(|w| &w.commits)
+            .map(|c| *c.as_bytes())
+            .collect();
+        let was_gated = |c: &[u8; 32]| {
+            previous.is_some_and(|p| matches!(p.lookup(Kind::Commit, c), Access::Gated(_)))
+        };
+        if let Some(p) = previous
+            && gated_commits
+                .iter()
+                .any(|c| p.lookup(Kind::Commit, c) == Access::Public)
+        {
+            // Access shrinks: only a build can take it away.
+            return Ok(None);
+        }
+        for w in &mut public_work {
+            w.commits
+                .retain(|c| !gated_commits.contains(c.as_bytes()) && !was_gated(c.as_bytes()));
+        }
+
         let seen = AtomicUsize::new(0);
         let public = walk_all(repo, previous, &public_work, &[], &seen, progress)?;
         let public_trees: Vec<&HashSet<[u8; 32]>> = public.iter().map(|w| &w.trees).collect();
         let gated = walk_all(repo, previous, &gated_work, &public_trees, &seen, progress)?;
         let partial = public.iter().chain(&gated).any(|w| w.partial);
-        let mut pairs: Vec<Entry> =
+        if partial && previous.is_some() {
+            return Ok(None);
+        }
+        let mut left_out: Vec<String> = public
+            .iter()
+            .chain(&gated)
+            .flat_map(|w| w.left_out.iter().cloned())
+            .collect();
+        left_out.sort_unstable();
+        left_out.dedup();
+        let mut pairs: Vec<Pair> =
             Vec::with_capacity(public.iter().chain(&gated).map(|w| w.pairs.len()).sum());
         for walked in public.into_iter().chain(gated) {
             pairs.extend(walked.pairs);
         }
         let walked = seen.load(Ordering::Relaxed);
         progress(walked);
-        // By object, then by access id: PUBLIC sorts last. Checksums are uniform, so their
+        // By kind, object, then access id: PUBLIC sorts last. Checksums are uniform, so their
         // first eight bytes nearly always decide, without a 32-byte compare.
-        pairs.sort_unstable_by(|a, b| prefix(&a.0).cmp(&prefix(&b.0)).then_with(|| a.cmp(b)));
+        pairs.sort_unstable_by(|a, b| {
+            (a.0, prefix(&a.1))
+                .cmp(&(b.0, prefix(&b.1)))
+                .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+        });
 
         let mut sets: Vec<Box<[u32]>> = previous.map_or_else(Vec::new, |p| p.sets.clone());
         let mut set_ids: HashMap<Box<[u32]>, u32> = sets
@@ -248,21 +367,22 @@ impl RepoIndex {
             id
         };
 
-        // One entry per object: the union of what reaches it now and what reached it before.
-        let mut entries: Vec<Entry> = Vec::new();
+        // One entry per object of a kind: the union of what reaches it now and what reached
+        // it before.
+        let mut entries: [Vec<Entry>; KINDS] = Default::default();
         let (mut added, mut made_public) = (0usize, 0usize);
         let mut union: Vec<u32> = Vec::new();
-        for group in pairs.chunk_by(|a, b| a.0 == b.0) {
-            let checksum = group[0].0;
-            let now_public = group.last().is_some_and(|p| p.1 == PUBLIC);
-            let before = previous.map_or(Access::Unknown, |p| p.lookup(&checksum));
+        for group in pairs.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+            let (kind, checksum) = (group[0].0, group[0].1);
+            let now_public = group.last().is_some_and(|p| p.2 == PUBLIC);
+            let before = previous.map_or(Access::Unknown, |p| p.lookup(kind, &checksum));
             let id = match before {
                 Access::Public => continue,
                 _ if now_public => PUBLIC,
                 Access::Gated(old) => {
                     union.clear();
                     union.extend_from_slice(old);
-                    union.extend(group.iter().map(|p| p.1));
+                    union.extend(group.iter().map(|p| p.2));
                     union.sort_unstable();
                     union.dedup();
                     if union.len() == old.len() {
@@ -272,34 +392,44 @@ impl RepoIndex {
                 }
                 Access::Unknown => {
                     union.clear();
-                    union.extend(group.iter().map(|p| p.1));
+                    union.extend(group.iter().map(|p| p.2));
                     union.dedup();
                     intern(&union)
                 }
             };
             added += usize::from(matches!(before, Access::Unknown));
             made_public += usize::from(id == PUBLIC);
-            entries.push((checksum, id));
+            entries[kind.slot()].push((checksum, id));
         }
 
-        let (objects, recent) = match previous {
-            None => {
-                entries.shrink_to_fit();
-                (Arc::new(Table::new(entries)), Vec::new())
-            }
-            Some(p) => {
-                let recent = merge(&p.recent, &entries);
-                if recent.len() > p.objects.entries.len() / 8 + 1024 {
-                    let merged = merge(&p.objects.entries, &recent);
-                    (Arc::new(Table::new(merged)), Vec::new())
-                } else {
-                    (Arc::clone(&p.objects), recent)
+        let mut objects: [Arc<Table>; KINDS] =
+            std::array::from_fn(|_| Arc::new(Table::new(Vec::new())));
+        let mut recent: [Vec<Entry>; KINDS] = Default::default();
+        for (kind, entries) in Kind::ALL.into_iter().zip(entries) {
+            let k = kind.slot();
+            (objects[k], recent[k]) = match previous {
+                None => {
+                    let mut entries = entries;
+                    entries.shrink_to_fit();
+                    (Arc::new(Table::new(entries)), Vec::new())
                 }
-            }
-        };
+                Some(p) => {
+                    let recent = merge(&p.recent[k], &entries);
+                    if recent.len() > p.objects[k].entries.len() / 8 + 1024 {
+                        let merged = merge(&p.objects[k].entries, &recent);
+                        (Arc::new(Table::new(merged)), Vec::new())
+                    } else {
+                        (Arc::clone(&p.objects[k]), recent)
+                    }
+                }
+            };
+        }
 
         let mut refs = HashMap::new();
         for tip in &tips {
+            if left_out.binary_search(&tip.name).is_ok() {
+                continue;
+            }
             let id = match ids.get(tip.name.as_str()) {
                 Some(id) if tip.gated => intern(&[*id]),
                 _ => PUBLIC,
@@ -314,8 +444,8 @@ impl RepoIndex {
         gated_by_name_only.dedup();
 
         let entry = std::mem::size_of::<Entry>();
-        let bytes = objects.bytes()
-            + recent.capacity() * entry
+        let bytes = objects.iter().map(|t| t.bytes()).sum::<usize>()
+            + recent.iter().map(|r| r.capacity() * entry).sum::<usize>()
             + sets.iter().map(|s| s.len() * 4 + 16).sum::<usize>()
             + gated_names.iter().map(|n| n.len() + 24).sum::<usize>()
             + refs.keys().map(|n| n.len() + 32).sum::<usize>();
@@ -325,13 +455,14 @@ impl RepoIndex {
             public_objects: before.map_or(0, |s| s.public_objects) + made_public,
             public_refs: refs.values().filter(|id| **id == PUBLIC).count(),
             gated_refs: gated_names.len(),
+            left_out_refs: left_out.len(),
             access_sets: sets.len(),
-            build_time: started.elapsed(),
+            build_time: Duration::ZERO,
             bytes,
             incremental: previous.is_some(),
             walked,
         };
-        Ok(RepoIndex {
+        Ok(Some(RepoIndex {
             objects,
             recent,
             sets,
@@ -341,20 +472,21 @@ impl RepoIndex {
             tips,
             partial,
             stats,
-        })
+        }))
     }
 
     pub fn stats(&self) -> &IndexStats {
         &self.stats
     }
 
-    /// Who may have the object with this checksum.
-    pub fn object(&self, checksum: &Checksum) -> Access<'_> {
-        self.lookup(checksum.as_bytes())
+    /// Who may have the object of this kind with this checksum.
+    pub fn object(&self, kind: Kind, checksum: &Checksum) -> Access<'_> {
+        self.lookup(kind, checksum.as_bytes())
     }
 
-    fn lookup(&self, checksum: &[u8; 32]) -> Access<'_> {
-        match search(&self.recent, checksum).or_else(|| self.objects.get(checksum)) {
+    fn lookup(&self, kind: Kind, checksum: &[u8; 32]) -> Access<'_> {
+        let k = kind.slot();
+        match search(&self.recent[k], checksum).or_else(|| self.objects[k].get(checksum)) {
             Some(id) => self.access(id),
             None => Access::Unknown,
         }
@@ -362,7 +494,7 @@ impl RepoIndex {
 
     /// Whether everything below the dirtree `tree` is already open to `id`.
     fn covers(&self, tree: &[u8; 32], id: u32) -> bool {
-        match self.lookup(tree) {
+        match self.lookup(Kind::DirTree, tree) {
             Access::Public => true,
             Access::Gated(ids) => id != PUBLIC && ids.binary_search(&id).is_ok(),
             Access::Unknown => false,
@@ -505,13 +637,13 @@ fn plan_update(previous: &RepoIndex, tips: &[Tip], repo: &Repo) -> Option<Vec<Wo
 }
 
 /// `commit` and its ancestors still in the repository. A parent that cannot be read ends the
-/// history there; so does a tip that cannot be read. What only the rest reaches stays unknown:
-/// closed.
+/// history there; so does a tip that cannot be read (its walk then leaves the ref out). What only
+/// the rest reaches stays unknown: closed.
 fn history(repo: &Repo, name: &str, commit: Checksum) -> Result<Vec<Checksum>, IndexError> {
     match commit_history(repo, commit) {
         Ok(history) => Ok(history),
-        Err(e @ (WalkError::Missing(_) | WalkError::Corrupt { .. })) => {
-            tracing::warn!("ref {name}: {e}; indexing its tip commit only");
+        Err(e) if of_one_ref(&e) => {
+            tracing::warn!("ref {name}: {}; indexing its tip commit only", chain(&e));
             Ok(vec![commit])
         }
         Err(e) => Err(IndexError::Walk {
@@ -521,9 +653,40 @@ fn history(repo: &Repo, name: &str, commit: Checksum) -> Result<Vec<Checksum>, I
     }
 }
 
+/// Whether a walk's error is the walked ref's own (a missing, corrupt or unreadable object:
+/// the ref is left out, the rest indexed) rather than the storage's (a bucket that does not
+/// answer: the rebuild fails, and the last good index stays).
+fn of_one_ref(e: &WalkError) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        WalkError::Missing(_) | WalkError::Corrupt { .. } => true,
+        WalkError::Io { source, .. } => matches!(
+            source.kind(),
+            K::InvalidData
+                | K::InvalidInput
+                | K::PermissionDenied
+                | K::IsADirectory
+                | K::NotADirectory
+        ),
+    }
+}
+
+/// An error and its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 /// Walks `work` on up to [`MAX_THREADS`] threads (this one among them, which reports
 /// progress). A walk does not go below a dirtree in `public_trees`, nor below one `previous`
-/// already opens to the walking ref.
+/// already opens to the walking ref. A commit that cannot be walked is left out with all that
+/// is older in its ref's history; a ref whose tip cannot be walked is left out whole.
 fn walk_all(
     repo: &Repo,
     previous: Option<&RepoIndex>,
@@ -539,54 +702,86 @@ fn walk_all(
     let next = AtomicUsize::new(0);
     let worker = |progress: &mut dyn FnMut(usize)| -> Result<Walked, IndexError> {
         let mut out = Walked::default();
-        // Public walks share what they have seen; a gated walk's dirtrees are its own.
-        let mut own = HashSet::default();
+        // The dirtrees this ref's walk entered, and those the current commit's walk entered
+        // (taken back when the commit fails, since what lies below them was not all seen).
+        let mut own: HashSet<[u8; 32]> = HashSet::default();
+        let mut entered: Vec<[u8; 32]> = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(item) = work.get(i) else {
                 return Ok(out);
             };
-            let trees = if item.id == PUBLIC {
-                &mut out.trees
-            } else {
-                own.clear();
-                &mut own
-            };
-            let mut count = 0usize;
-            for commit in &item.commits {
+            own.clear();
+            let ref_start = out.pairs.len();
+            let mut reached = 0usize;
+            for (n, commit) in item.commits.iter().enumerate() {
+                let commit_start = out.pairs.len();
+                entered.clear();
+                let count = std::cell::Cell::new(0usize);
                 let result = commit_closure_visit(
                     repo,
                     *commit,
                     &mut |tree| {
                         let tree = tree.as_bytes();
-                        !public_trees.iter().any(|s| s.contains(tree))
+                        let enter = reached + count.get() <= MAX_REF_OBJECTS
+                            && !public_trees.iter().any(|s| s.contains(tree))
+                            // Public walks of this thread share what they walked whole.
+                            && !(item.id == PUBLIC && out.trees.contains(tree))
                             && !previous.is_some_and(|p| p.covers(tree, item.id))
-                            && trees.insert(*tree)
+                            && own.insert(*tree);
+                        if enter {
+                            entered.push(*tree);
+                        }
+                        enter
                     },
                     &mut |object| {
-                        count += 1;
-                        out.pairs.push((*object.checksum.as_bytes(), item.id));
+                        count.set(count.get() + 1);
+                        if let Some(kind) = Kind::of(object.kind) {
+                            out.pairs.push((kind, *object.checksum.as_bytes(), item.id));
+                        }
                     },
                 );
-                match result {
-                    Ok(()) => {}
-                    // A partial commit (objects still arriving, or pruned): index what is
-                    // there, and log; missing objects cannot be served anyway.
-                    Err(e @ (WalkError::Missing(_) | WalkError::Corrupt { .. })) => {
-                        out.pairs.push((*commit.as_bytes(), item.id));
-                        out.partial = true;
-                        tracing::warn!("ref {}, commit {commit}: {e}", item.name);
-                    }
+                let count = count.get();
+                reached += count;
+                let total = seen.fetch_add(count, Ordering::Relaxed) + count;
+                progress(total);
+                let failure = match result {
+                    Ok(()) if reached <= MAX_REF_OBJECTS => continue,
+                    Ok(()) => format!("it reaches more than {MAX_REF_OBJECTS} objects"),
+                    Err(e) if of_one_ref(&e) => chain(&e),
                     Err(e) => {
                         return Err(IndexError::Walk {
                             name: item.name.clone(),
                             source: Box::new(e),
                         });
                     }
+                };
+                out.partial = true;
+                out.pairs.truncate(commit_start);
+                for tree in &entered {
+                    own.remove(tree);
                 }
-                let total = seen.fetch_add(count, Ordering::Relaxed) + count;
-                count = 0;
-                progress(total);
+                if n == 0 {
+                    out.pairs.truncate(ref_start);
+                    own.clear();
+                    out.left_out.push(item.name.clone());
+                    tracing::warn!(
+                        "ref {}, commit {commit}: {failure}; leaving the ref out of the index \
+                         (its ref file and what only it reaches are refused) until it is \
+                         repaired or deleted",
+                        item.name
+                    );
+                } else {
+                    tracing::warn!(
+                        "ref {}, commit {commit} of its history: {failure}; indexing the \
+                         history only down to the commit after it",
+                        item.name
+                    );
+                }
+                break;
+            }
+            if item.id == PUBLIC {
+                out.trees.extend(own.drain());
             }
         }
     };
@@ -755,7 +950,10 @@ mod tests {
             for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
                 let name = file.file_name().into_string().unwrap();
                 let hex = format!("{}{}", dir.file_name().to_str().unwrap(), &name[..62]);
-                let access = index.object(&Checksum::from_hex(&hex).unwrap());
+                let kind = ObjectType::from_extension(&name[63..])
+                    .and_then(Kind::of)
+                    .unwrap();
+                let access = index.object(kind, &Checksum::from_hex(&hex).unwrap());
                 out.push((name, show(access)));
             }
         }
@@ -876,9 +1074,9 @@ mod tests {
                 files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
             write_files(&tree, &files);
             fx.commit(&path, "app/a", &tree, "more");
-            let before = index.recent.len();
+            let before: usize = index.recent.iter().map(Vec::len).sum();
             index = index.update(&repo, &gated, &mut |_| {}).unwrap();
-            folded |= index.recent.len() < before;
+            folded |= index.recent.iter().map(Vec::len).sum::<usize>() < before;
             let built = RepoIndex::build(&repo, &gated, &mut |_| {}).unwrap();
             assert_eq!(answers(&index, &path), answers(&built, &path));
         }
