@@ -4,8 +4,11 @@
 //!
 //! For each `RequestRefTokens` it exports a request object at the path flatpak expects, answers
 //! with that path, and then works: the service URL is the `url` authenticator option (else the
-//! remote's URL) and the repository the `repo` option; tokens come from the cache, else from the
-//! entitlement service with the credential the providers have. With none stored (or a stored
+//! remote's URL) and the repository the `repo` option. The `url` option comes from the remote's
+//! summary, which whoever serves the remote writes, so tokens are given only when the remote's
+//! own URL (`remote_uri`) is the service's origin or a mirror the user trusts ([`crate::trust`]);
+//! otherwise the request fails, saying how to trust the remote. Tokens come from the cache, else
+//! from the entitlement service with the credential the providers have. With none stored (or a stored
 //! one refused) and interaction allowed, it asks through flatpak's `BasicAuth` prompt, retries
 //! with `previous-error` when the server refuses what was typed, and stores what the server
 //! accepted with the first provider that can store. The answer is the `Response` signal: 0 with
@@ -27,8 +30,10 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
+use crate::config::{Config, config_path};
 use crate::service::Want;
 use crate::tokens::{Failure, Helper, RefTokens, grouped};
+use crate::trust::check;
 
 /// The authenticator's bus name: what `xa.authenticator-name` says.
 pub const BUS_NAME: &str = "org.tollgate.Authenticator";
@@ -192,6 +197,7 @@ impl Authenticator {
             string_option(&authenticator_options, "url").unwrap_or_else(|| remote_uri.to_owned());
         let work = Work {
             remote: remote.to_owned(),
+            remote_url: remote_uri.to_owned(),
             url: service_url,
             repo: string_option(&authenticator_options, "repo").unwrap_or_default(),
             refs: refs.into_iter().map(|(r, ..)| r).collect(),
@@ -219,6 +225,9 @@ impl Authenticator {
 #[derive(Debug)]
 struct Work {
     remote: String,
+    /// Where flatpak will send the tokens: the remote's own URL.
+    remote_url: String,
+    /// The entitlement service's URL.
     url: String,
     repo: String,
     refs: Vec<String>,
@@ -308,6 +317,15 @@ async fn work_out(
             ));
         }
     };
+    // Before anything else, the cached tokens and the prompt included: a look-alike remote
+    // must get neither a token nor a chance to ask for the user's key.
+    let trusted = match Config::load(config_path().as_deref()) {
+        Ok(config) => config.trusted_mirrors,
+        Err(e) => return Outcome::Failed(format!("{e:#}")),
+    };
+    if let Err(refused) = check(&work.remote_url, &url, &trusted) {
+        return Outcome::Failed(refused.to_string());
+    }
     let want = Want {
         url: url.clone(),
         repo: work.repo.clone(),

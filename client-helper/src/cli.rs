@@ -33,6 +33,7 @@ use crate::libostree::Finder;
 use crate::p2p::{Found, options_text, plan};
 use crate::service::Want;
 use crate::tokens::{Helper, RefTokens, grouped};
+use crate::trust::check;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -112,7 +113,9 @@ pub enum Command {
     /// Show the providers, which of them has a credential for each service seen, and the cached
     /// tokens with their expiry (never a secret).
     Status,
-    /// The mirrors P2P pulls may send tokens to, besides the origin they were issued for.
+    /// The mirrors that may see tokens besides the entitlement service's own origin (scheme,
+    /// host and port): flatpak installs and pulls from a remote at or beneath one of them get
+    /// tokens, and P2P pulls send it the tokens for the refs it has.
     Trust {
         #[command(subcommand)]
         action: TrustAction,
@@ -201,6 +204,18 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
+    /// The service's URL: --url, else `default`, normalised.
+    fn url_or(&self, default: &str) -> anyhow::Result<String> {
+        Ok(normalise(self.url.as_deref().unwrap_or(default))?)
+    }
+
+    /// Refuses unless `address` may see the tokens of the service at --url (else `default`):
+    /// it is the service's origin or a trusted mirror ([`crate::trust`]).
+    fn may_send_to(&self, address: &str, default: &str, trusted: &[String]) -> anyhow::Result<()> {
+        check(address, &self.url_or(default)?, trusted)?;
+        Ok(())
+    }
+
     /// The tokens for `refs` from the service at --url, else at `default_url()`.
     fn tokens(
         &self,
@@ -670,13 +685,22 @@ fn pull(
     service: &ServiceArgs,
 ) -> anyhow::Result<ExitCode> {
     let repo = open_repo(local)?;
-    let remote_url = || {
-        Ok(repo
-            .remote_get_url(remote)
-            .with_context(|| format!("{}: remote {remote}", local.display()))?
-            .to_string())
-    };
-    let tokens = service.tokens(remote_url, refs)?;
+    let remote_url = repo
+        .remote_get_url(remote)
+        .with_context(|| format!("{}: remote {remote}", local.display()))?
+        .to_string();
+    // libostree sends the pull's headers to the remote's URL and to its contenturl, if any.
+    let content_url = repo
+        .remote_option(remote, "contenturl", None)
+        .with_context(|| format!("{}: remote {remote}", local.display()))?
+        .map(|u| u.to_string());
+    let trusted = load_config()?.trusted_mirrors;
+    for address in std::iter::once(&remote_url).chain(&content_url) {
+        service
+            .may_send_to(address, &remote_url, &trusted)
+            .with_context(|| format!("pulling from the remote {remote}"))?;
+    }
+    let tokens = service.tokens(|| Ok(remote_url.clone()), refs)?;
     for (token, refs) in grouped(&tokens) {
         // Through libostree itself: the token never appears on a command line.
         let options = crate::p2p::headers((!token.is_empty()).then_some(token.as_str()));
@@ -748,6 +772,7 @@ fn pull_p2p(
         None => origin_of(&repo, local, collection_id)?,
     };
     let trusted = load_config()?.trusted_mirrors;
+    service.may_send_to(&origin, &origin, &trusted)?;
     let request = crate::p2p::Request {
         collection_id,
         refs,
@@ -866,7 +891,8 @@ fn trust(action: TrustAction) -> anyhow::Result<ExitCode> {
                 }
             })?;
             out(&format!(
-                "trusted {url}: P2P pulls send it the tokens for the refs it has"
+                "trusted {url}: installs and pulls from it or beneath it, P2P pulls included, \
+                 may send it tokens"
             ));
             if url.starts_with("http://") {
                 note(&format!(
@@ -917,8 +943,9 @@ fn p2p_options(
     let mut refs: Vec<String> = found.iter().flat_map(|f| f.refs.clone()).collect();
     refs.sort();
     refs.dedup();
-    let tokens = service.tokens(|| Ok(origin.to_owned()), refs)?;
     let trusted = load_config()?.trusted_mirrors;
+    service.may_send_to(origin, origin, &trusted)?;
+    let tokens = service.tokens(|| Ok(origin.to_owned()), refs)?;
     print_plan(&plan(&found, origin, &trusted, &tokens));
     Ok(ExitCode::SUCCESS)
 }

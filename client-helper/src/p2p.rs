@@ -15,33 +15,14 @@ use tollgate_plugin_api::url::normalise;
 
 use crate::libostree::{Finder, FinderResult, find_remotes, narrowed, pull_from_remotes};
 use crate::tokens::RefTokens;
+pub use crate::trust::Standing;
+use crate::trust::is_trusted;
 
 /// A place a finder found refs of the collection at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub url: String,
     pub refs: Vec<String>,
-}
-
-/// Whether a place may see the user's tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Standing {
-    /// The repository the tokens were issued for.
-    Origin,
-    /// A mirror the user trusts with them.
-    Trusted,
-    /// Anything else: other mirrors, LAN peers, `file://` repositories.
-    Untrusted,
-}
-
-impl Standing {
-    pub fn name(self) -> &'static str {
-        match self {
-            Standing::Origin => "origin",
-            Standing::Trusted => "trusted",
-            Standing::Untrusted => "not trusted",
-        }
-    }
 }
 
 /// Refs to pull from one place, with one token or none.
@@ -60,19 +41,17 @@ pub struct Pull {
     pub withheld: Vec<String>,
 }
 
-/// Where `url` stands with tokens issued for `origin`. URLs are compared normalised; one that
-/// does not normalise (`file://`, say) is never the origin nor trusted.
+/// Where `url` stands with tokens issued for `origin`: the origin only when it is that
+/// repository's URL (not merely on its server), trusted as [`crate::trust`] says. URLs are
+/// compared normalised; one that does not normalise (`file://`, say) is never the origin nor
+/// trusted.
 pub fn standing(url: &str, origin: &str, trusted: &[String]) -> Standing {
     let Ok(url) = normalise(url) else {
         return Standing::Untrusted;
     };
     if normalise(origin).is_ok_and(|o| o == url) {
         Standing::Origin
-    } else if trusted
-        .iter()
-        .filter_map(|t| normalise(t).ok())
-        .any(|t| t == url)
-    {
+    } else if is_trusted(&url, trusted) {
         Standing::Trusted
     } else {
         Standing::Untrusted
@@ -341,7 +320,9 @@ mod tests {
             ("http://apps.example.com/", Standing::Untrusted),
             ("https://apps.example.com.evil/", Standing::Untrusted),
             ("https://mirror.example.com/", Standing::Trusted),
-            ("https://mirror.example.com/other", Standing::Untrusted),
+            // Beneath a trusted mirror on a path boundary: trusted (`trust` says why).
+            ("https://mirror.example.com/other", Standing::Trusted),
+            ("https://mirror.example.com.evil/", Standing::Untrusted),
             ("file:///media/usb/.ostree/repo", Standing::Untrusted),
             ("not a url", Standing::Untrusted),
         ] {

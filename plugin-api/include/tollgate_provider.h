@@ -80,7 +80,8 @@ typedef struct tollgate_provider {
     uint32_t capabilities;    /* TOLLGATE_CAN_... */
 
     /* On TOLLGATE_OK, sets *credential to a credential the provider allocated. On an error, may
-     * set *message to a message the provider allocated. */
+     * set *message to a message the provider allocated; a credential it sets anyway is not
+     * used, and is given back through free_credential. */
     int32_t (*lookup)(const tollgate_request *request, tollgate_credential **credential,
                       char **message);
     int32_t (*store)(const tollgate_request *request, const tollgate_credential *credential,

@@ -1,8 +1,8 @@
 //! The entry point for the provider ABI's fuzz target in `fuzz/`: the host's side of the
 //! boundary, fed a provider that answers whatever the input says. The descriptor (versions,
 //! size, strings, capabilities, which functions exist) and every answer (status codes,
-//! messages, credentials of any size and kind, with or without their strings) come from the
-//! input; the provider follows the ABI's memory rules, as even a wrong provider does when it
+//! messages, credentials of any size and kind, with or without their strings, handed out on
+//! success or beside an error) come from the input; the provider follows the ABI's memory rules, as even a wrong provider does when it
 //! is written in C with care. The host must answer each case with a value or an error, and
 //! give back every allocation exactly once: the provider keeps the addresses it handed out and
 //! panics on one it does not know. (Run without a sanitizer, this finds wrong answers, panics
@@ -48,6 +48,9 @@ struct Answer {
     code: i32,
     message: Option<CString>,
     credential: Option<(u32, u32, Option<CString>, Option<CString>)>,
+    /// Whether a lookup hands out its credential even when its code is an error (which the
+    /// host must give back unread).
+    even_on_error: bool,
 }
 
 static ANSWER: Mutex<Option<Answer>> = Mutex::new(None);
@@ -108,7 +111,7 @@ unsafe extern "C" fn lookup(
 ) -> i32 {
     let answer = answer();
     hand_out_message(answer.message, message);
-    if answer.code == abi::status::OK
+    if (answer.code == abi::status::OK || answer.even_on_error)
         && let Some((size, kind, user, secret)) = answer.credential
     {
         let allocated = Box::new(Allocated {
@@ -180,6 +183,7 @@ fn next_answer(input: &mut Input<'_>) -> Answer {
         code,
         message,
         credential,
+        even_on_error: shape & 4 == 4,
     }
 }
 
@@ -285,6 +289,19 @@ mod tests {
     #[test]
     fn fuzz_regressions_stay_fixed() {
         tollgate_tests::fuzz::replay_regressions("provider", super::provider);
+    }
+
+    #[test]
+    fn a_credential_set_beside_an_error_is_given_back() {
+        // A lookup that fails with `other` and a message, having set a whole license key
+        // credential anyway: the host answers the error and frees both (`provider` checks that
+        // nothing stays outstanding).
+        let data = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/regressions/provider/credential-beside-an-error"
+        ))
+        .unwrap();
+        super::provider(&data);
     }
 
     #[test]

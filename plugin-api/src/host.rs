@@ -429,7 +429,17 @@ impl LoadedProvider {
             // strings outlive the call.
             let code = unsafe { lookup(&raw_request, &mut credential, &mut message) };
             // SAFETY: `message` was set (or not) by this provider's call.
-            unsafe { status(descriptor, code, message) }?;
+            if let Err(e) = unsafe { status(descriptor, code, message) } {
+                // A credential set beside an error is not used, but it is the provider's: it
+                // goes back to be wiped and freed, not leaked with its secret in memory.
+                if !credential.is_null()
+                    && let Some(free) = descriptor.free_credential
+                {
+                    // SAFETY: set by this provider's lookup, given back once.
+                    unsafe { free(credential) };
+                }
+                return Err(e);
+            }
             // SAFETY: returned by this provider's lookup, used once.
             unsafe { take_credential(descriptor, credential) }
         })

@@ -7,9 +7,13 @@
  *   -DTOO_SMALL    says its descriptor is smaller than the ABI's
  *   -DBAD_UTF8     returns a secret that is not UTF-8
  *   -DHANG         never answers a lookup
+ *   -DFAIL_WITH_CREDENTIAL  sets the credential, then fails the lookup anyway
  *
  * It has the license key in $C_PROVIDER_KEY for the URL in $C_PROVIDER_URL, and nothing else.
+ * With $C_PROVIDER_FREES set, free_credential appends a line to that file for each credential
+ * given back, saying whether its secret was there to wipe.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,12 +53,25 @@ static int32_t lookup(const tollgate_request *request, tollgate_credential **cre
     c->secret = copy(key);
 #endif
     *credential = c;
+#ifdef FAIL_WITH_CREDENTIAL
+    *message = copy("the C provider failed after setting a credential");
+    return TOLLGATE_OTHER;
+#else
     return TOLLGATE_OK;
+#endif
 }
 
 static void free_credential(tollgate_credential *c) {
     if (!c) return;
     char *secret = (char *)c->secret;
+    const char *frees = getenv("C_PROVIDER_FREES");
+    if (frees) {
+        FILE *f = fopen(frees, "a");
+        if (f) {
+            fputs(secret ? "freed a credential, secret wiped\n" : "freed a credential\n", f);
+            fclose(f);
+        }
+    }
     if (secret) {
         memset(secret, 0, strlen(secret));
         free(secret);

@@ -2,7 +2,7 @@
 //! key in a real gnome-keyring through the Secret Service provider, tokens from the real
 //! entitlement service; and `tollgate-helper token`, `pull` and `status` with the real `ostree`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,7 +13,7 @@ use crate::entitlements::{Service, license_for_paid};
 use crate::fixture::Fixture;
 use crate::gating::{APP, GatedRepo, RUNTIME, gated_repo};
 use crate::keyring::Keyring;
-use crate::server::{tollgate_bin, workspace_bin};
+use crate::server::{Access, Server, tollgate_bin, workspace_bin};
 
 const AUTHENTICATOR: &str = "org.tollgate.Authenticator";
 
@@ -31,16 +31,35 @@ pub(crate) struct Setup {
 
 impl Setup {
     pub(crate) fn new() -> Setup {
+        Setup::serving_as(None)
+    }
+
+    /// As [`Setup::new`], with the repository served as `--repo NAME=PATH` (at `/NAME/`) when
+    /// `name` is given.
+    pub(crate) fn serving_as(name: Option<&str>) -> Setup {
         let fx = Fixture::new();
         let g = gated_repo(&fx);
-        let s = Service::start(&fx, &g, None, "");
+        let s = match name {
+            None => Service::start(&fx, &g, None, ""),
+            Some(name) => Service::start_on(
+                &fx,
+                Path::new(&format!("{name}={}", g.repo.display())),
+                &g.data,
+                "[tokens]\nflat-manager-secret-file = \"flat-manager-secret\"\n",
+                None,
+                "",
+            ),
+        };
         let key = license_for_paid(&s);
-        let said = fx
+        let mut authenticator = fx
             .cmd(tollgate_bin().to_str().expect("UTF-8"))
             .args(["authenticator", "--repo"])
             .arg(&g.repo)
-            .args(["--url", &s.server.url()])
-            .run();
+            .args(["--url", &s.server.url()]);
+        if let Some(name) = name {
+            authenticator = authenticator.args(["--name", name]);
+        }
+        let said = authenticator.run();
         assert!(
             said.contains(&format!("flatpak clients now ask {AUTHENTICATOR}")),
             "{said}"
@@ -460,6 +479,15 @@ fn revoked_licenses_uncovered_refs_and_an_unreachable_service_each_fail_clearly(
     );
     assert!(refused.contains("--no-check"), "{refused}");
     t.login(&dead, &t.key).arg("--no-check").run();
+    // The repository is no longer at the service's origin: refused until the user trusts it.
+    let err = install();
+    assert!(
+        err.contains(&format!(
+            "refusing to send tokens of the entitlement service {dead} to {url}"
+        )),
+        "{err}"
+    );
+    t.helper().args(["trust", "add", url]).run();
     let err = install();
     assert!(
         err.contains(&format!(
@@ -631,4 +659,205 @@ fn the_flatpakrepo_file_follows_the_repository_config_its_name_and_public_url() 
         err.contains("public-url \"ftp://apps.example.com\" is not an http or https address"),
         "{err}"
     );
+}
+
+/// A second tollgate, on another port, serving a copy of the repository: its summary still
+/// names the real entitlement service (`xa.authenticator-options.url`), as a look-alike's
+/// would. It accepts the real service's tokens (its public key is in `trusted-keys`), as the
+/// vendor's own mirror would, so that once trusted, installs and pulls from it work.
+fn look_alike(t: &Setup) -> (Server, PathBuf) {
+    let copy = t.fx.join("look-alike");
+    Cmd::new("cp").arg("-a").arg(&t.g.repo).arg(&copy).run();
+    let listed = Cmd::new(tollgate_bin())
+        .args(["keys", "list", "--data-dir"])
+        .arg(&t.g.data)
+        .run();
+    let pem = &listed[listed.find("-----BEGIN").expect("a public key")..];
+    std::fs::write(t.fx.join("issuer.pem"), pem).expect("issuer.pem");
+    let config = t.fx.join("look-alike.toml");
+    std::fs::write(&config, "[tokens]\ntrusted-keys = [\"issuer.pem\"]\n").expect("config");
+    let server = Server::serve(
+        &[
+            "--repo",
+            copy.to_str().expect("UTF-8"),
+            "--data-dir",
+            t.fx.join("look-alike-data").to_str().expect("UTF-8"),
+            "--config",
+            config.to_str().expect("UTF-8"),
+        ],
+        t.fx.env(),
+    );
+    (server, copy)
+}
+
+/// The requests `server` logged that carried an `Authorization` header.
+fn with_authorization(server: &Server) -> Vec<Access> {
+    server
+        .requests_since(0)
+        .into_iter()
+        .filter(|a| a.auth != "-")
+        .collect()
+}
+
+#[test]
+fn a_look_alike_remote_naming_the_real_service_gets_no_token_until_trusted() {
+    let t = Setup::new();
+    let url = t.s.server.url();
+    let url = url.trim_end_matches('/');
+    t.login(url, &t.key).run();
+    // A token for the app in the cache already: the refusal comes before the cache too.
+    t.helper().args(["token", url, &t.g.app_ref]).run();
+    let issued = t.s.wait_for_audit("tokens", "limit=1000", 1).len();
+    let (look_alike, _) = look_alike(&t);
+    let other = look_alike.url();
+    let other = other.trim_end_matches('/');
+
+    // flatpak takes the authenticator and the real service's URL from the look-alike's summary.
+    t.fx.flatpak_remote_add("look-alike", &look_alike.url());
+    let config = std::fs::read_to_string(t.fx.join("home/.local/share/flatpak/repo/config"))
+        .expect("the user repository's config");
+    assert!(
+        config.contains(&format!("authenticator-options.url={}", t.s.server.url())),
+        "{config}"
+    );
+    let install = || {
+        t.flatpak().args([
+            "--user",
+            "install",
+            "-y",
+            "--noninteractive",
+            "look-alike",
+            APP,
+        ])
+    };
+    let err = install().run_fail();
+    assert!(
+        err.contains(&format!(
+            "refusing to send tokens of the entitlement service {url} to {other}"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("run `tollgate-helper trust add {other}`")),
+        "{err}"
+    );
+    assert_eq!(t.installed_app(), "", "the app was installed");
+    assert!(
+        !look_alike.requests_since(0).is_empty(),
+        "flatpak never asked the look-alike anything"
+    );
+    assert_eq!(with_authorization(&look_alike), [], "tokens reached it");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(t.issued(), issued, "a token was issued for the look-alike");
+
+    // Trusted, it is a mirror: the install works, with the token sent to it.
+    let said = t.helper().args(["trust", "add", &look_alike.url()]).run();
+    assert!(said.contains(&format!("trusted {other}")), "{said}");
+    install().run();
+    assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
+    assert!(
+        with_authorization(&look_alike)
+            .iter()
+            .any(|a| a.auth == "bearer" && a.status == 200),
+        "the trusted mirror got no token"
+    );
+}
+
+#[test]
+fn tollgate_helper_pull_sends_no_token_to_a_remote_neither_the_service_nor_trusted() {
+    let t = Setup::new();
+    let url = t.s.server.url();
+    let url = url.trim_end_matches('/');
+    t.login(url, &t.key).run();
+    let (look_alike, copy) = look_alike(&t);
+    let other = look_alike.url();
+    let other = other.trim_end_matches('/');
+    let refused = format!("refusing to send tokens of the entitlement service {url} to {other}");
+    let how = format!("run `tollgate-helper trust add {other}`");
+
+    // The remote is the look-alike, the tokens the real service's.
+    let cli = t.fx.ostree_client(&look_alike.url());
+    let pull = |cli: &Path| {
+        t.helper()
+            .args(["pull", "--repo"])
+            .arg(cli)
+            .args(["origin", &t.g.app_ref, "--url", url])
+    };
+    let err = pull(&cli).run_fail();
+    assert!(err.contains(&refused) && err.contains(&how), "{err}");
+
+    // The remote is the service, but libostree would fetch its content from the look-alike.
+    let content = t.fx.join("content-client");
+    t.fx.ostree(&content)
+        .args(["init", "--mode=bare-user"])
+        .run();
+    t.fx.ostree(&content)
+        .args(["remote", "add", "--no-gpg-verify"])
+        .arg(format!("--set=contenturl={}", look_alike.url()))
+        .args(["origin", &t.s.server.url()])
+        .run();
+    let err = pull(&content).run_fail();
+    assert!(err.contains(&refused) && err.contains(&how), "{err}");
+
+    // A P2P pull's origin is held to the same rule.
+    let err = t
+        .helper()
+        .args(["p2p-options", "--origin", other, "--url", url, "--result"])
+        .arg(format!("{other}/={}", t.g.app_ref))
+        .run_fail();
+    assert!(err.contains(&refused) && err.contains(&how), "{err}");
+
+    assert_eq!(with_authorization(&look_alike), [], "tokens reached it");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(t.issued(), 0, "a token was issued for the look-alike");
+
+    // Trusted, it is a mirror: the pull works, with the token sent to it.
+    t.helper().args(["trust", "add", other]).run();
+    let out = pull(&cli).run();
+    assert!(
+        out.contains(&format!("pulled {} with a token", t.g.app_ref)),
+        "{out}"
+    );
+    t.fx.assert_pulled(&cli, "origin", &copy, &t.g.app_ref);
+    assert!(
+        with_authorization(&look_alike)
+            .iter()
+            .any(|a| a.auth == "bearer" && a.status == 200),
+        "the trusted mirror got no token"
+    );
+}
+
+#[test]
+fn a_repository_served_under_a_path_gets_tokens_from_the_service_at_its_origin() {
+    // The repository at /apps/, its service at /: one origin, so no trust is needed.
+    let t = Setup::serving_as(Some("apps"));
+    let url = t.s.server.url();
+    let url = url.trim_end_matches('/');
+    t.login(url, &t.key).run();
+    t.fx.flatpak_remote_add("shop", &format!("{url}/apps/"));
+    t.flatpak()
+        .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
+        .run();
+    assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
+    let cli = t.fx.ostree_client(&format!("{url}/apps/"));
+    let out = t
+        .helper()
+        .args(["pull", "--repo"])
+        .arg(&cli)
+        .args([
+            "origin",
+            &t.g.app_ref,
+            "--url",
+            url,
+            "--service-repo",
+            "apps",
+        ])
+        .run();
+    assert!(
+        out.contains(&format!("pulled {} with a token", t.g.app_ref)),
+        "{out}"
+    );
+    t.fx.assert_pulled(&cli, "origin", &t.g.repo, &t.g.app_ref);
+    let trusted = t.helper().args(["trust", "list"]).run();
+    assert!(trusted.contains("no trusted mirrors"), "{trusted}");
 }

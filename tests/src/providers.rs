@@ -207,6 +207,52 @@ fn a_provider_written_in_c_is_listed_and_asked() {
 }
 
 #[test]
+fn a_credential_a_provider_set_before_failing_is_wiped_and_freed_by_the_provider() {
+    let fx = Fixture::new();
+    let dir = provider_dir(&fx, &[]);
+    let library = build_c_provider(&dir, "c", &["-DFAIL_WITH_CREDENTIAL"]);
+    let url = "https://apps.example.com";
+    let frees = fx.join("frees");
+    let frees_env = frees.clone();
+    let with = move |c: Cmd| {
+        c.env("C_PROVIDER_URL", url)
+            .env("C_PROVIDER_KEY", "tg_setanyway_secret")
+            .env("C_PROVIDER_FREES", &frees_env)
+    };
+    let freed = || std::fs::read_to_string(&frees).unwrap_or_default();
+
+    // The host's own loader answers the error, and gave the credential back once.
+    let answer = probe(&fx, &library, &["lookup", url], with.clone());
+    assert_eq!(answer["error"], "other", "{answer}");
+    assert_eq!(
+        answer["message"],
+        "the C provider failed after setting a credential"
+    );
+    assert_eq!(freed(), "freed a credential, secret wiped\n");
+
+    // Through tollgate-helper: no credential, the provider's error, the secret nowhere, and the
+    // credential given back again.
+    let output = with(helper(&fx, &dir).args(["credential", url])).output();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert_contains(
+        &stderr,
+        &format!(
+            "c ({}): other: the C provider failed after setting a credential",
+            library.display()
+        ),
+    );
+    assert!(
+        !stdout.contains("setanyway") && !stderr.contains("setanyway"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(freed(), "freed a credential, secret wiped\n".repeat(2));
+}
+
+#[test]
 fn faulty_providers_are_reported_with_their_file_and_the_next_is_asked() {
     let fx = Fixture::new();
     let dir = provider_dir(&fx, &["panicking", "file"]);
