@@ -57,4 +57,6 @@ mod publishing;
 #[cfg(test)]
 mod restarts;
 #[cfg(test)]
+mod signed_repos;
+#[cfg(test)]
 mod workspace_rules;
