@@ -1,5 +1,6 @@
 //! Signed repositories through `tollgate serve`, with the real `flatpak`: the `.flatpakrepo`
-//! carries the repository's keys and collection id, so a remote added from it verifies.
+//! carries the repository's keys and collection id, so a remote added from it verifies, and
+//! flatpak gets the signature of the summary index it got (`summaries/<digest>.idx.sig`).
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,14 @@ fn remote_config(fx: &Fixture, name: &str) -> Vec<String> {
         .skip(1)
         .take_while(|l| !l.starts_with('['))
         .map(str::to_owned)
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
         .collect()
 }
 
@@ -152,4 +161,70 @@ fn a_remote_added_from_a_signed_repositorys_flatpakrepo_verifies() {
         .arg("org.example.Swapped")
         .run_fail();
     assert!(err.contains("BAD signature"), "{err}");
+}
+
+#[test]
+fn flatpak_gets_the_signature_of_the_summary_index_it_got() {
+    let fx = Fixture::new();
+    let key = SigningKey::new(&fx);
+    let repo = signed_repo(&fx, &key);
+    let index = std::fs::read(repo.join("summary.idx")).expect("summary.idx");
+    let signature = format!("/summaries/{}.idx.sig", sha256_hex(&index));
+    assert!(
+        repo.join(signature.trim_start_matches('/')).is_file(),
+        "build-update-repo wrote {signature}"
+    );
+
+    let server = Server::serve(&["--repo", repo.to_str().expect("UTF-8")], fx.env());
+    fx.flatpak()
+        .args(["--user", "remote-add"])
+        .arg(format!("--gpg-import={}", key.public.display()))
+        .args(["shop", &server.url()])
+        .run();
+    assert!(
+        remote_config(&fx, "shop")
+            .iter()
+            .any(|l| l == "gpg-verify-summary=true")
+    );
+    fx.flatpak()
+        .args([
+            "--user",
+            "install",
+            "-y",
+            "--noninteractive",
+            "shop",
+            RUNTIME,
+        ])
+        .run();
+
+    // flatpak asked for the signature named by the index it got, got it, and never needed the
+    // fallback, which a publish can replace between its two requests.
+    let requests = server.requests_since(0);
+    assert!(
+        requests
+            .iter()
+            .any(|a| a.path == signature && a.status == 200),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().all(|a| a.path != "/summary.idx.sig"),
+        "{requests:?}"
+    );
+
+    // Signed again (another key, or the same one later), the file changes under its name: it is
+    // revalidated, never cached as immutable, and served as it is now.
+    let first = crate::http::get(server.addr, &signature);
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("cache-control"), Some("no-cache"));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let resigned = b"another signature of the same index".to_vec();
+    let on_disk = repo.join(signature.trim_start_matches('/'));
+    let staged = on_disk.with_extension("tmp");
+    std::fs::write(&staged, &resigned).expect("re-signing");
+    std::fs::rename(&staged, &on_disk).expect("re-signing");
+    let second = crate::http::get(server.addr, &signature);
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body, resigned);
+    assert_ne!(first.header("etag"), second.header("etag"));
+    assert_eq!(second.header("cache-control"), Some("no-cache"));
 }
