@@ -18,7 +18,8 @@ pub enum RepoPath {
     Config,
     /// `summary`, `summary.sig`, `summary.idx`, `summary.idx.sig`
     Summary(SummaryFile),
-    /// `summaries/<sha256>.gz` or `summaries/<sha256>-<sha256>.delta` (flatpak's indexed summaries)
+    /// `summaries/<sha256>.gz`, `summaries/<sha256>-<sha256>.delta` (flatpak's indexed
+    /// summaries) or `summaries/<sha256>.idx.sig` (a signature of a summary index)
     SubSummary(SubSummary),
     /// `objects/ab/<62 hex>.<type>`
     Object(ObjectName),
@@ -40,14 +41,21 @@ pub enum SummaryFile {
     SummaryIdxSig,
 }
 
-/// A file in flatpak's `summaries/` folder. Both kinds are named by the SHA-256 of what they
-/// hold, so they never change.
+/// A file in flatpak's `summaries/` folder. Sub-summaries and their deltas are named by the
+/// SHA-256 of what they hold, so they never change; an index's signature is named by the digest
+/// of the index it signs, and changes when the same index is signed again (another key, or the
+/// same key later).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SubSummary {
     /// `<digest>.gz`: a gzipped summary for one subset (an architecture).
     Compressed(Checksum),
     /// `<from>-<to>.delta`: a binary diff between two of those.
     Delta { from: Checksum, to: Checksum },
+    /// `<digest>.idx.sig`: the signatures of the `summary.idx` whose SHA-256 is `digest`, which
+    /// `flatpak build-update-repo --gpg-sign` writes beside `summary.idx.sig`. flatpak asks for
+    /// this one first, so that the signature it gets is for the index it got, whatever a
+    /// publish replaced in between.
+    IndexSignature(Checksum),
 }
 
 /// A static delta: from scratch (`from` is `None`) or from one commit to another.
@@ -112,16 +120,17 @@ impl RepoPath {
     }
 
     /// Whether the file's content can never change under this name: objects named after what
-    /// they hold, delta superblocks and parts, and flatpak's sub-summaries. Detached metadata
-    /// (`.commitmeta`, a delta's `meta` and `commitmeta`) is rewritten when a commit is signed
-    /// again, and the summaries, refs, `config` and delta indexes on every publish.
+    /// they hold, delta superblocks and parts, and flatpak's sub-summaries and their deltas.
+    /// Detached metadata (`.commitmeta`, a delta's `meta` and `commitmeta`) and a summary
+    /// index's signature (`summaries/<digest>.idx.sig`) are rewritten when signed again, and the
+    /// summaries, refs, `config` and delta indexes on every publish.
     pub fn is_immutable(&self) -> bool {
         match self {
             RepoPath::Object(object) => object.kind != ObjectType::CommitMeta,
             RepoPath::Delta { file, .. } => {
                 matches!(file, DeltaFile::Superblock | DeltaFile::Part(_))
             }
-            RepoPath::SubSummary(_) => true,
+            RepoPath::SubSummary(sub) => !matches!(sub, SubSummary::IndexSignature(_)),
             RepoPath::Config
             | RepoPath::Summary(_)
             | RepoPath::DeltaIndex(_)
@@ -144,6 +153,11 @@ fn parse_object(prefix: &str, name: &str) -> Option<ObjectName> {
 }
 
 fn parse_sub_summary(name: &str) -> Option<SubSummary> {
+    if let Some(digest) = name.strip_suffix(".idx.sig") {
+        return Checksum::from_hex(digest)
+            .ok()
+            .map(SubSummary::IndexSignature);
+    }
     if let Some(digest) = name.strip_suffix(".gz") {
         return Checksum::from_hex(digest).ok().map(SubSummary::Compressed);
     }
@@ -230,6 +244,9 @@ impl fmt::Display for RepoPath {
             RepoPath::SubSummary(SubSummary::Delta { from, to }) => {
                 write!(f, "summaries/{from}-{to}.delta")
             }
+            RepoPath::SubSummary(SubSummary::IndexSignature(digest)) => {
+                write!(f, "summaries/{digest}.idx.sig")
+            }
             RepoPath::Object(object) => f.write_str(&object.relative_path()),
             RepoPath::Delta { delta, file } => write!(f, "{}/{file}", delta.relative_dir()),
             RepoPath::DeltaIndex(to) => {
@@ -274,6 +291,10 @@ mod tests {
             (
                 format!("summaries/{HEX}-{HEX}.delta"),
                 RepoPath::SubSummary(SubSummary::Delta { from: c, to: c }),
+            ),
+            (
+                format!("summaries/{HEX}.idx.sig"),
+                RepoPath::SubSummary(SubSummary::IndexSignature(c)),
             ),
             (
                 format!("objects/f2/{}.dirtree", &HEX[2..]),
@@ -352,6 +373,12 @@ mod tests {
             "refs/mirrors/../heads/x",
             "summaries",
             "summaries/x.gz",
+            "summaries/x.idx.sig",
+            &format!("summaries/{HEX}.idx"),
+            &format!("summaries/{HEX}.sig"),
+            &format!("summaries/{HEX}.gz.sig"),
+            &format!("summaries/{HEX}.idx.sig.tmp"),
+            &format!("summaries/{}.idx.sig", HEX.to_uppercase()),
             "deltas/8g",
             "summary.idx.sig.gz",
             "SUMMARY",
@@ -383,6 +410,8 @@ mod tests {
         assert!(accepted(&format!("objects/f2/{}.commit", &HEX[2..])).is_immutable());
         assert!(accepted(&format!("deltas/8g/{}/0", &B64[2..])).is_immutable());
         assert!(accepted(&format!("summaries/{HEX}.gz")).is_immutable());
+        assert!(accepted(&format!("summaries/{HEX}-{HEX}.delta")).is_immutable());
+        assert!(!accepted(&format!("summaries/{HEX}.idx.sig")).is_immutable());
         assert!(!accepted("summary").is_immutable());
         assert!(!accepted("refs/heads/a").is_immutable());
         assert!(!accepted(&format!("delta-indexes/8g/{}.index", &B64[2..])).is_immutable());

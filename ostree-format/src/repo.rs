@@ -189,8 +189,16 @@ const FLATPAKREPO_KEYS: &[(&str, &str)] = &[
 /// the config holds them (both files are GKeyFiles, with the same escapes). A repository that
 /// names no authenticator gets `default_authenticator`, not installed from the remote: flatpak
 /// asks it only for refs whose token type is not 0.
+///
+/// A signed repository's keys (`[flatpak] gpg-keys`, which `flatpak build-update-repo
+/// --gpg-import` writes, base64 as `GPGKey` takes them) become `GPGKey`: without it flatpak adds
+/// the remote with `gpg-verify=false` and `gpg-verify-summary=false`, and a summary or commit
+/// swapped on the way is taken. Its `[core] collection-id` becomes `DeploySideloadCollectionID`,
+/// only beside a key, since flatpak refuses a collection id without one.
 pub fn flatpak_repo_file(text: &str, url: &str, default_authenticator: &str) -> String {
     let mut values: Vec<(&str, &str)> = Vec::new();
+    let mut collection_id = None;
+    let mut gpg_keys = None;
     let mut group = None;
     for line in text.lines() {
         let trimmed = line.trim();
@@ -198,14 +206,20 @@ pub fn flatpak_repo_file(text: &str, url: &str, default_authenticator: &str) -> 
             group = Some(name);
             continue;
         }
-        if group != Some("flatpak") {
+        let Some((key, value)) = trimmed.split_once('=') else {
             continue;
-        }
-        if let Some((key, value)) = trimmed.split_once('=')
-            && let Some((_, out)) = FLATPAKREPO_KEYS.iter().find(|(k, _)| *k == key.trim())
-        {
-            values.retain(|(k, _)| k != out);
-            values.push((out, value.trim()));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        match group {
+            Some("core") if key == "collection-id" => collection_id = Some(value),
+            Some("flatpak") if key == "gpg-keys" => gpg_keys = Some(value),
+            Some("flatpak") => {
+                if let Some((_, out)) = FLATPAKREPO_KEYS.iter().find(|(k, _)| *k == key) {
+                    values.retain(|(k, _)| k != out);
+                    values.push((out, value));
+                }
+            }
+            _ => {}
         }
     }
     if !values.iter().any(|(k, _)| *k == "AuthenticatorName") {
@@ -218,6 +232,15 @@ pub fn flatpak_repo_file(text: &str, url: &str, default_authenticator: &str) -> 
         if let Some((_, value)) = values.iter().find(|(k, _)| k == key) {
             out.push_str(&format!("{key}={value}\n"));
         }
+    }
+    if let Some(keys) = gpg_keys.filter(|k| !k.is_empty()) {
+        // flatpak reads DeploySideloadCollectionID before the older DeployCollectionID and
+        // CollectionID, which clients before 1.12.8 act on without handling collection ids
+        // properly (flatpakrepo(5)); those clients still verify with the key.
+        if let Some(id) = collection_id.filter(|id| !id.is_empty()) {
+            out.push_str(&format!("DeploySideloadCollectionID={id}\n"));
+        }
+        out.push_str(&format!("GPGKey={keys}\n"));
     }
     out
 }
@@ -510,6 +533,41 @@ mod tests {
             "[Flatpak Repo]\nUrl=https://r.example/\nTitle=B\nDefaultBranch=stable\n\
              AuthenticatorName=org.y.Auth\nAuthenticatorInstall=true\n",
         );
+    }
+
+    #[test]
+    fn flatpakrepo_files_of_signed_repositories() {
+        let file = |config: &str| flatpak_repo_file(config, "https://r.example/", "org.x.Auth");
+        let tail = "AuthenticatorName=org.x.Auth\nAuthenticatorInstall=false\n";
+        // The keys as build-update-repo --gpg-import writes them, and the collection id.
+        assert_eq!(
+            file(
+                "[core]\nmode=archive-z2\ncollection-id=org.example.Shop\n\n\
+                 [flatpak]\ntitle=Shop\ngpg-keys=mDMEaxEb+/w==\n"
+            ),
+            format!(
+                "[Flatpak Repo]\nUrl=https://r.example/\nTitle=Shop\n{tail}\
+                 DeploySideloadCollectionID=org.example.Shop\nGPGKey=mDMEaxEb+/w==\n"
+            )
+        );
+        assert_eq!(
+            file("[flatpak]\ngpg-keys = mDME\n"),
+            format!("[Flatpak Repo]\nUrl=https://r.example/\n{tail}GPGKey=mDME\n")
+        );
+        // No key: no collection id either (flatpak refuses one without a key). Keys only count
+        // in [flatpak], the collection id only in [core].
+        for unsigned in [
+            "[core]\ncollection-id=org.example.Shop\n",
+            "[core]\ncollection-id=org.example.Shop\n[flatpak]\ngpg-keys=\n",
+            "[core]\ngpg-keys=mDME\n[flatpak]\ncollection-id=org.example.Shop\n",
+            "[remote \"up\"]\ngpg-keys=mDME\n",
+        ] {
+            assert_eq!(
+                file(unsigned),
+                format!("[Flatpak Repo]\nUrl=https://r.example/\n{tail}"),
+                "{unsigned}"
+            );
+        }
     }
 
     #[test]

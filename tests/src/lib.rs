@@ -1,6 +1,6 @@
 //! tollgate's one test harness, and the end-to-end tests that use it.
 //!
-//! The library part ([`cmd`], [`fixture`], [`server`], [`http`]) gives tests temporary
+//! The library part ([`cmd`], [`fixture`], [`server`], [`http`], [`gpg`]) gives tests temporary
 //! directories with an isolated HOME and XDG tree, a command runner that puts a failed command's
 //! stderr into the panic message, the real `tollgate` binary started on a port it picks itself,
 //! and a raw HTTP/1.1 client that sends paths exactly as written (curl and reqwest would
@@ -13,6 +13,7 @@ pub mod bus;
 pub mod cmd;
 pub mod fixture;
 pub mod fuzz;
+pub mod gpg;
 pub mod http;
 pub mod keyring;
 pub mod postgres;
@@ -59,5 +60,7 @@ mod publishing;
 mod ref_graphs;
 #[cfg(test)]
 mod restarts;
+#[cfg(test)]
+mod signed_repos;
 #[cfg(test)]
 mod workspace_rules;

@@ -13,8 +13,9 @@ use serde_json::json;
 use crate::authenticator::Setup;
 use crate::cmd::{Cmd, require_tool};
 use crate::entitlements::Service;
-use crate::fixture::{Fixture, pseudo_random, sample_tree, set_mode, write_files};
+use crate::fixture::{Fixture, pseudo_random, sample_tree, write_files};
 use crate::gating::{APP, RUNTIME};
+use crate::gpg::SigningKey;
 use crate::providers::{helper, provider_dir};
 use crate::server::{Access, Server, tollgate_bin};
 
@@ -187,66 +188,6 @@ fn find_remotes_learns_a_gated_repositorys_refs_from_its_summary_alone() {
 const COLLECTION: &str = "org.example.Shop";
 const PAID: &str = "os/paid";
 const FREE: &str = "os/free";
-
-/// A GPG key in a home of its own inside the fixture, for signing commits and summaries
-/// (libostree's P2P pulls always check commit signatures). Its agent is stopped on drop.
-struct SigningKey {
-    home: PathBuf,
-    id: String,
-    public: PathBuf,
-}
-
-impl SigningKey {
-    fn new(fx: &Fixture) -> SigningKey {
-        require_tool("gpg", "gnupg");
-        require_tool("gpgconf", "gnupg");
-        let home = fx.join("gnupg");
-        std::fs::create_dir_all(&home).expect("mkdir gnupg");
-        set_mode(&home, 0o700);
-        let gpg = || fx.cmd("gpg").arg("--homedir").arg(&home).arg("--batch");
-        gpg()
-            .args(["--passphrase", "", "--quick-gen-key"])
-            .args([
-                "tollgate tests <tests@tollgate.invalid>",
-                "ed25519",
-                "sign",
-                "never",
-            ])
-            .run();
-        let listed = gpg().args(["--with-colons", "--list-keys"]).run();
-        let id = listed
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .and_then(|l| l.split(':').find(|f| !f.is_empty()))
-            .expect("the key's fingerprint")
-            .to_owned();
-        let public = fx.join("signing-key.gpg");
-        gpg()
-            .arg("--output")
-            .arg(&public)
-            .args(["--export", &id])
-            .run();
-        SigningKey { home, id, public }
-    }
-
-    /// The options of `ostree commit` and `ostree summary` that sign with this key.
-    fn sign_args(&self) -> [String; 2] {
-        [
-            format!("--gpg-sign={}", self.id),
-            format!("--gpg-homedir={}", self.home.display()),
-        ]
-    }
-}
-
-impl Drop for SigningKey {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(&self.home)
-            .args(["--kill", "all"])
-            .status();
-    }
-}
 
 /// A signed collection with a public ref and a gated one: served by the origin, which runs the
 /// entitlement service (with a license for the gated ref), copied to a mirror served by a
