@@ -62,7 +62,12 @@ pub struct AdminArgs {
     #[command(flatten)]
     pub data_dir: DataDirArg,
     /// A PostgreSQL database instead of the SQLite one in the data directory.
-    #[arg(long, value_name = "URL", env = "TOLLGATE_DATABASE_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TOLLGATE_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Print JSON instead of tables, for scripts.
     #[arg(long, global = true)]
@@ -244,7 +249,12 @@ pub enum KeysCommand {
         #[command(flatten)]
         data_dir: DataDirArg,
         /// The entitlement database, when it is PostgreSQL.
-        #[arg(long, value_name = "URL", env = "TOLLGATE_DATABASE_URL")]
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "TOLLGATE_DATABASE_URL",
+            hide_env_values = true
+        )]
         database_url: Option<String>,
     },
 }
@@ -266,7 +276,7 @@ pub struct TokenIssueArgs {
     /// repository served at `/`.
     #[arg(long, value_name = "NAME", default_value = "")]
     pub repo: String,
-    /// Seconds the token is valid for.
+    /// Seconds the token is valid for: 1 to 86400 (a day).
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub ttl: u64,
     /// Who the token is for, recorded in the audit log.
@@ -309,7 +319,12 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     /// The entitlement database: PostgreSQL at this URL (postgres://USER@HOST/DB), instead of
     /// SQLite in the data directory (tollgate.db).
-    #[arg(long, value_name = "URL", env = "TOLLGATE_DATABASE_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TOLLGATE_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 }
 

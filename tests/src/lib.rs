@@ -46,6 +46,8 @@ mod metrics;
 #[cfg(test)]
 mod object_storage;
 #[cfg(test)]
+mod operator_checks;
+#[cfg(test)]
 mod ostree_pull;
 #[cfg(test)]
 mod p2p;

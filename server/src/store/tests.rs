@@ -439,3 +439,47 @@ async fn postgres() {
     assert!(location.to_string().contains("127.0.0.1"));
     changes_made_elsewhere(&store, &Store::open(&location).await.unwrap()).await;
 }
+
+#[test]
+fn urls_are_shown_without_their_password() {
+    let check = |url: &str, shown: &str| assert_eq!(shown_url(url), shown, "{url}");
+    check("postgres://u:pw@db:5432/t", "postgres://u:***@db:5432/t");
+    check("postgres://u:p@w@db/t", "postgres://u:***@db/t");
+    check("postgres://u@db/t", "postgres://u@db/t");
+    check(
+        "postgres://u@db/t?sslmode=require&password=pw",
+        "postgres://u@db/t?sslmode=require&password=***",
+    );
+    for unparsed in ["postgres://u:xy/zzy@db/t", "not a url xyzzy"] {
+        let shown = shown_url(unparsed);
+        assert!(!shown.contains("xy") && !shown.contains("zzy"), "{shown}");
+    }
+}
+
+#[test]
+fn plaintext_risks() {
+    let check = |url: &str, risk: Option<&str>| {
+        let options = PgConnectOptions::from_str(url).unwrap();
+        assert_eq!(plaintext_risk(&options).as_deref(), risk, "{url}");
+    };
+    check(
+        "postgres://u@db.example.com/t",
+        Some("db.example.com:5432 with sslmode=prefer"),
+    );
+    check(
+        "postgres://u@10.0.0.5:6543/t?sslmode=disable",
+        Some("10.0.0.5:6543 with sslmode=disable"),
+    );
+    check("postgres://u@db.example.com/t?sslmode=require", None);
+    check("postgres://u@db.example.com/t?sslmode=verify-full", None);
+    for local in [
+        "postgres://u@localhost/t",
+        "postgres://u@127.0.0.2/t?sslmode=disable",
+        "postgres://u@[::1]/t",
+        "postgres://u@[::ffff:127.0.0.1]/t",
+        "postgres://u@%2Fvar%2Frun%2Fpostgresql/t",
+        "postgres:///t?host=/var/run/postgresql",
+    ] {
+        check(local, None);
+    }
+}
