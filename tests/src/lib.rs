@@ -22,6 +22,8 @@ pub mod synth;
 pub mod tokens;
 
 #[cfg(test)]
+mod audit_records;
+#[cfg(test)]
 mod authenticator;
 #[cfg(test)]
 mod bad_input;

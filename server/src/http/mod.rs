@@ -344,8 +344,11 @@ async fn repo_file(
         Answer::File(prepared) => prepared.sends_content(),
     };
 
+    // A download is bytes sent: a HEAD (flatpak and ostree send none, but scripts and
+    // monitors do) or a 304 is not one.
     if let Some((grant, ref_name)) = allowed
         && sends_content
+        && !conditions.head
         && let Some(commit) = audited_commit(&path)
     {
         let user_agent = headers
