@@ -102,6 +102,11 @@ pub enum ProductCommand {
         /// A ref pattern it covers (`*` any run of characters, `?` one). Repeatable.
         #[arg(long = "ref", value_name = "PATTERN", required = true)]
         refs: Vec<String>,
+        /// The repository whose refs it covers: NAME as served with `--repo NAME=PATH`, or ''
+        /// for the one served at `/`. Needed when the server serves several; left out, the
+        /// product covers the only repository served (and nothing while several are).
+        #[arg(long, value_name = "NAME")]
+        repo: Option<String>,
     },
     List,
     Show {
@@ -115,6 +120,9 @@ pub enum ProductCommand {
         /// Replaces all patterns. Repeatable.
         #[arg(long = "ref", value_name = "PATTERN")]
         refs: Vec<String>,
+        /// Moves it to this repository (NAME, or '' for the one served at `/`).
+        #[arg(long, value_name = "NAME")]
+        repo: Option<String>,
     },
     /// Withdraw a product: it opens nothing, whoever holds it, until activated again (tokens
     /// already issued run out within minutes).

@@ -60,4 +60,6 @@ mod publishing;
 #[cfg(test)]
 mod restarts;
 #[cfg(test)]
+mod several_repos;
+#[cfg(test)]
 mod workspace_rules;

@@ -14,17 +14,27 @@ async fn scenario(store: &Store) {
                 "app/com.example.Pro/*".into(),
                 "runtime/com.example.Sdk*".into(),
             ],
+            None,
         )
         .await
         .unwrap();
     assert!(pro.covers("app/com.example.Pro/x86_64/stable"));
     assert!(!pro.covers("app/com.example.Free/x86_64/stable"));
     store
-        .product_add("extra", "Extra", &["app/com.example.Extra/*".into()])
+        .product_add(
+            "extra",
+            "Extra",
+            &["app/com.example.Extra/*".into()],
+            Some("b"),
+        )
         .await
         .unwrap();
+    assert!(pro.in_repo("", true) && pro.in_repo("b", true) && !pro.in_repo("", false));
+    let extra = store.product_get("extra").await.unwrap();
+    assert_eq!(extra.repo.as_deref(), Some("b"));
+    assert!(extra.in_repo("b", false) && !extra.in_repo("", true));
     assert!(matches!(
-        store.product_add("pro", "Again", &["x".into()]).await,
+        store.product_add("pro", "Again", &["x".into()], None).await,
         Err(StoreError::Conflict(_))
     ));
     for (slug, name, refs) in [
@@ -36,7 +46,7 @@ async fn scenario(store: &Store) {
     ] {
         assert!(
             matches!(
-                store.product_add(slug, name, &refs).await,
+                store.product_add(slug, name, &refs, None).await,
                 Err(StoreError::Invalid(_))
             ),
             "{slug}"
@@ -51,20 +61,20 @@ async fn scenario(store: &Store) {
         .collect();
     assert_eq!(listed, ["extra", "pro"]);
     let renamed = store
-        .product_update("pro", Some("Pro 2"), None, None)
+        .product_update("pro", Some("Pro 2"), None, None, None)
         .await
         .unwrap();
     assert_eq!((renamed.name.as_str(), renamed.refs.len()), ("Pro 2", 2));
     assert!(renamed.active);
     let withdrawn = store
-        .product_update("extra", None, None, Some(false))
+        .product_update("extra", None, None, Some(false), None)
         .await
         .unwrap();
     assert!(!withdrawn.active);
     assert!(!store.product_get("extra").await.unwrap().active);
     assert!(
         store
-            .product_update("extra", None, None, Some(true))
+            .product_update("extra", None, None, Some(true), None)
             .await
             .unwrap()
             .active
@@ -73,6 +83,22 @@ async fn scenario(store: &Store) {
         store.product_get("nope").await,
         Err(StoreError::NotFound(_))
     ));
+    assert!(matches!(
+        store
+            .product_add("ok", "x", &["x".into()], Some("a/b"))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    let moved = store
+        .product_update("extra", None, None, None, Some(Some("")))
+        .await
+        .unwrap();
+    assert_eq!(moved.repo.as_deref(), Some(""));
+    let unassigned = store
+        .product_update("extra", None, None, None, Some(None))
+        .await
+        .unwrap();
+    assert_eq!(unassigned.repo, None);
 
     // Licenses: the key opens exactly its license; near misses and unknown ids do not.
     let (license, key) = store
@@ -356,7 +382,7 @@ async fn changes_made_elsewhere(here: &Store, there: &Store) {
     async fn product(store: &Store) -> Product {
         store.products_named(&["kept".to_owned()]).await.unwrap()[0].clone()
     }
-    here.product_add("kept", "Kept", &["app/com.example.Kept/*".into()])
+    here.product_add("kept", "Kept", &["app/com.example.Kept/*".into()], None)
         .await
         .unwrap();
     let new = NewLicense {
@@ -373,7 +399,7 @@ async fn changes_made_elsewhere(here: &Store, there: &Store) {
         .await
         .unwrap();
     there
-        .product_update("kept", None, None, Some(false))
+        .product_update("kept", None, None, Some(false), None)
         .await
         .unwrap();
     assert!(
