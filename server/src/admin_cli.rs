@@ -46,24 +46,52 @@ async fn command(store: &Store, json: bool, command: AdminCommand) -> anyhow::Re
 
 async fn product(store: &Store, json: bool, command: ProductCommand) -> anyhow::Result<()> {
     let products = match command {
-        ProductCommand::Add { slug, name, refs } => {
-            vec![store.product_add(&slug, &name, &refs).await?]
+        ProductCommand::Add {
+            slug,
+            name,
+            refs,
+            repo,
+        } => {
+            vec![
+                store
+                    .product_add(&slug, &name, &refs, repo.as_deref())
+                    .await?,
+            ]
         }
         ProductCommand::List => store.product_list().await?,
         ProductCommand::Show { slug } => vec![store.product_get(&slug).await?],
-        ProductCommand::Update { slug, name, refs } => {
+        ProductCommand::Update {
+            slug,
+            name,
+            refs,
+            repo,
+        } => {
             let refs = (!refs.is_empty()).then_some(refs.as_slice());
             vec![
                 store
-                    .product_update(&slug, name.as_deref(), refs, None)
+                    .product_update(
+                        &slug,
+                        name.as_deref(),
+                        refs,
+                        None,
+                        repo.as_deref().map(Some),
+                    )
                     .await?,
             ]
         }
         ProductCommand::Deactivate { slug } => {
-            vec![store.product_update(&slug, None, None, Some(false)).await?]
+            vec![
+                store
+                    .product_update(&slug, None, None, Some(false), None)
+                    .await?,
+            ]
         }
         ProductCommand::Activate { slug } => {
-            vec![store.product_update(&slug, None, None, Some(true)).await?]
+            vec![
+                store
+                    .product_update(&slug, None, None, Some(true), None)
+                    .await?,
+            ]
         }
         ProductCommand::Remove { slug } => {
             store.product_remove(&slug).await?;
@@ -82,10 +110,18 @@ async fn product(store: &Store, json: bool, command: ProductCommand) -> anyhow::
                     p.refs.join(" "),
                     if p.active { "active" } else { "inactive" }.to_owned(),
                     time(p.created),
+                    match p.repo.as_deref() {
+                        None => "(the only one)".to_owned(),
+                        Some("") => "/".to_owned(),
+                        Some(name) => name.to_owned(),
+                    },
                 ]
             })
             .collect();
-        print_table(&["SLUG", "NAME", "REFS", "STATE", "CREATED"], &rows);
+        print_table(
+            &["SLUG", "NAME", "REFS", "STATE", "CREATED", "REPOSITORY"],
+            &rows,
+        );
     }
     Ok(())
 }

@@ -62,7 +62,12 @@ pub struct AdminArgs {
     #[command(flatten)]
     pub data_dir: DataDirArg,
     /// A PostgreSQL database instead of the SQLite one in the data directory.
-    #[arg(long, value_name = "URL", env = "TOLLGATE_DATABASE_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TOLLGATE_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Print JSON instead of tables, for scripts.
     #[arg(long, global = true)]
@@ -97,6 +102,11 @@ pub enum ProductCommand {
         /// A ref pattern it covers (`*` any run of characters, `?` one). Repeatable.
         #[arg(long = "ref", value_name = "PATTERN", required = true)]
         refs: Vec<String>,
+        /// The repository whose refs it covers: NAME as served with `--repo NAME=PATH`, or ''
+        /// for the one served at `/`. Needed when the server serves several; left out, the
+        /// product covers the only repository served (and nothing while several are).
+        #[arg(long, value_name = "NAME")]
+        repo: Option<String>,
     },
     List,
     Show {
@@ -110,6 +120,9 @@ pub enum ProductCommand {
         /// Replaces all patterns. Repeatable.
         #[arg(long = "ref", value_name = "PATTERN")]
         refs: Vec<String>,
+        /// Moves it to this repository (NAME, or '' for the one served at `/`).
+        #[arg(long, value_name = "NAME")]
+        repo: Option<String>,
     },
     /// Withdraw a product: it opens nothing, whoever holds it, until activated again (tokens
     /// already issued run out within minutes).
@@ -244,7 +257,12 @@ pub enum KeysCommand {
         #[command(flatten)]
         data_dir: DataDirArg,
         /// The entitlement database, when it is PostgreSQL.
-        #[arg(long, value_name = "URL", env = "TOLLGATE_DATABASE_URL")]
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "TOLLGATE_DATABASE_URL",
+            hide_env_values = true
+        )]
         database_url: Option<String>,
     },
 }
@@ -266,7 +284,7 @@ pub struct TokenIssueArgs {
     /// repository served at `/`.
     #[arg(long, value_name = "NAME", default_value = "")]
     pub repo: String,
-    /// Seconds the token is valid for.
+    /// Seconds the token is valid for: 1 to 86400 (a day).
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub ttl: u64,
     /// Who the token is for, recorded in the audit log.
@@ -309,7 +327,12 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     /// The entitlement database: PostgreSQL at this URL (postgres://USER@HOST/DB), instead of
     /// SQLite in the data directory (tollgate.db).
-    #[arg(long, value_name = "URL", env = "TOLLGATE_DATABASE_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TOLLGATE_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 }
 

@@ -108,7 +108,7 @@ fn demo_license(database: &Location, pattern: &str) -> anyhow::Result<String> {
                 Ok(_) => {}
                 Err(StoreError::NotFound(_)) => {
                     store
-                        .product_add(PRODUCT, "tollgate demo app", &[pattern.to_owned()])
+                        .product_add(PRODUCT, "tollgate demo app", &[pattern.to_owned()], None)
                         .await?;
                 }
                 Err(e) => return Err(e.into()),

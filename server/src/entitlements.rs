@@ -272,18 +272,24 @@ impl Entitlements {
         })
     }
 
-    /// Checks the credential, and issues a token for the gated refs its products cover.
-    /// `refs` are the refs asked for, each with what the repository's index says of it.
+    /// Checks the credential, and issues a token for the gated refs its products in `repo`
+    /// cover (`sole_repo`: whether `repo` is the only repository served, which products made
+    /// without a repository belong to). `refs` are the refs asked for, each with what the
+    /// repository's index says of it.
     pub async fn issue(
         &self,
         credential: Option<Credential>,
         repo: &str,
+        sole_repo: bool,
         refs: &[(String, RefKind)],
         client: IpAddr,
     ) -> Result<Answer, IssueError> {
         let holder = self.authenticate(credential, client).await?;
 
-        let products = self.store.products_named(&holder.products).await?;
+        // A product opens refs of its own repository only: another repository may have a ref
+        // of the same name that the license was never sold.
+        let mut products = self.store.products_named(&holder.products).await?;
+        products.retain(|p| p.in_repo(repo, sole_repo));
         // No token outlives the license it was issued for.
         let issued = now();
         let ttl = match holder.expires {

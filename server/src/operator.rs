@@ -13,8 +13,9 @@ use crate::serve::prepare_data_dir;
 use crate::store::{Location, Store, now};
 use crate::tokens::{KeyDir, issue};
 
-/// Longest validity `token issue` accepts: a year. Download tokens are meant to live minutes.
-const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
+/// Longest validity `token issue` accepts: a day, as for `token-ttl` and as SECURITY.md
+/// promises. Download tokens are meant to live minutes.
+const MAX_TTL_SECS: u64 = 24 * 3600;
 
 pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
@@ -97,7 +98,8 @@ pub fn issue_token(args: TokenIssueArgs) -> anyhow::Result<()> {
     }
     if args.ttl == 0 || args.ttl > MAX_TTL_SECS {
         bail!(
-            "--ttl {} is out of range: give 1 to {MAX_TTL_SECS} seconds",
+            "--ttl {} is out of range: give 1 to {MAX_TTL_SECS} seconds (a day at most: \
+             download tokens are short-lived; make a new one when it runs out)",
             args.ttl
         );
     }

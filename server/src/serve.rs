@@ -138,6 +138,7 @@ pub fn run(
             }
         }
         store.keys_retire(&older, now()).await?;
+        warn_about_product_repos(&store, &served).await?;
         let ttl = config.entitlements.token_ttl;
         let verifier = verifier(&store, &trusted, ttl).await?;
         let mut kids: Vec<&str> = verifier.key_ids().collect();
@@ -204,6 +205,41 @@ pub fn run(
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Says which products open nothing on this server because of their repository: made
+/// without one while several are served, or for one it does not serve. An operator adding a
+/// second repository learns here which products to give theirs.
+async fn warn_about_product_repos(store: &Store, served: &[Served]) -> anyhow::Result<()> {
+    let names: Vec<&str> = served
+        .iter()
+        .map(|s| s.repo.name.as_deref().unwrap_or(""))
+        .collect();
+    let products = store.product_list().await?;
+    let slugs = |keep: &dyn Fn(Option<&str>) -> bool| {
+        products
+            .iter()
+            .filter(|p| keep(p.repo.as_deref()))
+            .map(|p| p.slug.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let unassigned = slugs(&|repo| repo.is_none() && names.len() > 1);
+    if !unassigned.is_empty() {
+        tracing::warn!(
+            "the products {unassigned} belong to no repository, so they open nothing while \
+             several are served: give each its repository with `tollgate admin product update \
+             SLUG --repo NAME`"
+        );
+    }
+    let elsewhere = slugs(&|repo| repo.is_some_and(|r| !names.contains(&r)));
+    if !elsewhere.is_empty() {
+        tracing::warn!(
+            "the products {elsewhere} belong to repositories this server does not serve, so \
+             they open nothing here"
+        );
+    }
+    Ok(())
 }
 
 /// The verifier for the configured keys and every published key that may still have valid

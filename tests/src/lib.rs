@@ -23,6 +23,8 @@ pub mod synth;
 pub mod tokens;
 
 #[cfg(test)]
+mod audit_records;
+#[cfg(test)]
 mod authenticator;
 #[cfg(test)]
 mod bad_input;
@@ -47,6 +49,8 @@ mod metrics;
 #[cfg(test)]
 mod object_storage;
 #[cfg(test)]
+mod operator_checks;
+#[cfg(test)]
 mod ostree_pull;
 #[cfg(test)]
 mod p2p;
@@ -60,6 +64,8 @@ mod publishing;
 mod ref_graphs;
 #[cfg(test)]
 mod restarts;
+#[cfg(test)]
+mod several_repos;
 #[cfg(test)]
 mod signed_repos;
 #[cfg(test)]

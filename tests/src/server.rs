@@ -123,6 +123,11 @@ impl Server {
         String::from_utf8_lossy(&scrape.body).into_owned()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
     }

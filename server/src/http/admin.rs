@@ -9,8 +9,8 @@
 //! everything.
 //!
 //! ```text
-//! GET, POST            /api/v1/admin/products            POST: {"slug", "name", "refs"}
-//! GET, PATCH, DELETE   /api/v1/admin/products/SLUG       PATCH: {"name"?, "refs"?, "active"?}
+//! GET, POST            /api/v1/admin/products            POST: {"slug", "name", "refs", "repo"?}
+//! GET, PATCH, DELETE   /api/v1/admin/products/SLUG       PATCH: {"name"?, "refs"?, "active"?, "repo"?}
 //! GET, POST            /api/v1/admin/licenses            POST: {"products", "expires"?, "note"?}
 //! GET, PATCH, DELETE   /api/v1/admin/licenses/ID         PATCH: {"products"?, "active"?, "expires"?, "note"?}
 //! GET, POST            /api/v1/admin/accounts            POST: {"name", "password", "products"}
@@ -65,17 +65,26 @@ pub async fn handle(
         (&Method::GET, ["products"]) => ok(store.product_list().await),
         (&Method::POST, ["products"]) => {
             let new: ProductNew = parse(body).await?;
-            created(store.product_add(&new.slug, &new.name, &new.refs).await)
+            served_repo(state, new.repo.as_deref(), true)?;
+            created(
+                store
+                    .product_add(&new.slug, &new.name, &new.refs, new.repo.as_deref())
+                    .await,
+            )
         }
         (&Method::GET, ["products", slug]) => ok(store.product_get(slug).await),
         (&Method::PATCH, ["products", slug]) => {
             let change: ProductChange = parse(body).await?;
+            if let Some(repo) = &change.repo {
+                served_repo(state, repo.as_deref(), false)?;
+            }
             ok(store
                 .product_update(
                     slug,
                     change.name.as_deref(),
                     change.refs.as_deref(),
                     change.active,
+                    change.repo.as_ref().map(Option::as_deref),
                 )
                 .await)
         }
@@ -228,6 +237,29 @@ fn store_error(e: StoreError) -> HttpError {
     }
 }
 
+/// Checks a product's repository against the ones served: a name this server serves, or none
+/// (the only one served) when it serves one. `creating`: a new product, for the message.
+fn served_repo(state: &AppState, repo: Option<&str>, creating: bool) -> Result<(), HttpError> {
+    let names: Vec<String> = state
+        .repos
+        .iter()
+        .map(|r| format!("{:?}", r.token_name()))
+        .collect();
+    match repo {
+        Some(name) if state.by_token_name(name).is_none() => Err(HttpError::BadRequest(format!(
+            "this server serves no repository {}; it serves {}",
+            quote(name),
+            names.join(", ")
+        ))),
+        None if state.repos.len() > 1 => Err(HttpError::BadRequest(format!(
+            "several repositories are served ({}): {} the product's \"repo\"",
+            names.join(", "),
+            if creating { "give" } else { "keep" }
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Reads a JSON body into `T`, refusing unknown fields and wrong types with a 400.
 async fn parse<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, HttpError> {
     let bytes = read_body(body, MAX_ADMIN_REQUEST).await?;
@@ -272,6 +304,8 @@ struct ProductNew {
     slug: String,
     name: String,
     refs: Vec<String>,
+    /// The repository's name in tokens (`""` for the one at `/`); left out: the only one.
+    repo: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,6 +314,9 @@ struct ProductChange {
     name: Option<String>,
     refs: Option<Vec<String>>,
     active: Option<bool>,
+    /// `null`: no repository, the only one served.
+    #[serde(default, deserialize_with = "double_option")]
+    repo: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -144,7 +144,13 @@ pub async fn tokens(
     let (credential, client) = credential_and_client(headers, peer);
     let answer = state
         .entitlements
-        .issue(credential, &request.repo, &refs, client)
+        .issue(
+            credential,
+            &request.repo,
+            state.repos.len() == 1,
+            &refs,
+            client,
+        )
         .await
         .map_err(|e| issue_error(e, "issuing a token"))?;
     Ok(json(StatusCode::OK, &answer))

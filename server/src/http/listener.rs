@@ -7,8 +7,9 @@
 //! bounded (in all, and per client: an IPv4 address or an IPv6 /64), and shutdown drains
 //! in-flight requests for a bounded time.
 //!
-//! Request headers are bounded: more than 100 headers (by hyper), or a head over 256 KiB
-//! (`http::MAX_HEAD`), is answered 431 and the connection closed.
+//! Request headers are bounded: more than 100 headers (by hyper), or a head over 64 KiB
+//! (`http::MAX_HEAD`), is answered 431 and the connection closed; hyper buffers at most that
+//! much of a connection's input.
 //!
 //! Connections are accepted on the main runtime and then each is served, for its whole life, on
 //! one of a few connection threads (one per core), each with a single-threaded runtime of its
@@ -178,6 +179,8 @@ pub async fn run(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
+        .max_header_size(super::MAX_HEAD)
+        .max_buf_size(super::MAX_HEAD)
         .keep_alive(true);
     let stall = Duration::from_secs(limits.stall_timeout);
     let total = Arc::new(Semaphore::new(limits.max_connections));

@@ -39,11 +39,13 @@ use gate::Decision;
 
 /// Longer request paths cannot name a repository file (the longest are delta parts and refs).
 const MAX_PATH_LEN: usize = 4096;
-/// Request heads (the request line and headers) over this get 431. hyper refuses a head only
-/// when it outgrows hyper's read buffer (about 400 KB) before it is complete, so a larger head
-/// that happened to arrive in one read got through: the limit depended on how the bytes
-/// arrived. This one is below hyper's, so every head is held to it.
-pub(crate) const MAX_HEAD: usize = 256 * 1024;
+/// Request heads (the request line and headers) over this get 431, however the bytes arrive.
+/// hyper holds every head to it (`max_header_size`, counted as parsed) and never buffers more
+/// of a connection's input than this (`max_buf_size`), which bounds what a connection that
+/// sends its head slowly holds (SECURITY.md); [`handle`] checks it again, so the limit does not
+/// rest on hyper's settings alone. 64 KiB is eight times nginx's default
+/// (`large_client_header_buffers 4 8k`) and far more than a client sends: a token is 1 KiB.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
 /// A served repository and its live reachability index.
 #[derive(Debug)]
@@ -345,8 +347,11 @@ async fn repo_file(
         Answer::File(prepared) => prepared.sends_content(),
     };
 
+    // A download is bytes sent: a HEAD (flatpak and ostree send none, but scripts and
+    // monitors do) or a 304 is not one.
     if let Some((grant, ref_name)) = allowed
         && sends_content
+        && !conditions.head
         && let Some(commit) = audited_commit(&path)
     {
         let user_agent = headers

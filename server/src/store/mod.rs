@@ -66,8 +66,9 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Which database, as the command line names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which database, as the command line names it. Shown (`Display`, `Debug`) without the
+/// PostgreSQL URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     /// `DATA_DIR/tollgate.db`.
     Sqlite(std::path::PathBuf),
@@ -88,13 +89,66 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Sqlite(path) => write!(f, "{}", path.display()),
-            // The URL may carry a password: show where, not how.
-            Location::Postgres(url) => match url.split_once('@') {
-                Some((_, host)) => write!(f, "postgres://…@{host}"),
-                None => f.write_str(url),
-            },
+            Location::Postgres(url) => f.write_str(&shown_url(url)),
         }
     }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Location::Postgres(url) => f.debug_tuple("Postgres").field(&shown_url(url)).finish(),
+        }
+    }
+}
+
+/// A PostgreSQL URL as it may be shown: where the database is, never how to get in. The
+/// password, in the user part or as a `password` parameter, is replaced by `***`; a URL that
+/// does not parse is not shown at all, since where its password starts is anyone's guess (an
+/// unencoded `@` or `/` in it, say).
+pub fn shown_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(a PostgreSQL URL that does not parse; not shown, as it may hold a password)"
+            .to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".into() } else { v };
+                (k.into_owned(), v.into_owned())
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// Why a connection to PostgreSQL with these options might cross a network unencrypted, if it
+/// might: TLS is not required (`sslmode` other than `require`, `verify-ca` or `verify-full`;
+/// sqlx's default, `prefer`, quietly goes without when the server or someone between says so)
+/// and the server is not on this machine (loopback or a Unix socket).
+fn plaintext_risk(options: &PgConnectOptions) -> Option<String> {
+    use sqlx::postgres::PgSslMode;
+    let mode = match options.get_ssl_mode() {
+        PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull => return None,
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+    };
+    let host = options.get_host();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let local = options.get_socket().is_some()
+        || host.starts_with('/')
+        || bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback());
+    (!local).then(|| format!("{host}:{} with sslmode={mode}", options.get_port()))
 }
 
 /// Starts a transaction that writes. On SQLite it is `BEGIN IMMEDIATE`, which takes the write
@@ -207,6 +261,15 @@ impl Store {
             }
             Location::Postgres(url) => {
                 let options = PgConnectOptions::from_str(url)?;
+                if let Some(risk) = plaintext_risk(&options) {
+                    tracing::warn!(
+                        "PostgreSQL is reached at {risk}: TLS is not required, so the \
+                         entitlement data (license and password hashes, the audit) and the \
+                         login may cross the network unencrypted. Add sslmode=verify-full (or \
+                         require) to the database URL, or reach PostgreSQL over loopback or a \
+                         Unix socket"
+                    );
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))

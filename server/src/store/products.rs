@@ -1,4 +1,4 @@
-//! Products: what a vendor sells, as a set of ref patterns.
+//! Products: what a vendor sells, as a set of ref patterns in one repository.
 
 use serde::Serialize;
 
@@ -14,6 +14,9 @@ pub struct Product {
     /// An inactive product opens nothing, whoever holds it.
     pub active: bool,
     pub created: i64,
+    /// The repository whose refs it covers, by its name in tokens (`""` for the one served at
+    /// `/`); `None`: the only repository served, and none while several are served.
+    pub repo: Option<String>,
 }
 
 impl Product {
@@ -23,6 +26,28 @@ impl Product {
             .iter()
             .filter_map(|p| RefPattern::new(p).ok())
             .any(|p| p.matches(ref_name))
+    }
+
+    /// Whether the product covers refs of the repository `repo` (its name in tokens), when
+    /// `sole` says whether that is the only repository served.
+    pub fn in_repo(&self, repo: &str, sole: bool) -> bool {
+        match &self.repo {
+            Some(own) => own == repo,
+            None => sole,
+        }
+    }
+}
+
+/// A product's repository is a repository name, or `""` for the one served at `/`.
+fn check_repo(repo: Option<&str>) -> Result<()> {
+    match repo {
+        Some(name) if !name.is_empty() && !crate::repos::is_valid_name(name) => {
+            Err(StoreError::Invalid(format!(
+                "{name:?} is not a repository name (as in --repo NAME=PATH: letters, digits, \
+                 '-', '_', '.'; \"\" for the repository served at /)"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -79,20 +104,23 @@ impl Store {
         slug: &str,
         name: &str,
         patterns: &[String],
+        repo: Option<&str>,
     ) -> Result<Product> {
         check_slug(slug)?;
         check_name(name)?;
+        check_repo(repo)?;
         let patterns = check_patterns(patterns)?;
         let created = now();
         on_pool!(self, change, pool => {
             let mut tx = pool.begin_write().await?;
             let inserted = sqlx::query(
-                "INSERT INTO products (slug, name, created) VALUES ($1, $2, $3) \
+                "INSERT INTO products (slug, name, created, repo) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (slug) DO NOTHING",
             )
             .bind(slug)
             .bind(name)
             .bind(created)
+            .bind(repo)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -113,16 +141,21 @@ impl Store {
             refs: patterns,
             active: true,
             created,
+            repo: repo.map(str::to_owned),
         })
     }
 
     pub async fn product_list(&self) -> Result<Vec<Product>> {
-        type Rows = (Vec<(String, String, bool, i64)>, Vec<(String, String)>);
+        type Rows = (
+            Vec<(String, String, bool, i64, Option<String>)>,
+            Vec<(String, String)>,
+        );
         let (products, refs): Rows = on_pool!(self, read, pool => {
-            let products =
-                sqlx::query_as("SELECT slug, name, active, created FROM products ORDER BY slug")
-                    .fetch_all(pool)
-                    .await?;
+            let products = sqlx::query_as(
+                "SELECT slug, name, active, created, repo FROM products ORDER BY slug",
+            )
+            .fetch_all(pool)
+            .await?;
             let refs = sqlx::query_as(
                 "SELECT product, pattern FROM product_refs ORDER BY product, pattern",
             )
@@ -132,7 +165,7 @@ impl Store {
         });
         Ok(products
             .into_iter()
-            .map(|(slug, name, active, created)| {
+            .map(|(slug, name, active, created, repo)| {
                 let refs = refs
                     .iter()
                     .filter(|(p, _)| *p == slug)
@@ -144,15 +177,18 @@ impl Store {
                     refs,
                     active,
                     created,
+                    repo,
                 }
             })
             .collect())
     }
 
     pub async fn product_get(&self, slug: &str) -> Result<Product> {
-        type Rows = (Option<(String, bool, i64)>, Vec<(String,)>);
+        type Rows = (Option<(String, bool, i64, Option<String>)>, Vec<(String,)>);
         let (row, refs): Rows = on_pool!(self, read, pool => {
-            let row = sqlx::query_as("SELECT name, active, created FROM products WHERE slug = $1")
+            let row = sqlx::query_as(
+                "SELECT name, active, created, repo FROM products WHERE slug = $1",
+            )
                 .bind(slug)
                 .fetch_optional(pool)
                 .await?;
@@ -164,7 +200,7 @@ impl Store {
             .await?;
             (row, refs)
         });
-        let (name, active, created) =
+        let (name, active, created, repo) =
             row.ok_or_else(|| StoreError::NotFound(format!("product {slug:?}")))?;
         Ok(Product {
             slug: slug.to_owned(),
@@ -172,20 +208,25 @@ impl Store {
             refs: refs.into_iter().map(|(r,)| r).collect(),
             active,
             created,
+            repo,
         })
     }
 
-    /// Changes a product's name, patterns or whether it is active; `None` leaves a field as
-    /// it is.
+    /// Changes a product's name, patterns, whether it is active, or its repository
+    /// (`Some(None)`: none, the only one served); `None` leaves a field as it is.
     pub async fn product_update(
         &self,
         slug: &str,
         name: Option<&str>,
         patterns: Option<&[String]>,
         active: Option<bool>,
+        repo: Option<Option<&str>>,
     ) -> Result<Product> {
         if let Some(name) = name {
             check_name(name)?;
+        }
+        if let Some(repo) = repo {
+            check_repo(repo)?;
         }
         let patterns = patterns.map(check_patterns).transpose()?;
         on_pool!(self, change, pool => {
@@ -205,9 +246,16 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-                        if let Some(active) = active {
+            if let Some(active) = active {
                 sqlx::query("UPDATE products SET active = $1 WHERE slug = $2")
                     .bind(active)
+                    .bind(slug)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(repo) = repo {
+                sqlx::query("UPDATE products SET repo = $1 WHERE slug = $2")
+                    .bind(repo)
                     .bind(slug)
                     .execute(&mut *tx)
                     .await?;

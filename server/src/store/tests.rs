@@ -14,17 +14,27 @@ async fn scenario(store: &Store) {
                 "app/com.example.Pro/*".into(),
                 "runtime/com.example.Sdk*".into(),
             ],
+            None,
         )
         .await
         .unwrap();
     assert!(pro.covers("app/com.example.Pro/x86_64/stable"));
     assert!(!pro.covers("app/com.example.Free/x86_64/stable"));
     store
-        .product_add("extra", "Extra", &["app/com.example.Extra/*".into()])
+        .product_add(
+            "extra",
+            "Extra",
+            &["app/com.example.Extra/*".into()],
+            Some("b"),
+        )
         .await
         .unwrap();
+    assert!(pro.in_repo("", true) && pro.in_repo("b", true) && !pro.in_repo("", false));
+    let extra = store.product_get("extra").await.unwrap();
+    assert_eq!(extra.repo.as_deref(), Some("b"));
+    assert!(extra.in_repo("b", false) && !extra.in_repo("", true));
     assert!(matches!(
-        store.product_add("pro", "Again", &["x".into()]).await,
+        store.product_add("pro", "Again", &["x".into()], None).await,
         Err(StoreError::Conflict(_))
     ));
     for (slug, name, refs) in [
@@ -36,7 +46,7 @@ async fn scenario(store: &Store) {
     ] {
         assert!(
             matches!(
-                store.product_add(slug, name, &refs).await,
+                store.product_add(slug, name, &refs, None).await,
                 Err(StoreError::Invalid(_))
             ),
             "{slug}"
@@ -51,20 +61,20 @@ async fn scenario(store: &Store) {
         .collect();
     assert_eq!(listed, ["extra", "pro"]);
     let renamed = store
-        .product_update("pro", Some("Pro 2"), None, None)
+        .product_update("pro", Some("Pro 2"), None, None, None)
         .await
         .unwrap();
     assert_eq!((renamed.name.as_str(), renamed.refs.len()), ("Pro 2", 2));
     assert!(renamed.active);
     let withdrawn = store
-        .product_update("extra", None, None, Some(false))
+        .product_update("extra", None, None, Some(false), None)
         .await
         .unwrap();
     assert!(!withdrawn.active);
     assert!(!store.product_get("extra").await.unwrap().active);
     assert!(
         store
-            .product_update("extra", None, None, Some(true))
+            .product_update("extra", None, None, Some(true), None)
             .await
             .unwrap()
             .active
@@ -73,6 +83,22 @@ async fn scenario(store: &Store) {
         store.product_get("nope").await,
         Err(StoreError::NotFound(_))
     ));
+    assert!(matches!(
+        store
+            .product_add("ok", "x", &["x".into()], Some("a/b"))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    let moved = store
+        .product_update("extra", None, None, None, Some(Some("")))
+        .await
+        .unwrap();
+    assert_eq!(moved.repo.as_deref(), Some(""));
+    let unassigned = store
+        .product_update("extra", None, None, None, Some(None))
+        .await
+        .unwrap();
+    assert_eq!(unassigned.repo, None);
 
     // Licenses: the key opens exactly its license; near misses and unknown ids do not.
     let (license, key) = store
@@ -356,7 +382,7 @@ async fn changes_made_elsewhere(here: &Store, there: &Store) {
     async fn product(store: &Store) -> Product {
         store.products_named(&["kept".to_owned()]).await.unwrap()[0].clone()
     }
-    here.product_add("kept", "Kept", &["app/com.example.Kept/*".into()])
+    here.product_add("kept", "Kept", &["app/com.example.Kept/*".into()], None)
         .await
         .unwrap();
     let new = NewLicense {
@@ -373,7 +399,7 @@ async fn changes_made_elsewhere(here: &Store, there: &Store) {
         .await
         .unwrap();
     there
-        .product_update("kept", None, None, Some(false))
+        .product_update("kept", None, None, Some(false), None)
         .await
         .unwrap();
     assert!(
@@ -438,4 +464,48 @@ async fn postgres() {
     assert_eq!(store.product_list().await.unwrap().len(), 1);
     assert!(location.to_string().contains("127.0.0.1"));
     changes_made_elsewhere(&store, &Store::open(&location).await.unwrap()).await;
+}
+
+#[test]
+fn urls_are_shown_without_their_password() {
+    let check = |url: &str, shown: &str| assert_eq!(shown_url(url), shown, "{url}");
+    check("postgres://u:pw@db:5432/t", "postgres://u:***@db:5432/t");
+    check("postgres://u:p@w@db/t", "postgres://u:***@db/t");
+    check("postgres://u@db/t", "postgres://u@db/t");
+    check(
+        "postgres://u@db/t?sslmode=require&password=pw",
+        "postgres://u@db/t?sslmode=require&password=***",
+    );
+    for unparsed in ["postgres://u:xy/zzy@db/t", "not a url xyzzy"] {
+        let shown = shown_url(unparsed);
+        assert!(!shown.contains("xy") && !shown.contains("zzy"), "{shown}");
+    }
+}
+
+#[test]
+fn plaintext_risks() {
+    let check = |url: &str, risk: Option<&str>| {
+        let options = PgConnectOptions::from_str(url).unwrap();
+        assert_eq!(plaintext_risk(&options).as_deref(), risk, "{url}");
+    };
+    check(
+        "postgres://u@db.example.com/t",
+        Some("db.example.com:5432 with sslmode=prefer"),
+    );
+    check(
+        "postgres://u@10.0.0.5:6543/t?sslmode=disable",
+        Some("10.0.0.5:6543 with sslmode=disable"),
+    );
+    check("postgres://u@db.example.com/t?sslmode=require", None);
+    check("postgres://u@db.example.com/t?sslmode=verify-full", None);
+    for local in [
+        "postgres://u@localhost/t",
+        "postgres://u@127.0.0.2/t?sslmode=disable",
+        "postgres://u@[::1]/t",
+        "postgres://u@[::ffff:127.0.0.1]/t",
+        "postgres://u@%2Fvar%2Frun%2Fpostgresql/t",
+        "postgres:///t?host=/var/run/postgresql",
+    ] {
+        check(local, None);
+    }
 }

@@ -25,6 +25,9 @@ use crate::config::TokenConfig;
 
 /// Clock skew allowed on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 60;
+/// The shortest flat-manager secret accepted, in bytes: HS256 wants a key at least as long as
+/// its hash (RFC 7518, 3.2), and a short or empty one lets anyone sign tokens.
+pub const MIN_FLAT_MANAGER_SECRET: usize = 32;
 /// How many verified tokens are remembered; each is a few hundred bytes.
 const CACHE_CAPACITY: usize = 16_384;
 
@@ -422,6 +425,27 @@ impl TrustedKeys {
                 )
                 })
                 .transpose()?;
+        if let Some(secret) = &flat_manager_secret
+            && secret.len() < MIN_FLAT_MANAGER_SECRET
+        {
+            let setting = if config.flat_manager_secret_file.is_some() {
+                "flat-manager-secret-file"
+            } else {
+                "flat-manager-secret"
+            };
+            let size = match secret.len() {
+                0 => "empty".to_owned(),
+                n => format!("only {n} bytes once decoded from base64"),
+            };
+            bail!(
+                "the flat-manager secret ([tokens] {setting}) is {size}: anyone could sign \
+                 HS256 tokens with a key that short and open every gated Flatpak ref, so it \
+                 needs at least {MIN_FLAT_MANAGER_SECRET} bytes. Give flat-manager's own \
+                 secret (`secret` in its config.json, base64), make a new one for both with \
+                 `head -c 32 /dev/urandom | base64`, or remove {setting} to refuse \
+                 flat-manager tokens"
+            );
+        }
         Ok(TrustedKeys {
             keys,
             flat_manager_secret,
@@ -750,6 +774,31 @@ mod tests {
         };
         let err = Verifier::with_local_keys(clash, std::slice::from_ref(&local)).unwrap_err();
         assert!(err.to_string().contains("two different keys"), "{err}");
+    }
+
+    #[test]
+    fn short_flat_manager_secrets_are_refused() {
+        let check = |secret: &[u8], accepted: bool| {
+            let config = TokenConfig {
+                flat_manager_secret: Some(crate::secrets::Secret::new(
+                    base64::engine::general_purpose::STANDARD.encode(secret),
+                )),
+                ..TokenConfig::default()
+            };
+            match TrustedKeys::load(&config) {
+                Ok(_) => assert!(accepted, "{} bytes accepted", secret.len()),
+                Err(e) => {
+                    assert!(!accepted, "{} bytes refused: {e}", secret.len());
+                    let e = e.to_string();
+                    assert!(e.contains("[tokens] flat-manager-secret"), "{e}");
+                    assert!(e.contains("at least 32 bytes"), "{e}");
+                }
+            }
+        };
+        check(b"", false);
+        check(&[7; 31], false);
+        check(&[7; 32], true);
+        check(&[7; 64], true);
     }
 
     #[test]
