@@ -16,6 +16,7 @@
 //! nginx's worker processes. Measured against one work-stealing runtime: 1.2× the requests
 //! on random public objects, 1.03 to 1.04× on gated ones (BENCHMARKS.md).
 
+use crate::clients::limit_key;
 use crate::config::LimitsConfig;
 use crate::metrics::{METRICS, Route};
 use std::collections::HashMap;
@@ -60,21 +61,9 @@ struct AddressSlot {
     ip: IpAddr,
 }
 
-/// The client a connection counts against: its IPv4 address (also when written as an
-/// IPv4-mapped IPv6 address), or its IPv6 /64, which is what one client usually holds.
-fn client_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
-    }
-}
-
 impl PerAddress {
     fn take(table: &Arc<PerAddress>, ip: IpAddr) -> Option<AddressSlot> {
-        let ip = client_of(ip);
+        let ip = limit_key(ip);
         let mut open = table.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(ip).or_insert(0);
         if *count >= table.max {
