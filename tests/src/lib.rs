@@ -52,6 +52,8 @@ mod p2p;
 #[cfg(test)]
 mod providers;
 #[cfg(test)]
+mod proxies;
+#[cfg(test)]
 mod publishing;
 #[cfg(test)]
 mod restarts;
