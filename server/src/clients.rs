@@ -16,7 +16,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -72,16 +72,21 @@ pub enum ForwardedHeader {
 }
 
 impl ForwardedHeader {
-    fn name(self) -> &'static str {
+    fn name(self) -> HeaderName {
         match self {
-            ForwardedHeader::XForwardedFor => "x-forwarded-for",
-            ForwardedHeader::Forwarded => "forwarded",
+            ForwardedHeader::XForwardedFor => X_FORWARDED_FOR,
+            ForwardedHeader::Forwarded => http::header::FORWARDED,
         }
     }
 }
 
 /// Headers that show a request came through a proxy.
-const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+const FORWARDING_HEADERS: [HeaderName; 3] = [
+    http::header::FORWARDED,
+    X_FORWARDED_FOR,
+    HeaderName::from_static("x-real-ip"),
+];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The reverse proxies whose forwarding header is believed, and which header that is.
 #[derive(Debug, Clone, Default)]
@@ -122,7 +127,7 @@ impl Proxies {
         let peer = peer.ip().to_canonical();
         let forwarded = FORWARDING_HEADERS
             .iter()
-            .any(|name| headers.contains_key(*name));
+            .any(|name| headers.contains_key(name));
         if !forwarded || !self.trusts(peer) {
             return Client {
                 ip: peer,
