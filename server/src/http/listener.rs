@@ -7,11 +7,6 @@
 //! bounded (in all, and per client: an IPv4 address or an IPv6 /64), and shutdown drains
 //! in-flight requests for a bounded time.
 //!
-//! The per-client count is taken when a connection is accepted, before any request on it is
-//! read, so it can only know the connection's address: connections from a trusted proxy
-//! (`trusted-proxies`) are counted in `max-connections` but not per address, and each request
-//! on them is logged and limited as the client the proxy names (`clients.rs`).
-//!
 //! Request headers are bounded: more than 100 headers (by hyper), or a head over 256 KiB
 //! (`http::MAX_HEAD`), is answered 431 and the connection closed.
 //!
@@ -20,6 +15,11 @@
 //! own ([`ConnectionThreads`]): serving a connection then never wakes another thread, as in
 //! nginx's worker processes. Measured against one work-stealing runtime: 1.2× the requests
 //! on random public objects, 1.03 to 1.04× on gated ones (BENCHMARKS.md).
+//!
+//! The per-client count is taken when a connection is accepted, before any request on it is
+//! read, so it can only know the connection's address: connections from a trusted proxy
+//! (`trusted-proxies`) are counted in `max-connections` but not per address, and each request
+//! on them is logged and limited as the client the proxy names (`clients.rs`).
 
 use crate::clients::{Proxies, limit_key};
 use crate::config::LimitsConfig;
