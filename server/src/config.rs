@@ -7,6 +7,9 @@
 //! gated-refs = ["app/com.example.Pro/*", "os/private/*"]
 //! # Where clients reach the server, for the .flatpakrepo files (default: http://HOST/).
 //! public-url = "https://apps.example.com/"
+//! # Reverse proxies whose X-Forwarded-For (or, with forwarded-header = "forwarded", RFC 7239
+//! # Forwarded) names the client; connections from them skip max-connections-per-address.
+//! trusted-proxies = ["127.0.0.1", "10.0.0.0/8"]
 //!
 //! [tokens]
 //! trusted-keys = ["/etc/tollgate/issuer-2.pem"]   # Ed25519 public keys, PEM
@@ -37,6 +40,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::clients::{ForwardedHeader, Proxies, ProxyNet};
 use crate::refpattern::RefPattern;
 use crate::secrets::Secret;
 
@@ -59,6 +63,14 @@ pub struct Config {
     /// The address clients reach this server at, when it is not `http://` and the request's
     /// `Host` (behind a TLS proxy, say): written into the `.flatpakrepo` files served.
     pub public_url: Option<String>,
+    /// Reverse proxies (addresses or CIDR networks) whose forwarding header says who the
+    /// client is, for the limiter, the access log and the audit; their connections are not
+    /// held to `max-connections-per-address` (the proxy limits its clients).
+    #[serde(default)]
+    pub trusted_proxies: Vec<ProxyNet>,
+    /// Which header those proxies set: `x-forwarded-for` (the default) or `forwarded`.
+    #[serde(default)]
+    pub forwarded_header: ForwardedHeader,
 }
 
 /// Whether `url` is an http or https address without user, query or fragment: one that can be
@@ -422,6 +434,11 @@ impl Config {
         Ok(Some(Secret::new(token)))
     }
 
+    /// The trusted reverse proxies, and the header they say the client in.
+    pub fn proxies(&self) -> Proxies {
+        Proxies::new(self.trusted_proxies.clone(), self.forwarded_header)
+    }
+
     /// Whether `ref_name` is gated by one of the `gated-refs` patterns.
     pub fn gates_by_name(&self, ref_name: &str) -> bool {
         self.gated_refs.iter().any(|p| p.matches(ref_name))
@@ -466,10 +483,20 @@ mod tests {
         assert!(!config.gates_by_name("app/com.example.Free/x86_64/stable"));
         assert_eq!(config.tokens.jwks_file, Some(PathBuf::from("k.json")));
 
+        let config: Config = toml::from_str(
+            "trusted-proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\nforwarded-header = \"forwarded\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert_eq!(config.forwarded_header, ForwardedHeader::Forwarded);
+
         for bad in [
             "gated_refs = []",
             "[tokens]\ntrusted-key = []",
             "gated-refs = \"x\"",
+            "trusted-proxies = [\"localhost\"]",
+            "trusted-proxies = [\"10.0.0.1/8\"]",
+            "forwarded-header = \"x-real-ip\"",
         ] {
             assert!(toml::from_str::<Config>(bad).is_err(), "{bad}");
         }

@@ -3,8 +3,11 @@
 //! products cover out.
 //!
 //! Wrong credentials get one answer, whatever was wrong. Failed attempts are counted per client
-//! address and per license or account; past the limit, attempts are refused before the
-//! credential is even checked. The repository server never learns who a customer is: the token
+//! (an IPv4 address, an IPv6 /64) and per account; past the limit, attempts are refused before
+//! the credential is even checked. A license key id is not counted: its secret has 256 bits,
+//! which no number of guesses finds, and counting failures against it would let anyone who
+//! knows the id lock its owner out. An account's password may be weak, so its name is counted,
+//! and a guesser can lock an account out for a window: that is the price of stopping them. The repository server never learns who a customer is: the token
 //! names only refs, repositories and an opaque subject.
 
 use std::collections::BTreeMap;
@@ -17,6 +20,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::audit::AuditWriter;
+use crate::clients::limit_key;
 use crate::limiter::FailureLimiter;
 use crate::secrets::Secret;
 use crate::store::{IssuedToken, LicenseKey, Store, StoreError, is_account_name, now};
@@ -62,16 +66,15 @@ impl Credential {
         Credential::Unreadable
     }
 
-    /// What failures are counted against besides the client address: a license id, or an
-    /// account name that could exist (a name no account can have is not remembered, so that
-    /// guessers cannot fill the table with long made-up names).
+    /// What failures are counted against besides the client address: an account name that
+    /// could exist (a name no account can have is not remembered, so that guessers cannot fill
+    /// the table with long made-up names). Never a license id: see the module's comment.
     fn identity(&self) -> Option<String> {
         match self {
-            Credential::License(key) => Some(format!("license:{}", key.id)),
             Credential::Account { name, .. } if is_account_name(name) => {
                 Some(format!("account:{name}"))
             }
-            Credential::Account { .. } | Credential::Unreadable => None,
+            Credential::License(_) | Credential::Account { .. } | Credential::Unreadable => None,
         }
     }
 }
@@ -184,12 +187,12 @@ impl Entitlements {
 
     /// How long the client address is still refused the admin API after wrong admin tokens.
     pub fn admin_blocked(&self, client: IpAddr) -> Option<Duration> {
-        self.admin_by_address.blocked(&client)
+        self.admin_by_address.blocked(&limit_key(client))
     }
 
     /// Counts a wrong admin token against the client address.
     pub fn admin_failed(&self, client: IpAddr) {
-        self.admin_by_address.fail(&client);
+        self.admin_by_address.fail(&limit_key(client));
     }
 
     /// Signs with `key` from now on (after a rotation).
@@ -201,13 +204,15 @@ impl Entitlements {
         self.signer.load().kid().to_owned()
     }
 
-    /// Checks the credential, counting a wrong one against the client address and the
-    /// license or account it names: the holder, or why there is none.
+    /// Checks the credential, counting a wrong one against the client and the account it
+    /// names: the holder, or why there is none.
     async fn authenticate(
         &self,
         credential: Option<Credential>,
         client: IpAddr,
     ) -> Result<Holder, IssueError> {
+        // An IPv6 client counts by its /64, as the connection limits do.
+        let client = limit_key(client);
         if let Some(left) = self.by_address.blocked(&client) {
             return Err(IssueError::TooManyFailures(left));
         }

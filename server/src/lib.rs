@@ -12,6 +12,7 @@ mod admin_cli;
 mod audit;
 mod bucket;
 pub mod cli;
+mod clients;
 mod config;
 mod demo;
 mod entitlements;

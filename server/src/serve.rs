@@ -193,7 +193,8 @@ pub fn run(
                 metrics_token,
                 config.public_url.clone(),
             )
-            .with_body_timeout(Duration::from_secs(config.limits.stall_timeout)),
+            .with_body_timeout(Duration::from_secs(config.limits.stall_timeout))
+            .with_proxies(config.proxies()),
         );
         let refresher = tokio::spawn(follow_rotations(Arc::clone(&state), keys, trusted, ttl));
         tracing::info!("listening on http://{addr}/");

@@ -1057,7 +1057,7 @@ fn assert_limited(r: &Response, window: u64) {
 }
 
 #[test]
-fn the_limiter_stops_guessing_per_address_and_per_key() {
+fn the_limiter_stops_guessing_per_address_and_per_account() {
     let fx = Fixture::new();
     let g = gated_repo(&fx);
     let s = Service::start(&fx, &g, None, "max-failures = 3\nfailure-window = 60");
@@ -1127,17 +1127,30 @@ fn the_limiter_stops_guessing_per_address_and_per_key() {
         "{checked} of 40 simultaneous guesses were checked"
     );
 
-    // One key guessed at from many addresses: that key is refused everywhere, the others not.
-    let mut near_miss = key.clone();
-    near_miss.pop();
-    near_miss.push(if key.ends_with('A') { 'B' } else { 'A' });
+    // One account's password guessed at from many addresses: that account is refused
+    // everywhere, the others not (a license key id is not: see the next test).
+    for name in ["carol", "dave"] {
+        s.admin_ok(
+            201,
+            "POST",
+            "accounts",
+            Some(json!({"name": name, "password": PASSWORD, "products": ["paid"]})),
+        );
+    }
     for n in 4..7 {
         assert_eq!(
-            tokens_from(&s, client(n), &bearer(&near_miss), &ask).status,
+            tokens_from(&s, client(n), &basic("carol", "a wrong guess"), &ask).status,
             401
         );
     }
-    assert_limited(&tokens_from(&s, client(7), &bearer(&key), &ask), 60);
+    assert_limited(
+        &tokens_from(&s, client(7), &basic("carol", PASSWORD), &ask),
+        60,
+    );
+    assert_eq!(
+        tokens_from(&s, client(7), &basic("dave", PASSWORD), &ask).status,
+        200
+    );
     assert_eq!(
         tokens_from(&s, client(7), &bearer(&second_key), &ask).status,
         200
@@ -1157,6 +1170,51 @@ fn the_limiter_stops_guessing_per_address_and_per_key() {
         200,
         "admin failures do not lock out customers"
     );
+}
+
+#[test]
+fn wrong_secrets_for_a_license_key_id_do_not_lock_its_owner_out() {
+    let fx = Fixture::new();
+    let g = gated_repo(&fx);
+    let s = Service::start(&fx, &g, None, "max-failures = 3\nfailure-window = 60");
+    let key = license_for_paid(&s);
+    let ask = json!({ "refs": [g.app_ref] });
+    // tg_<id>_<secret>: the id is no secret (it shows in the audit and to support), the secret
+    // has 256 bits.
+    let (id, secret) = key
+        .strip_prefix("tg_")
+        .and_then(|rest| rest.split_once('_'))
+        .expect("tg_ID_SECRET");
+    let guess = |n: usize| {
+        let mut wrong: Vec<u8> = secret.bytes().collect();
+        let last = wrong.len() - 1 - n % wrong.len();
+        wrong[last] = if wrong[last] == b'A' { b'B' } else { b'A' };
+        format!("tg_{id}_{}", String::from_utf8(wrong).unwrap())
+    };
+
+    // Many wrong secrets for that id from one address: that address is refused...
+    for n in 0..3 {
+        assert_eq!(
+            tokens_from(&s, client(2), &bearer(&guess(n)), &ask).status,
+            401
+        );
+    }
+    for n in 3..10 {
+        assert_limited(&tokens_from(&s, client(2), &bearer(&guess(n)), &ask), 60);
+    }
+    assert_limited(&tokens_from(&s, client(2), &bearer(&key), &ask), 60);
+    // ...and from a few more, each under its own limit.
+    for n in 3..6u8 {
+        for m in 0..2 {
+            let r = tokens_from(&s, client(n), &bearer(&guess(usize::from(n) * 2 + m)), &ask);
+            assert_eq!(r.status, 401);
+        }
+    }
+    // The owner, elsewhere, still gets tokens.
+    let r = tokens_from(&s, client(1), &bearer(&key), &ask);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let answer: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(signed_token(&answer).expect("a token").1, [g.app_ref]);
 }
 
 /// The median of `samples`.

@@ -57,6 +57,8 @@ mod p2p;
 #[cfg(test)]
 mod providers;
 #[cfg(test)]
+mod proxies;
+#[cfg(test)]
 mod publishers;
 #[cfg(test)]
 mod publishing;

@@ -4,7 +4,7 @@
 //!
 //! Every request needs `Authorization: Bearer <admin token>`; the token is compared in constant
 //! time (as SHA-256 digests, so not even its length leaks), and failed attempts count against
-//! the client's address, in a limiter of their own (customers' failures never lock out the
+//! the client (its IPv4 address or IPv6 /64; behind a trusted proxy, the one it names), in a limiter of their own (customers' failures never lock out the
 //! admin, nor the other way round). Without an admin token configured, the admin API refuses
 //! everything.
 //!
@@ -21,7 +21,7 @@
 //! Times are seconds since the epoch; `expires` also takes an RFC 3339 string, and `null` for
 //! never.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use http::{HeaderMap, Method, StatusCode};
@@ -31,6 +31,7 @@ use warp::reply::Response;
 
 use super::api::{Body, json, quote, read_body};
 use super::{AppState, HttpError};
+use crate::clients::Client;
 use crate::store::{AuditFilter, NewLicense, StoreError};
 
 /// Admin requests are small too.
@@ -45,10 +46,10 @@ pub async fn handle(
     rest: &str,
     query: &str,
     headers: &HeaderMap,
-    peer: SocketAddr,
+    client: Client,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let client = peer.ip();
+    let client = client.ip;
     authorize(state, headers, client).await?;
     let segments: Vec<String> = rest
         .split('/')

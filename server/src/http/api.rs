@@ -3,7 +3,7 @@
 //! one before keeping it) and `GET /.well-known/jwks.json` (the public keys tokens are signed
 //! with).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use base64::Engine as _;
@@ -15,6 +15,7 @@ use tollgate_ostree_format::RefName;
 use warp::reply::Response;
 
 use super::{AppState, HttpError};
+use crate::clients::Client;
 use crate::entitlements::{Credential, IssueError, RefKind};
 use crate::index::Access;
 use crate::store::now;
@@ -90,7 +91,7 @@ pub async fn tokens(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
-    peer: SocketAddr,
+    client: Client,
     body: Body,
 ) -> Result<Response, HttpError> {
     if method != Method::POST {
@@ -141,7 +142,7 @@ pub async fn tokens(
         return Err(HttpError::UnknownRefs);
     }
 
-    let (credential, client) = credential_and_client(headers, peer);
+    let (credential, client) = credential_and_client(headers, client);
     let answer = state
         .entitlements
         .issue(
@@ -157,11 +158,11 @@ pub async fn tokens(
 }
 
 /// The credential a request presents, and the address its failures count against.
-fn credential_and_client(headers: &HeaderMap, peer: SocketAddr) -> (Option<Credential>, IpAddr) {
+fn credential_and_client(headers: &HeaderMap, client: Client) -> (Option<Credential>, IpAddr) {
     let credential = headers
         .get(header::AUTHORIZATION)
         .map(|v| Credential::from_header(v.to_str().unwrap_or_default()));
-    (credential, peer.ip())
+    (credential, client.ip)
 }
 
 fn issue_error(e: IssueError, doing: &str) -> HttpError {
@@ -186,12 +187,12 @@ pub async fn entitlements(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
-    peer: SocketAddr,
+    client: Client,
 ) -> Result<Response, HttpError> {
     if method != Method::GET {
         return Err(HttpError::MethodNotAllowed("GET"));
     }
-    let (credential, client) = credential_and_client(headers, peer);
+    let (credential, client) = credential_and_client(headers, client);
     let entitled = state
         .entitlements
         .entitled(credential, client)

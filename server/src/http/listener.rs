@@ -16,7 +16,13 @@
 //! own ([`ConnectionThreads`]): serving a connection then never wakes another thread, as in
 //! nginx's worker processes. Measured against one work-stealing runtime: 1.2× the requests
 //! on random public objects, 1.03 to 1.04× on gated ones (BENCHMARKS.md).
+//!
+//! The per-client count is taken when a connection is accepted, before any request on it is
+//! read, so it can only know the connection's address: connections from a trusted proxy
+//! (`trusted-proxies`) are counted in `max-connections` but not per address, and each request
+//! on them is logged and limited as the client the proxy names (`clients.rs`).
 
+use crate::clients::{Proxies, limit_key};
 use crate::config::LimitsConfig;
 use crate::metrics::{METRICS, Route};
 use std::collections::HashMap;
@@ -58,30 +64,26 @@ struct PerAddress {
 #[derive(Debug)]
 struct AddressSlot {
     table: Arc<PerAddress>,
-    ip: IpAddr,
-}
-
-/// The client a connection counts against: its IPv4 address (also when written as an
-/// IPv4-mapped IPv6 address), or its IPv6 /64, which is what one client usually holds.
-fn client_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
-    }
+    /// The client it counts against; `None` for a trusted proxy's, which are not counted.
+    ip: Option<IpAddr>,
 }
 
 impl PerAddress {
-    fn take(table: &Arc<PerAddress>, ip: IpAddr) -> Option<AddressSlot> {
-        let ip = client_of(ip);
-        let mut open = table.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(ip).or_insert(0);
-        if *count >= table.max {
-            return None;
-        }
-        *count += 1;
+    /// A slot for a connection from `ip` (its IPv4 address or IPv6 /64), if it has one left;
+    /// a trusted proxy always has one: it carries many clients, and limits them itself.
+    fn take(table: &Arc<PerAddress>, ip: IpAddr, proxies: &Proxies) -> Option<AddressSlot> {
+        let ip = if proxies.trusts(ip) {
+            None
+        } else {
+            let ip = limit_key(ip);
+            let mut open = table.open.lock().unwrap_or_else(|e| e.into_inner());
+            let count = open.entry(ip).or_insert(0);
+            if *count >= table.max {
+                return None;
+            }
+            *count += 1;
+            Some(ip)
+        };
         METRICS.connection_opened();
         Some(AddressSlot {
             table: Arc::clone(table),
@@ -93,11 +95,12 @@ impl PerAddress {
 impl Drop for AddressSlot {
     fn drop(&mut self) {
         METRICS.connection_closed();
+        let Some(ip) = self.ip else { return };
         let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
+        if let Some(count) = open.get_mut(&ip) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.ip);
+                open.remove(&ip);
             }
         }
     }
@@ -219,7 +222,7 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = PerAddress::take(&per_address, peer.ip()) else {
+        let Some(slot) = PerAddress::take(&per_address, peer.ip(), &state.proxies) else {
             // Closed unanswered: an HTTP answer would cost the server more than the client.
             METRICS.connection_refused();
             tracing::debug!(
@@ -233,10 +236,12 @@ pub async fn run(
         }
         let state = Arc::clone(&state);
         let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let log = AccessLog::start(peer, &request);
+            // Behind a trusted proxy, the client it names; else the connection's.
+            let client = state.proxies.client(peer, request.headers());
+            let log = AccessLog::start(client.ip, &request);
             let state = Arc::clone(&state);
             async move {
-                let response = super::handle(&state, request, peer).await;
+                let response = super::handle(&state, request, client).await;
                 Ok::<_, Infallible>(log.attach(response))
             }
         });
@@ -274,7 +279,8 @@ const LOG_ESCAPED: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'\\');
 /// tells the bytes actually sent and the whole time taken.
 #[derive(Debug)]
 struct AccessLog {
-    peer: SocketAddr,
+    /// The client's address (behind a trusted proxy, the one it forwarded).
+    client: IpAddr,
     method: http::Method,
     /// The request's target (cheap to keep: it shares the request's bytes); formatted only
     /// if the line is written.
@@ -289,9 +295,9 @@ struct AccessLog {
 }
 
 impl AccessLog {
-    fn start(peer: SocketAddr, request: &Request<Incoming>) -> AccessLog {
+    fn start(client: IpAddr, request: &Request<Incoming>) -> AccessLog {
         AccessLog {
-            peer,
+            client,
             method: request.method().clone(),
             uri: request.uri().clone(),
             user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
@@ -328,7 +334,7 @@ impl Drop for AccessLog {
         tracing::info!(
             target: "tollgate::access",
             "{} \"{} {}\" {} {} {:.1}ms auth={} {:?}",
-            self.peer.ip(),
+            self.client,
             self.method,
             utf8_percent_encode(self.uri.path(), LOG_ESCAPED),
             self.status,

@@ -14,7 +14,6 @@ mod gate;
 pub mod listener;
 mod stall;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use tollgate_ostree_format::{DeltaFile, ObjectType, RepoPath};
 use warp::reply::Response;
 
 use crate::audit::{AuditWriter, DownloadRecord};
+use crate::clients::{Client, Proxies};
 use crate::entitlements::Entitlements;
 use crate::index::live::LiveIndex;
 use crate::metrics::{IndexFigures, METRICS};
@@ -87,6 +87,8 @@ pub struct AppState {
     public_url: Option<String>,
     /// How long a request body may take to arrive whole (`stall-timeout`).
     body_timeout: Duration,
+    /// The reverse proxies whose forwarding header names the client.
+    pub(crate) proxies: Proxies,
 }
 
 impl AppState {
@@ -108,7 +110,14 @@ impl AppState {
             metrics_token,
             public_url,
             body_timeout: Duration::from_secs(crate::config::default_stall_timeout()),
+            proxies: Proxies::default(),
         }
+    }
+
+    /// Believes the forwarding header of `proxies` (`trusted-proxies`).
+    pub fn with_proxies(mut self, proxies: Proxies) -> AppState {
+        self.proxies = proxies;
+        self
     }
 
     /// How long a request body may take to arrive whole.
@@ -146,7 +155,7 @@ impl AppState {
 pub async fn handle(
     state: &AppState,
     request: http::Request<hyper::body::Incoming>,
-    peer: SocketAddr,
+    client: Client,
 ) -> Response {
     let (parts, body) = request.into_parts();
     if head_len(&parts) > MAX_HEAD {
@@ -162,7 +171,7 @@ pub async fn handle(
         parts.uri.path(),
         parts.uri.query().unwrap_or_default(),
         parts.headers,
-        peer,
+        client,
         body,
     )
     .await
@@ -189,7 +198,7 @@ async fn route(
     path: &str,
     query: &str,
     headers: HeaderMap,
-    peer: SocketAddr,
+    client: Client,
     body: Body,
 ) -> Result<Response, HttpError> {
     // The API's handlers are boxed: their futures are large (the admin API's is 15 KB), and
@@ -197,21 +206,23 @@ async fn route(
     if let Some(rest) = path.strip_prefix("/api/v1/admin/") {
         // Products, licenses, accounts and the audit records: see admin.rs for the table.
         return Box::pin(admin::handle(
-            state, &method, rest, query, &headers, peer, body,
+            state, &method, rest, query, &headers, client, body,
         ))
         .await;
     }
     match path {
         // POST: a credential and refs in, download tokens out.
-        "/api/v1/tokens" => Box::pin(api::tokens(state, &method, &headers, peer, body)).await,
+        "/api/v1/tokens" => Box::pin(api::tokens(state, &method, &headers, client, body)).await,
         // GET: what a credential opens (checked before a client keeps it).
-        "/api/v1/entitlements" => Box::pin(api::entitlements(state, &method, &headers, peer)).await,
+        "/api/v1/entitlements" => {
+            Box::pin(api::entitlements(state, &method, &headers, client)).await
+        }
         // POST: flat-manager's token_subset.
         "/api/v1/token_subset" => Box::pin(api::token_subset(state, &method, &headers, body)).await,
         // GET: the public keys of the signing keys.
         "/.well-known/jwks.json" => api::jwks(state, &method).await,
         // GET: the counters, in Prometheus' text format.
-        "/metrics" => metrics(state, &method, &headers, peer),
+        "/metrics" => metrics(state, &method, &headers, client),
         // GET: 200 while the server serves.
         "/healthz" => healthz(&method),
         // GET, HEAD: /[NAME/]<repository file>, judged by the gate, and
@@ -224,12 +235,13 @@ fn metrics(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
-    peer: SocketAddr,
+    client: Client,
 ) -> Result<Response, HttpError> {
     get_or_head(method)?;
     let allowed = match &state.metrics_token {
         Some(token) => bearer_matches(headers, token),
-        None => peer.ip().is_loopback(),
+        // A request that came through a proxy, trusted or not, is not this machine's own.
+        None => client.is_loopback(),
     };
     if !allowed {
         return Err(HttpError::MetricsRefused {
