@@ -249,3 +249,126 @@ fn a_static_delta_generated_again_is_served_anew() {
         assert_eq!(again.status, 304, "{rel} with its new ETag");
     }
 }
+
+#[test]
+fn files_from_a_bucket_are_answered_from_memory_only_until_the_next_publish() {
+    use crate::s3::{ACCESS_KEY, REGION, S3, SECRET_KEY};
+    let fx = Fixture::new();
+    let tree = sample_tree(&fx.join("tree"));
+    let (repo, c1) = fx.archive_repo("srv", "test/a", &tree);
+    let s3 = S3::start(&fx.join("s3"));
+    s3.create_bucket("repos");
+    let mut uploaded = s3.sync(&repo, "repos", "shop", &Default::default());
+    let secret = fx.join("s3-secret");
+    std::fs::write(&secret, SECRET_KEY).unwrap();
+    crate::fixture::set_mode(&secret, 0o600);
+    let config = fx.join("storage.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nendpoint = \"{}\"\nregion = \"{REGION}\"\naccess-key-id = \
+             \"{ACCESS_KEY}\"\nsecret-access-key-file = \"{}\"\n",
+            s3.endpoint(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::serve(
+        &[
+            "--repo",
+            "s3://repos/shop",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        fx.env(),
+    );
+    let clients: Vec<_> = ["one", "two"]
+        .iter()
+        .map(|name| {
+            let cli = fx.ostree_client_named(name, &server.url());
+            fx.ostree(&cli).args(["pull", "origin", "test/a"]).run();
+            cli
+        })
+        .collect();
+    // Waits until the server's index has seen what was last uploaded (it polls the bucket).
+    let published = |commit: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while String::from_utf8_lossy(&get(server.addr, "/refs/heads/test/a").body).trim() != commit
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{commit} never showed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+
+    // A second commit with a delta to it, uploaded; the first client updates through it.
+    write_files(
+        &tree,
+        &[("added", crate::fixture::pseudo_random(8 * 1024, 4))],
+    );
+    let c2 = fx.commit(&repo, "test/a", &tree, "second");
+    let generate = |extra: &[&str]| {
+        fx.ostree(&repo)
+            .args(["static-delta", "generate", "--from", &c1, "--to", &c2])
+            .args(extra)
+            .run();
+        fx.ostree(&repo).args(["summary", "-u"]).run();
+    };
+    generate(&[]);
+    uploaded = s3.sync(&repo, "repos", "shop", &uploaded);
+    published(&c2);
+    fx.ostree(&clients[0])
+        .args(["pull", "origin", "test/a"])
+        .run();
+    fx.assert_pulled(&clients[0], "origin", &repo, "test/a");
+    let from = Checksum::from_hex(&c1).unwrap().to_modified_base64();
+    let to = Checksum::from_hex(&c2).unwrap().to_modified_base64();
+    let superblock = format!("deltas/{}/{}-{to}/superblock", &from[..2], &from[2..]);
+    let before = get(server.addr, &format!("/{superblock}"));
+
+    // The delta generated again and uploaded: its new bytes are served at once, before the
+    // index has even seen the new summary, and the next client's pull through it succeeds.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    generate(&["--swap-endianness"]);
+    uploaded = s3.sync(&repo, "repos", "shop", &uploaded);
+    let on_disk = std::fs::read(repo.join(&superblock)).unwrap();
+    assert_ne!(on_disk, before.body);
+    assert_eq!(get(server.addr, &format!("/{superblock}")).body, on_disk);
+    fx.ostree(&clients[1])
+        .args(["pull", "origin", "test/a"])
+        .run();
+    fx.assert_pulled(&clients[1], "origin", &repo, "test/a");
+    let r = get(server.addr, &format!("/{superblock}"));
+    assert_eq!(r.header("cache-control"), Some("public, no-cache"));
+    assert_ne!(
+        r.header("etag"),
+        before.header("etag"),
+        "the bucket's new ETag"
+    );
+
+    // The history pruned and the new summary uploaded, the pruned commit deleted from the
+    // bucket: once the index has seen the publish, it is no longer served from memory.
+    let old = commit_path(&c1);
+    assert_eq!(get(server.addr, &format!("/{old}")).status, 200);
+    fx.ostree(&repo)
+        .args(["prune", "--refs-only", "--depth=0"])
+        .run();
+    fx.ostree(&repo).args(["summary", "-u"]).run();
+    std::fs::remove_file(s3.file("repos", &format!("shop/{old}"))).unwrap();
+    let generation_moved = |path: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while get(server.addr, path).status != 404 {
+            assert!(std::time::Instant::now() < deadline, "{path} still served");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    s3.sync(&repo, "repos", "shop", &uploaded);
+    generation_moved(&format!("/{old}"));
+    let fresh = fx.ostree_client_named("fresh", &server.url());
+    fx.ostree(&fresh)
+        .args(["pull", "--depth=1", "origin", "test/a"])
+        .run();
+    assert_eq!(logged_commits(&fx, &fresh, "origin:test/a"), [c2]);
+}
