@@ -120,23 +120,36 @@ impl RepoPath {
     }
 
     /// Whether the file's content can never change under this name: objects named after what
-    /// they hold, delta superblocks and parts, and flatpak's sub-summaries and their deltas.
-    /// Detached metadata (`.commitmeta`, a delta's `meta` and `commitmeta`) and a summary
-    /// index's signature (`summaries/<digest>.idx.sig`) are rewritten when signed again, and the
+    /// they hold (the checksum of their bytes) and flatpak's sub-summaries and their deltas.
+    /// Not static deltas: a delta is named by the commits it joins, and generating the same
+    /// delta again (with other options) rewrites its superblock and parts in place. Detached
+    /// metadata (`.commitmeta`, a delta's `meta` and `commitmeta`) and a summary index's
+    /// signature (`summaries/<digest>.idx.sig`) are rewritten when signed again, and the
     /// summaries, refs, `config` and delta indexes on every publish.
     pub fn is_immutable(&self) -> bool {
         match self {
             RepoPath::Object(object) => object.kind != ObjectType::CommitMeta,
-            RepoPath::Delta { file, .. } => {
-                matches!(file, DeltaFile::Superblock | DeltaFile::Part(_))
-            }
             RepoPath::SubSummary(sub) => !matches!(sub, SubSummary::IndexSignature(_)),
-            RepoPath::Config
+            RepoPath::Delta { .. }
+            | RepoPath::Config
             | RepoPath::Summary(_)
             | RepoPath::DeltaIndex(_)
             | RepoPath::Head(_)
             | RepoPath::Mirror(..) => false,
         }
+    }
+
+    /// Whether this is a static delta's superblock or one of its parts: what a pull through the
+    /// delta fetches, once, like an object, but named by the delta's commits rather than by its
+    /// bytes, so it can change under its name (see [`RepoPath::is_immutable`]).
+    pub fn is_delta_payload(&self) -> bool {
+        matches!(
+            self,
+            RepoPath::Delta {
+                file: DeltaFile::Superblock | DeltaFile::Part(_),
+                ..
+            }
+        )
     }
 }
 
@@ -408,7 +421,13 @@ mod tests {
     #[test]
     fn immutability() {
         assert!(accepted(&format!("objects/f2/{}.commit", &HEX[2..])).is_immutable());
-        assert!(accepted(&format!("deltas/8g/{}/0", &B64[2..])).is_immutable());
+        // Deltas are named by their commits, and rebuilt in place when generated again.
+        for file in ["0", "superblock"] {
+            let delta = accepted(&format!("deltas/8g/{}/{file}", &B64[2..]));
+            assert!(!delta.is_immutable() && delta.is_delta_payload(), "{file}");
+        }
+        assert!(!accepted(&format!("deltas/8g/{}/meta", &B64[2..])).is_delta_payload());
+        assert!(!accepted(&format!("objects/f2/{}.commit", &HEX[2..])).is_delta_payload());
         assert!(accepted(&format!("summaries/{HEX}.gz")).is_immutable());
         assert!(accepted(&format!("summaries/{HEX}-{HEX}.delta")).is_immutable());
         assert!(!accepted(&format!("summaries/{HEX}.idx.sig")).is_immutable());

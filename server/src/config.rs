@@ -162,7 +162,7 @@ pub struct StorageConfig {
     /// In redirect mode, public objects and deltas go to this address plus their path as
     /// tollgate serves it (`NAME/objects/...`), instead of to a presigned URL: a CDN whose
     /// origin is a tollgate instance in streaming mode, which caches what tollgate marks public
-    /// and immutable and can never serve a gated file (that needs a token, and is sent
+    /// (revalidating delta files) and can never serve a gated file (that needs a token, and is sent
     /// `private, no-store`). Do not point it at a bucket that holds gated content: object names
     /// are checksums that the public summary leads to.
     pub public_objects_url: Option<String>,

@@ -229,6 +229,43 @@ impl ServedRepo {
             })
     }
 
+    /// The identity of the file at `relative` now, with one `statx` and without opening it:
+    /// `None` when nothing is there, or a symlink (its own identity is never a file's). For the
+    /// memory cache, which serves a file read through [`ServedRepo::open_file`] again only while
+    /// this is still [`FileId::of`] what was read. The directories on the way are resolved as
+    /// `statx` does, following symlinks, which one call beneath the root cannot refuse; that
+    /// only ever confirms the very file that was opened under the no-symlink rules (same
+    /// device and inode, with its size and times unchanged), never lets another one be served.
+    /// Attributes are taken from the kernel's caches (`AT_STATX_DONT_SYNC`), so a network file
+    /// system is not asked each time.
+    pub fn file_id(&self, relative: &str) -> io::Result<Option<FileId>> {
+        use rustix::fs::{AtFlags, FileType, StatxFlags};
+        use rustix::io::Errno;
+        let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC | AtFlags::NO_AUTOMOUNT;
+        let mask = StatxFlags::TYPE
+            | StatxFlags::INO
+            | StatxFlags::SIZE
+            | StatxFlags::MTIME
+            | StatxFlags::CTIME;
+        let stat = match rustix::fs::statx(self.root()?, relative, flags, mask) {
+            Ok(stat) => stat,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG | Errno::LOOP) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if FileType::from_raw_mode(stat.stx_mode.into()) != FileType::RegularFile {
+            return Ok(None);
+        }
+        Ok(Some(FileId {
+            dev: rustix::fs::makedev(stat.stx_dev_major, stat.stx_dev_minor),
+            ino: stat.stx_ino,
+            size: stat.stx_size,
+            modified: (stat.stx_mtime.tv_sec, stat.stx_mtime.tv_nsec),
+            changed: (stat.stx_ctime.tv_sec, stat.stx_ctime.tv_nsec),
+        }))
+    }
+
     fn open_with(
         &self,
         relative: &str,
@@ -271,6 +308,35 @@ impl ServedRepo {
     }
 }
 
+/// Which file a local repository file is, and in which state: device, inode, size, and the
+/// modification and change times (to the nanosecond). A file replaced under its name (a new
+/// inode), rewritten in place (new times), or gone no longer has the identity it was read
+/// with. The change time cannot be set back from user space, so an inode number reused by
+/// a new file does not pass for the old one either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    modified: (i64, u32),
+    changed: (i64, u32),
+}
+
+impl FileId {
+    /// The identity of an opened file, from its metadata.
+    pub fn of(meta: &Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        let nanos = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            modified: (meta.mtime(), nanos(meta.mtime_nsec())),
+            changed: (meta.ctime(), nanos(meta.ctime_nsec())),
+        }
+    }
+}
+
 /// Opens every repository, checking that names are unique and at most one is served at `/`.
 pub fn open_all(args: &[RepoArg], storage: &StorageConfig) -> anyhow::Result<Vec<ServedRepo>> {
     if args.is_empty() {
@@ -306,6 +372,54 @@ pub fn open_all(args: &[RepoArg], storage: &StorageConfig) -> anyhow::Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_keeps_its_identity_only_while_it_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(root.join("objects/ab")).unwrap();
+        std::fs::write(
+            root.join("config"),
+            "[core]\nrepo_version=1\nmode=archive-z2\n",
+        )
+        .unwrap();
+        let repo = ServedRepo::open(
+            &RepoArg {
+                name: None,
+                location: RepoLocation::Local(root.clone()),
+            },
+            &Default::default(),
+        )
+        .unwrap();
+        let relative = format!("objects/ab/{}.filez", "c".repeat(62));
+        let file = root.join(&relative);
+        std::fs::write(&file, b"first").unwrap();
+        let opened = |repo: &ServedRepo| FileId::of(&repo.open_file(&relative).unwrap().unwrap().1);
+        let read = opened(&repo);
+        assert_eq!(repo.file_id(&relative).unwrap(), Some(read), "as opened");
+
+        // Rewritten in place with as many bytes: the same inode, new times.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::fs::write(&file, b"other").unwrap();
+        let now = repo.file_id(&relative).unwrap().unwrap();
+        assert_ne!(now, read, "rewritten in place");
+        assert_eq!(now, opened(&repo));
+
+        // Replaced by rename, as ostree writes: another inode.
+        let replaced = opened(&repo);
+        std::fs::write(root.join("objects/ab/tmp"), b"other").unwrap();
+        std::fs::rename(root.join("objects/ab/tmp"), &file).unwrap();
+        assert_ne!(repo.file_id(&relative).unwrap(), Some(replaced), "replaced");
+
+        // A symlink is never a file; nothing there is nothing.
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(repo.file_id(&relative).unwrap(), None, "deleted");
+        std::os::unix::fs::symlink(root.join("config"), &file).unwrap();
+        assert_eq!(repo.file_id(&relative).unwrap(), None, "a symlink");
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        assert_eq!(repo.file_id(&relative).unwrap(), None, "a directory");
+    }
 
     #[test]
     fn repo_arguments() {

@@ -29,6 +29,8 @@ mod authenticator;
 #[cfg(test)]
 mod bad_input;
 #[cfg(test)]
+mod changed_files;
+#[cfg(test)]
 mod demo;
 #[cfg(test)]
 mod entitlements;

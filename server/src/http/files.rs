@@ -26,7 +26,7 @@ use warp::Reply;
 use warp::reply::Response;
 
 use crate::bucket::{BodyStream, Bucket};
-use crate::repos::ServedRepo;
+use crate::repos::{FileId, ServedRepo};
 
 /// A repository `config` larger than this is not a real one; refuse to read it into memory.
 pub(crate) const MAX_CONFIG_LEN: u64 = 1024 * 1024;
@@ -41,13 +41,18 @@ const LAST_HTTP_DATE: Duration = Duration::from_secs(253_402_300_799);
 
 /// Content-addressed files never change: let every cache keep them for a year.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Public delta superblocks and parts: any cache may keep them, but must ask again each time
+/// (a 304 when the ETag still matches), since a delta generated again is written under the
+/// same name.
+const PUBLIC_REVALIDATE: &str = "public, no-cache";
 /// Summaries, refs and config change on every publish: caches must ask again each time.
 const REVALIDATE: &str = "no-cache";
 /// Gated files: for the token holder only, and not to be kept by any cache on the way.
 const PRIVATE: &str = "private, no-store";
-/// Bytes of content-addressed files each repository keeps in memory, read whole (up to
-/// [`READ_WHOLE_LIMIT`] each): they never change once written, so a hot object is served
-/// again without a trip to the blocking pool or the disk.
+/// Bytes of objects, sub-summaries and delta superblocks and parts each repository keeps in
+/// memory, read whole (up to [`READ_WHOLE_LIMIT`] each), so that a hot one is served again
+/// without a trip to the blocking pool or the disk. Each is served from memory only while it
+/// is still what is there ([`Source`]).
 pub(crate) const FILE_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// Files larger than this are not kept in memory. What the cache saves is a request's fixed
 /// cost (open, stat, read, close), which weighs most on small files: per byte of memory, a
@@ -66,11 +71,65 @@ pub(crate) enum Disk {
     NoWait,
 }
 
-/// A content-addressed file read whole, ready to be served again (the gate still decides).
+/// A file read whole, ready to be served again (the gate still decides) while `source` says it
+/// is still the file there.
 #[derive(Debug)]
 pub(crate) struct CachedFile {
     rep: Arc<Representation>,
     bytes: Bytes,
+    source: Source,
+}
+
+impl CachedFile {
+    pub(crate) fn source(&self) -> Source {
+        self.source
+    }
+}
+
+/// What a file kept in memory is checked against before each answer made from it: it is
+/// served from memory only while the file it was read from is still the one there, so a file
+/// deleted (`ostree prune`, a repair) or replaced on disk is never answered from memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A local file, with its identity when it was read: checked with one `statx` per answer
+    /// ([`ServedRepo::file_id`]).
+    Local(FileId),
+    /// An object or sub-summary in a bucket, read while the repository's index was at this
+    /// generation. A bucket has no cheap per-file check (a HEAD costs what the GET it saves
+    /// costs), so these are dropped whenever the index changes (a publish: refs or summary).
+    /// Their names are their checksums, so between publishes only a deletion can make one
+    /// stale. Delta files from a bucket are never kept (see [`prepare_remote`]).
+    Bucket(u64),
+}
+
+/// Whether a file at `path` may be kept in memory: objects and sub-summaries, named by their
+/// bytes, and delta superblocks and parts, which pulls fetch once each as they do objects.
+/// Everything else is rewritten on every publish and read from the repository each time.
+pub(crate) fn kept_in_memory(path: &RepoPath) -> bool {
+    path.is_immutable() || path.is_delta_payload()
+}
+
+/// How long caches on the way (a CDN, a proxy) may keep a public file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifetime {
+    /// Named by its checksum: kept for a year and never asked for again.
+    Immutable,
+    /// A delta superblock or part, named by its commits: kept, revalidated each time.
+    Delta,
+    /// Rewritten on publish or on signing: revalidated each time.
+    Mutable,
+}
+
+impl Lifetime {
+    fn of(path: &RepoPath) -> Lifetime {
+        if path.is_immutable() {
+            Lifetime::Immutable
+        } else if path.is_delta_payload() {
+            Lifetime::Delta
+        } else {
+            Lifetime::Mutable
+        }
+    }
 }
 
 /// Weighs a cached file by its bytes, plus what the entry itself costs.
@@ -83,7 +142,7 @@ impl quick_cache::Weighter<String, Arc<CachedFile>> for ByLen {
     }
 }
 
-/// Content-addressed files by their path in the repository.
+/// Files kept in memory ([`kept_in_memory`]) by their path in the repository.
 pub(crate) type FileCache = quick_cache::sync::Cache<String, Arc<CachedFile>, ByLen>;
 
 pub(crate) fn file_cache(bytes: u64) -> FileCache {
@@ -130,7 +189,7 @@ pub(crate) struct Representation {
     pub modified: SystemTime,
     /// The entity tag, parsed for `If-None-Match`.
     pub etag: ETag,
-    pub immutable: bool,
+    pub lifetime: Lifetime,
     /// `ETag` (quotes included; `If-Range` compares with it), `Last-Modified` and
     /// `Content-Length` (of the whole file) as sent.
     etag_value: HeaderValue,
@@ -139,7 +198,7 @@ pub(crate) struct Representation {
 }
 
 impl Representation {
-    fn with(len: u64, modified: SystemTime, tag: String, immutable: bool) -> io::Result<Self> {
+    fn with(len: u64, modified: SystemTime, tag: String, lifetime: Lifetime) -> io::Result<Self> {
         // An HTTP date runs from 1970 to 9999 (rendering one outside panics): a file touched
         // outside that range is served as if modified at its nearer end.
         let modified = modified.clamp(
@@ -158,7 +217,7 @@ impl Representation {
             len,
             modified,
             etag,
-            immutable,
+            lifetime,
             etag_value,
             modified_value,
             len_value: HeaderValue::from(len),
@@ -168,8 +227,9 @@ impl Representation {
     /// `len` is the length of what is served, which for `config` is less than the file's.
     fn new(path: &RepoPath, meta: &std::fs::Metadata, len: u64) -> io::Result<Representation> {
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        // Files that are not content-addressed get a validator from size, modification time
-        // and inode, which changes on every rewrite.
+        // Files that are not content-addressed (deltas included: they are named by their
+        // commits) get a validator from size, modification time and inode, which changes on
+        // every rewrite.
         let tag = content_tag(path).unwrap_or_else(|| {
             let nanos = modified
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -177,7 +237,7 @@ impl Representation {
                 .as_nanos();
             format!("\"{:x}-{:x}-{:x}\"", meta.len(), nanos, meta.ino())
         });
-        Representation::with(len, modified, tag, path.is_immutable())
+        Representation::with(len, modified, tag, Lifetime::of(path))
     }
 
     /// The same for a file in a bucket, whose ETag changes on every upload.
@@ -192,7 +252,7 @@ impl Representation {
                 meta.last_modified.timestamp_micros()
             ),
         });
-        Representation::with(len, modified, tag, path.is_immutable())
+        Representation::with(len, modified, tag, Lifetime::of(path))
     }
 }
 
@@ -320,6 +380,8 @@ pub(crate) struct Prepared {
     private: bool,
     plan: Plan,
     body: PreparedBody,
+    /// How a copy kept in memory would be checked; `None`: it may not be kept.
+    source: Option<Source>,
 }
 
 #[derive(Debug)]
@@ -372,6 +434,8 @@ pub(crate) fn from_cache(file: &CachedFile, conditions: &Conditions, private: bo
         private,
         plan,
         body,
+        // Already in memory.
+        source: None,
     }
 }
 
@@ -432,6 +496,7 @@ pub(crate) fn prepare(
         private,
         plan,
         body,
+        source: Some(Source::Local(FileId::of(&meta))),
     }))
 }
 
@@ -439,13 +504,22 @@ pub(crate) fn prepare(
 /// answer carries the metadata the plan needs; a HEAD, a conditional request or a range asks
 /// for the metadata first (a 304 needs nothing more), then for just the bytes to send of the
 /// same version of the file.
+///
+/// `generation` is the index's generation, read before the store is asked: an object or
+/// sub-summary may be kept in memory until the index changes. Delta files may not: a delta
+/// generated again is uploaded under its old name before the new summary, and the index sees
+/// that summary only at its next poll, up to two seconds later; in between the new summary
+/// would be served with the old superblock, which clients refuse. Streamed from the bucket
+/// each time, they carry the bucket's ETag, which changes with every upload.
 pub(crate) async fn prepare_remote(
     bucket: &Bucket,
     path: &RepoPath,
     conditions: &Conditions,
     private: bool,
+    generation: u64,
 ) -> io::Result<Option<Prepared>> {
     let relative = path.relative_path();
+    let source = path.is_immutable().then_some(Source::Bucket(generation));
     let is_config = matches!(path, RepoPath::Config);
     let validators = conditions.if_none_match.is_some() || conditions.if_modified_since.is_some();
     if is_config || (conditions.range.is_none() && !conditions.head && !validators) {
@@ -485,6 +559,7 @@ pub(crate) async fn prepare_remote(
             private,
             plan,
             body,
+            source,
         }));
     }
     let Some(meta) = bucket.head(&relative).await? else {
@@ -510,19 +585,23 @@ pub(crate) async fn prepare_remote(
         private,
         plan,
         body,
+        source,
     }))
 }
 
 impl Prepared {
-    /// The file, for the cache, when this is all of a content-addressed file read whole.
+    /// The file, for the cache, when this is all of a file that may be kept in memory
+    /// ([`kept_in_memory`]), read whole, with a way to check it later.
     pub(crate) fn cacheable(&self) -> Option<CachedFile> {
-        match (&self.plan, &self.body) {
-            (Plan::Full, PreparedBody::Bytes(bytes))
-                if self.rep.immutable && bytes.len() as u64 <= FILE_CACHE_ENTRY_LIMIT =>
+        match (&self.plan, &self.body, self.source) {
+            (Plan::Full, PreparedBody::Bytes(bytes), Some(source))
+                if self.rep.lifetime != Lifetime::Mutable
+                    && bytes.len() as u64 <= FILE_CACHE_ENTRY_LIMIT =>
             {
                 Some(CachedFile {
                     rep: Arc::clone(&self.rep),
                     bytes: bytes.clone(),
+                    source,
                 })
             }
             _ => None,
@@ -540,6 +619,7 @@ impl Prepared {
             private,
             plan,
             body,
+            source: _,
         } = self;
         let (status, len) = match plan {
             Plan::NotModified => (StatusCode::NOT_MODIFIED, None),
@@ -568,10 +648,11 @@ impl Prepared {
         headers.reserve(8);
         headers.insert(header::ETAG, rep.etag_value.clone());
         headers.insert(header::LAST_MODIFIED, rep.modified_value.clone());
-        let cache = match (private, rep.immutable) {
+        let cache = match (private, rep.lifetime) {
             (true, _) => PRIVATE,
-            (false, true) => IMMUTABLE,
-            (false, false) => REVALIDATE,
+            (false, Lifetime::Immutable) => IMMUTABLE,
+            (false, Lifetime::Delta) => PUBLIC_REVALIDATE,
+            (false, Lifetime::Mutable) => REVALIDATE,
         };
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
         if status == StatusCode::NOT_MODIFIED {
@@ -666,7 +747,7 @@ mod tests {
 
     fn rep(len: u64) -> Representation {
         let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        Representation::with(len, modified, "\"abc\"".to_owned(), true).unwrap()
+        Representation::with(len, modified, "\"abc\"".to_owned(), Lifetime::Immutable).unwrap()
     }
 
     fn conditions(headers: &[(&str, &str)], method: Method) -> Conditions {
@@ -862,10 +943,10 @@ mod tests {
     fn files_dated_outside_what_http_can_say_are_served_at_its_ends() {
         let tag = || "\"abc\"".to_owned();
         let before = SystemTime::UNIX_EPOCH - Duration::from_secs(86_400 * 365 * 10);
-        let rep = Representation::with(1, before, tag(), true).unwrap();
+        let rep = Representation::with(1, before, tag(), Lifetime::Immutable).unwrap();
         assert_eq!(rep.modified_value, "Thu, 01 Jan 1970 00:00:00 GMT");
         let after = SystemTime::UNIX_EPOCH + LAST_HTTP_DATE + Duration::from_secs(86_400 * 400);
-        let rep = Representation::with(1, after, tag(), true).unwrap();
+        let rep = Representation::with(1, after, tag(), Lifetime::Immutable).unwrap();
         assert_eq!(rep.modified_value, "Fri, 31 Dec 9999 23:59:59 GMT");
     }
 

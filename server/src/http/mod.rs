@@ -394,8 +394,8 @@ enum Answer {
     File(files::Prepared),
 }
 
-/// The file at `path` (`inside` as asked), planned and ready to send: from the cache of small
-/// content-addressed files, the bucket, or the local folder.
+/// The file at `path` (`inside` as asked), planned and ready to send: from the memory cache
+/// while the file there is still the one it was read from, else the bucket or the local folder.
 async fn prepare(
     served: &Arc<Served>,
     inside: &str,
@@ -403,11 +403,21 @@ async fn prepare(
     conditions: &Conditions,
     private: bool,
 ) -> Result<files::Prepared, HttpError> {
-    if path.is_immutable() {
+    // Read before the bucket is asked: a file read from it is kept only until the index
+    // changes after that.
+    let generation = served.index.generation();
+    if files::kept_in_memory(path) {
         let cached = served.files.get(inside);
-        METRICS.file_cache(cached.is_some());
-        if let Some(file) = cached {
-            return Ok(files::from_cache(&file, conditions, private));
+        let current = cached
+            .as_ref()
+            .is_some_and(|file| still_there(served, path, file));
+        METRICS.file_cache(current);
+        match cached {
+            Some(file) if current => return Ok(files::from_cache(&file, conditions, private)),
+            Some(_) => {
+                served.files.remove(inside);
+            }
+            None => {}
         }
     }
     let failed = |served: &Served, path: &RepoPath, e: std::io::Error| {
@@ -419,7 +429,7 @@ async fn prepare(
         HttpError::Internal
     };
     let prepared = match served.repo.bucket() {
-        Some(bucket) => files::prepare_remote(bucket, path, conditions, private)
+        Some(bucket) => files::prepare_remote(bucket, path, conditions, private, generation)
             .await
             .map_err(|e| failed(served, path, e))?,
         // From the kernel's caches on this worker if it can be; else in the blocking pool.
@@ -445,6 +455,17 @@ async fn prepare(
     Ok(prepared)
 }
 
+/// Whether a file kept in memory is still the one in the repository: for a local file, one
+/// `statx` finds the same file, unchanged; for a bucket, the index has not changed since.
+fn still_there(served: &Served, path: &RepoPath, file: &files::CachedFile) -> bool {
+    match file.source() {
+        files::Source::Local(id) => {
+            matches!(served.repo.file_id(&path.relative_path()), Ok(Some(now)) if now == id)
+        }
+        files::Source::Bucket(generation) => generation == served.index.generation(),
+    }
+}
+
 /// In redirect mode, a GET of an object, delta or other content-addressed file is answered with
 /// `302`: to a URL of the bucket presigned for this file alone, valid for minutes (the URL
 /// carries the authorisation: clients drop `Authorization` when a redirect leaves the origin),
@@ -458,8 +479,10 @@ async fn redirect(
     let Some((bucket, mode)) = served.repo.redirect() else {
         return Ok(None);
     };
-    // A presigned GET does not answer HEAD; mutable files stay here, where they are current.
-    if conditions.head || !path.is_immutable() {
+    // A presigned GET does not answer HEAD. Summaries, refs and other files rewritten on
+    // publish stay here, where they are current and revalidated; objects and delta files are
+    // what a pull fetches once each, and the store has them as current as tollgate would.
+    if conditions.head || !(path.is_immutable() || path.is_delta_payload()) {
         return Ok(None);
     }
     let relative = path.relative_path();

@@ -64,6 +64,8 @@ struct Shared {
     swapped_at: Mutex<Instant>,
     /// How many times the thread has looked at the refs.
     checks: AtomicU64,
+    /// How many times an index has been put in place since the first.
+    generation: AtomicU64,
 }
 
 impl LiveIndex {
@@ -81,6 +83,7 @@ impl LiveIndex {
             last_build_ms: AtomicU64::new(0),
             swapped_at: Mutex::new(Instant::now()),
             checks: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         });
         let watcher = watch(&shared);
         let thread_shared = Arc::clone(&shared);
@@ -113,6 +116,12 @@ impl LiveIndex {
     /// The current index, without locking.
     pub fn load(&self) -> Guard<Arc<RepoIndex>> {
         self.shared.current.load()
+    }
+
+    /// A number that moves on every change of the index (a publish seen, or a failed rebuild):
+    /// what was read from a bucket while it had one value may be stale once it has another.
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::SeqCst)
     }
 
     /// How long the current index has been in use.
@@ -191,6 +200,9 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
                     );
                 }
             }
+            // After the new index is in place: a request that read the old generation and
+            // then the store may have read a file the publish replaced.
+            shared.generation.fetch_add(1, Ordering::SeqCst);
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             shared.last_build_ms.store(ms, Ordering::Relaxed);
             *shared.swapped_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
