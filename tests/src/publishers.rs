@@ -176,7 +176,7 @@ fn a_public_history_through_a_gated_commit_opens_none_of_it() {
         &[&format!("--parent={paid}")],
     );
     fx.ostree(&repo)
-        .args(["refs", &format!("--create=free/y"), &paid])
+        .args(["refs", "--create=free/y", &paid])
         .run();
     // A ref that turns public opens its own old versions.
     let was_paid = commit_tree(

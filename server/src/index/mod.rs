@@ -723,10 +723,11 @@ fn walk_all(
                     *commit,
                     &mut |tree| {
                         let tree = tree.as_bytes();
+                        // Public walks of this thread share what they walked whole.
+                        let walked_here = item.id == PUBLIC && out.trees.contains(tree);
                         let enter = reached + count.get() <= MAX_REF_OBJECTS
+                            && !walked_here
                             && !public_trees.iter().any(|s| s.contains(tree))
-                            // Public walks of this thread share what they walked whole.
-                            && !(item.id == PUBLIC && out.trees.contains(tree))
                             && !previous.is_some_and(|p| p.covers(tree, item.id))
                             && own.insert(*tree);
                         if enter {
