@@ -105,33 +105,60 @@ pub(crate) fn serve(fx: &Fixture, g: &GatedRepo) -> Server {
     )
 }
 
-/// Checksums of every object in the histories of `refs`, as the real ostree lists them: every
-/// commit `ostree log` shows, and every dirtree, dirmeta and file `ostree ls -R -C` shows for it.
-/// (Detached metadata shares its commit's checksum.)
-fn reached_by(fx: &Fixture, repo: &Path, refs: &[String]) -> HashSet<Checksum> {
-    let mut objects = HashSet::new();
-    for r in refs {
-        let log = fx.ostree(repo).args(["log", r]).run();
-        for commit in log.lines().filter_map(|l| l.strip_prefix("commit ")) {
-            objects.insert(Checksum::from_hex(commit.trim()).unwrap());
-            let listing = fx
-                .ostree(repo)
-                .args(["ls", "-R", "-C", commit.trim()])
-                .run();
-            for line in listing.lines() {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                objects.insert(Checksum::from_hex(fields[4]).unwrap());
-                if line.starts_with('d') {
-                    objects.insert(Checksum::from_hex(fields[5]).unwrap());
-                }
-            }
+/// The kind under which the gate judges an object, as the rules name them: commits with their
+/// detached metadata, directory trees, directory metadata, and files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Kind {
+    Commit,
+    DirTree,
+    DirMeta,
+    File,
+}
+
+impl Kind {
+    fn of(t: ObjectType) -> Option<Kind> {
+        match t {
+            ObjectType::Commit | ObjectType::CommitMeta => Some(Kind::Commit),
+            ObjectType::DirTree => Some(Kind::DirTree),
+            ObjectType::DirMeta => Some(Kind::DirMeta),
+            ObjectType::File => Some(Kind::File),
+            ObjectType::TombstoneCommit => None,
+        }
+    }
+}
+
+/// Every commit of the ref's history, as `ostree log` shows it.
+pub(crate) fn history(fx: &Fixture, repo: &Path, r: &str) -> Vec<Checksum> {
+    let log = fx.ostree(repo).args(["log", r]).run();
+    log.lines()
+        .filter_map(|l| l.strip_prefix("commit "))
+        .map(|c| Checksum::from_hex(c.trim()).unwrap())
+        .collect()
+}
+
+/// What a commit holds, each object under the kind it is reached as: the commit itself, and
+/// every dirtree, dirmeta and file `ostree ls -R -C` shows for it.
+fn held_by(fx: &Fixture, repo: &Path, commit: &Checksum) -> HashSet<(Kind, Checksum)> {
+    let mut objects = HashSet::from([(Kind::Commit, *commit)]);
+    let listing = fx
+        .ostree(repo)
+        .args(["ls", "-R", "-C", &commit.to_string()])
+        .run();
+    for line in listing.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let sum = |i: usize| Checksum::from_hex(fields[i]).unwrap();
+        if line.starts_with('d') {
+            objects.insert((Kind::DirTree, sum(4)));
+            objects.insert((Kind::DirMeta, sum(5)));
+        } else {
+            objects.insert((Kind::File, sum(4)));
         }
     }
     objects
 }
 
 /// Whether the real ostree finds a non-zero `xa.token-type` on the ref's commit.
-fn has_token_type(fx: &Fixture, repo: &Path, r: &str) -> bool {
+pub(crate) fn has_token_type(fx: &Fixture, repo: &Path, r: &str) -> bool {
     let out = fx
         .ostree(repo)
         .args(["show", "--print-metadata-key=xa.token-type", r])
@@ -151,34 +178,65 @@ pub(crate) enum Expect {
     Unreachable,
 }
 
-/// Every servable file of the repository as it is now, with who may have it.
+/// Every servable file of the repository as it is now, with who may have it, by the rules (from
+/// the real ostree's view of each ref, not from the index's code):
+///
+/// - a ref is gated when its tip commit has a non-zero `xa.token-type`;
+/// - every commit of a gated ref's history (as `ostree log` shows it) is gated;
+/// - an object is public when a commit of a public ref's history that no gated ref reaches
+///   holds it, as the kind it is (`.commit`/`.commitmeta` for the commit, `.dirtree`/`.dirmeta`
+///   for directories, `.filez` for files): a checksum public as one kind opens nothing else;
+/// - otherwise it opens to a token of any gated ref whose history holds it; else nobody;
+/// - deltas and delta indexes are judged as the commits they join.
 pub(crate) fn expectations(fx: &Fixture, repo: &Path) -> Vec<(String, Expect)> {
     let refs = files_under(&repo.join("refs/heads"));
+    let histories: HashMap<String, Vec<Checksum>> = refs
+        .iter()
+        .map(|r| (r.clone(), history(fx, repo, r)))
+        .collect();
     let (gated_refs, public_refs): (Vec<String>, Vec<String>) =
         refs.into_iter().partition(|r| has_token_type(fx, repo, r));
-    let public = reached_by(fx, repo, &public_refs);
-    let mut gated: HashMap<Checksum, BTreeSet<String>> = HashMap::new();
+    let mut holds: HashMap<Checksum, HashSet<(Kind, Checksum)>> = HashMap::new();
+    for c in histories.values().flatten() {
+        if !holds.contains_key(c) {
+            holds.insert(*c, held_by(fx, repo, c));
+        }
+    }
+    let gated_commits: HashSet<&Checksum> = gated_refs.iter().flat_map(|r| &histories[r]).collect();
+    let public: HashSet<(Kind, Checksum)> = public_refs
+        .iter()
+        .flat_map(|r| &histories[r])
+        .filter(|c| !gated_commits.contains(c))
+        .flat_map(|c| holds[c].iter().copied())
+        .collect();
+    let mut gated: HashMap<(Kind, Checksum), BTreeSet<String>> = HashMap::new();
     for r in &gated_refs {
-        for c in reached_by(fx, repo, std::slice::from_ref(r)) {
-            if !public.contains(&c) {
-                gated.entry(c).or_default().insert(r.clone());
+        for o in histories[r].iter().flat_map(|c| &holds[c]) {
+            if !public.contains(o) {
+                gated.entry(*o).or_default().insert(r.clone());
             }
         }
     }
-    let judge = |c: &Checksum| match (public.contains(c), gated.get(c)) {
-        (true, _) => Expect::Public,
-        (false, Some(refs)) => Expect::Gated(refs.clone()),
-        (false, None) => Expect::Unreachable,
+    let judge = |kind: Kind, c: &Checksum| {
+        let key = (kind, *c);
+        match (public.contains(&key), gated.get(&key)) {
+            (true, _) => Expect::Public,
+            (false, Some(refs)) => Expect::Gated(refs.clone()),
+            (false, None) => Expect::Unreachable,
+        }
     };
     let mut files = Vec::new();
     for rel in files_under(repo) {
         let expect = match RepoPath::parse(&rel) {
             None => continue,
-            Some(RepoPath::Object(o)) if o.kind == ObjectType::TombstoneCommit => Expect::Public,
-            Some(RepoPath::Object(o)) => judge(&o.checksum),
+            Some(RepoPath::Object(o)) => match Kind::of(o.kind) {
+                Some(kind) => judge(kind, &o.checksum),
+                None => Expect::Public,
+            },
             // Open only when both the target and the source are open to the request.
             Some(RepoPath::Delta { delta, .. }) => {
-                match (judge(&delta.to), delta.from.map(|f| judge(&f))) {
+                let to = judge(Kind::Commit, &delta.to);
+                match (to, delta.from.map(|f| judge(Kind::Commit, &f))) {
                     (Expect::Unreachable, _) | (_, Some(Expect::Unreachable)) => {
                         Expect::Unreachable
                     }
@@ -186,7 +244,7 @@ pub(crate) fn expectations(fx: &Fixture, repo: &Path) -> Vec<(String, Expect)> {
                     (to, _) => to,
                 }
             }
-            Some(RepoPath::DeltaIndex(to)) => judge(&to),
+            Some(RepoPath::DeltaIndex(to)) => judge(Kind::Commit, &to),
             Some(RepoPath::Head(name)) if gated_refs.iter().any(|r| r == name.as_str()) => {
                 Expect::Gated(BTreeSet::from([name.to_string()]))
             }
@@ -229,7 +287,7 @@ pub(crate) fn wanted(expect: &Expect, token: Presented<'_>) -> u16 {
 
 /// Asks for every file with `header` (an Authorization value) and compares with what `token`
 /// must get; returns the mismatches.
-fn mismatches(
+pub(crate) fn mismatches(
     server: &Server,
     repo: &Path,
     files: &[(String, Expect)],

@@ -25,24 +25,33 @@ fn inspect_reports_every_object_and_verdict_and_the_build_stays_small() {
         "generated {}",
         generated.objects
     );
-    let out = Cmd::new(tollgate_bin())
-        .args(["inspect", "--json", "--repo"])
-        .arg(&generated.repo)
-        .run();
-    let report: Value = serde_json::from_str(&out).unwrap();
-    let objects = report["objects"].as_u64().unwrap();
-    assert_eq!(
-        objects, generated.objects as u64,
-        "every generated object is indexed once"
-    );
     // Measured by the kernel (VmHWM), not by the index's own arithmetic: what building the
     // index of 100,000 objects adds to the process's peak memory, including what it frees again.
-    let peak = report["peak-rss-bytes"].as_u64().unwrap();
-    let before = report["peak-rss-bytes-before-build"].as_u64().unwrap();
-    let per_object = peak.saturating_sub(before) / objects;
+    // The build's threads make the peak swing from run to run: the median of three.
+    let mut runs: Vec<(u64, Value)> = (0..3)
+        .map(|_| {
+            let out = Cmd::new(tollgate_bin())
+                .args(["inspect", "--json", "--repo"])
+                .arg(&generated.repo)
+                .run();
+            let report: Value = serde_json::from_str(&out).unwrap();
+            let objects = report["objects"].as_u64().unwrap();
+            assert_eq!(
+                objects, generated.objects as u64,
+                "every generated object is indexed once"
+            );
+            let peak = report["peak-rss-bytes"].as_u64().unwrap();
+            let before = report["peak-rss-bytes-before-build"].as_u64().unwrap();
+            (peak.saturating_sub(before) / objects, report)
+        })
+        .collect();
+    runs.sort_by_key(|r| r.0);
+    let all: Vec<u64> = runs.iter().map(|r| r.0).collect();
+    let (per_object, report) = runs.swap_remove(1);
+    let objects = report["objects"].as_u64().unwrap();
     assert!(
         per_object <= 400,
-        "building took {per_object} bytes an object at its peak: {report}"
+        "building took {per_object} bytes an object at its peak (median of {all:?}): {report}"
     );
     assert_eq!(report["gated-refs"], 10);
     // Half the refs are gated and no two refs share an object (but the dirmeta): half public.

@@ -1,28 +1,26 @@
 //! A property test of the gate: repositories with random ref graphs (content shared between
 //! refs, parents across refs, refs pointed at others' commits, refs turning public or gated, and
 //! hostile commits naming other objects' checksums under other kinds), served by the real
-//! server, and every object asked for without a token and with a token for each gated ref. The
-//! answers are checked against a model computed from the real `ostree`'s view of each ref
-//! (`ostree log`, `ostree ls -R -C`), by the rules, not by the index's code:
-//!
-//! - a ref is gated when its tip commit has a non-zero `xa.token-type`;
-//! - every commit of a gated ref's history (as `ostree log` shows it) is gated;
-//! - an object is public when a commit of a public ref's history that no gated ref reaches
-//!   holds it, as the kind it is (`.commit` for the commit, `.dirtree`/`.dirmeta` for
-//!   directories, `.filez` for files);
-//! - otherwise it opens to a token of any gated ref whose history holds it; else nobody (404).
+//! server, and every file asked for without a token and with a token for each gated ref. The
+//! answers are checked against `gating::expectations`, the model computed from the real
+//! `ostree`'s view of each ref (`ostree log`, `ostree ls -R -C`) by the rules, not by the
+//! index's code. So that a run cannot pass by meeting none of the rules, the seeds together
+//! must yield public, gated and unreachable objects, a checksum public as one kind and gated as
+//! another, and a public ref whose history runs through a gated ref's commit.
 //!
 //! Each case is made from a seed; `TOLLGATE_GRAPH_SEED=N` runs that one case alone, and a
 //! failure names its seed. A second round of random changes is made while the server runs, so
 //! the index's updates are checked as well as its builds.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tollgate_ostree_format::Checksum;
+
 use crate::cmd::Cmd;
 use crate::fixture::{Fixture, files_under, write_files};
-use crate::http::request;
+use crate::gating::{Expect, Presented, expectations, has_token_type, history, mismatches};
 use crate::server::{Server, tollgate_bin};
 use crate::synth::Objects;
 use crate::tokens;
@@ -54,17 +52,6 @@ const REFS: [&str; 4] = [
     "app/org.example.C/x86_64/stable",
     "runtime/org.example.R/x86_64/stable",
 ];
-
-/// The kind an object file is, by its extension; `None` for what the model leaves out.
-fn kind(ext: &str) -> Option<&'static str> {
-    match ext {
-        "commit" | "commitmeta" => Some("commit"),
-        "dirtree" => Some("dirtree"),
-        "dirmeta" => Some("dirmeta"),
-        "filez" => Some("file"),
-        _ => None,
-    }
-}
 
 /// One case's repository, as it is made.
 struct Case {
@@ -197,134 +184,69 @@ impl Case {
     }
 }
 
-/// Who may have each object file (by its path), by the rules, from the real ostree's view.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Expect {
-    Public,
-    Gated(BTreeSet<String>),
-    Nobody,
-}
-
-fn model(case: &Case) -> (BTreeMap<String, Expect>, Vec<String>) {
-    let mut histories: HashMap<String, Vec<String>> = HashMap::new();
-    let mut gated_refs = Vec::new();
-    for r in REFS {
-        let Some(tip) = case.tip(r) else { continue };
-        let shown = case
-            .ostree()
-            .args(["show", "--print-metadata-key=xa.token-type", &tip])
-            .output();
-        if shown.status.success() && String::from_utf8_lossy(&shown.stdout).trim() != "0" {
-            gated_refs.push(r.to_owned());
-        }
-        let log = case.ostree().args(["log", r]).run();
-        let commits = log
-            .lines()
-            .filter_map(|l| l.strip_prefix("commit "))
-            .map(|c| c.trim().to_owned())
-            .collect();
-        histories.insert(r.to_owned(), commits);
-    }
-    // (kind, checksum) of what each commit holds.
-    let mut holds: HashMap<String, BTreeSet<(&'static str, String)>> = HashMap::new();
-    for commits in histories.values() {
-        for c in commits {
-            if holds.contains_key(c) {
-                continue;
-            }
-            let mut set = BTreeSet::from([("commit", c.clone())]);
-            let listing = case.ostree().args(["ls", "-R", "-C", c]).run();
-            for line in listing.lines() {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                if line.starts_with('d') {
-                    set.insert(("dirtree", f[4].to_owned()));
-                    set.insert(("dirmeta", f[5].to_owned()));
-                } else {
-                    set.insert(("file", f[4].to_owned()));
-                }
-            }
-            holds.insert(c.clone(), set);
-        }
-    }
-    let gated_commits: BTreeSet<&String> = gated_refs.iter().flat_map(|g| &histories[g]).collect();
-    let mut public: BTreeSet<(&str, String)> = BTreeSet::new();
-    for (r, commits) in &histories {
-        if gated_refs.contains(r) {
-            continue;
-        }
-        for c in commits.iter().filter(|c| !gated_commits.contains(c)) {
-            public.extend(holds[c].iter().cloned());
-        }
-    }
-    let mut gated: HashMap<(&str, String), BTreeSet<String>> = HashMap::new();
-    for g in &gated_refs {
-        for c in &histories[g] {
-            for o in &holds[c] {
-                gated.entry(o.clone()).or_default().insert(g.clone());
-            }
-        }
-    }
-    let mut files = BTreeMap::new();
-    for rel in files_under(&case.repo.join("objects")) {
-        let Some((dir, name)) = rel.split_once('/') else {
-            continue;
-        };
-        let Some((rest, ext)) = name.split_once('.') else {
-            continue;
-        };
-        let Some(kind) = kind(ext) else { continue };
-        let key = (kind, format!("{dir}{rest}"));
-        let expect = if public.contains(&key) {
-            Expect::Public
-        } else if let Some(refs) = gated.get(&key) {
-            Expect::Gated(refs.clone())
-        } else {
-            Expect::Nobody
-        };
-        files.insert(format!("/objects/{rel}"), expect);
-    }
-    for r in histories.keys() {
-        let expect = if gated_refs.contains(r) {
-            Expect::Gated(BTreeSet::from([r.clone()]))
-        } else {
-            Expect::Public
-        };
-        files.insert(format!("/refs/heads/{r}"), expect);
-    }
-    (files, gated_refs)
+/// How often the cases met what the rules are about.
+#[derive(Debug, Default)]
+struct Met {
+    public: usize,
+    gated: usize,
+    unreachable: usize,
+    /// Checksums public as one kind and gated as another.
+    public_and_gated_kinds: usize,
+    /// Public refs whose history holds a gated ref's commit.
+    public_history_through_gated: usize,
 }
 
 /// Every file asked for without a token and with each gated ref's token; the mismatches.
-fn check(case: &Case, server: &Server, data: &Path, round: &str) -> Vec<String> {
-    let (files, gated_refs) = model(case);
-    let mut tokens: Vec<(Option<String>, Option<String>)> = vec![(None, None)];
-    for g in &gated_refs {
-        tokens.push((Some(g.clone()), Some(tokens::issue(data, &[g], None, 600))));
-    }
-    let mut wrong = Vec::new();
-    for (path, expect) in &files {
-        for (covers, token) in &tokens {
-            let bearer = token.as_ref().map(|t| format!("Bearer {t}"));
-            let headers: Vec<(&str, &str)> = bearer
-                .iter()
-                .map(|b| ("Authorization", b.as_str()))
-                .collect();
-            let got = request(server.addr, "GET", path, &headers).status;
-            let want = match (expect, covers) {
-                (Expect::Public, _) => 200,
-                (Expect::Nobody, _) => 404,
-                (Expect::Gated(_), None) => 401,
-                (Expect::Gated(refs), Some(r)) if refs.contains(r) => 200,
-                (Expect::Gated(_), Some(_)) => 403,
-            };
-            if got != want {
-                wrong.push(format!(
-                    "{round}: {path} ({expect:?}) with a token for {covers:?}: {got}, not {want}"
-                ));
-            }
+fn check(case: &Case, server: &Server, data: &Path, round: &str, met: &mut Met) -> Vec<String> {
+    let files = expectations(&case.fx, &case.repo);
+    let refs = files_under(&case.repo.join("refs/heads"));
+    let (gated_refs, public_refs): (Vec<String>, Vec<String>) = refs
+        .into_iter()
+        .partition(|r| has_token_type(&case.fx, &case.repo, r));
+
+    let mut by_checksum: HashMap<&str, Vec<&Expect>> = HashMap::new();
+    for (rel, expect) in &files {
+        match expect {
+            Expect::Public => met.public += 1,
+            Expect::Gated(_) => met.gated += 1,
+            Expect::Unreachable => met.unreachable += 1,
+            Expect::Withheld(_) => {}
+        }
+        if let Some(name) = rel.strip_prefix("objects/")
+            && let Some((sum, _)) = name.split_once('.')
+        {
+            by_checksum.entry(sum).or_default().push(expect);
         }
     }
-    wrong
+    met.public_and_gated_kinds += by_checksum
+        .values()
+        .filter(|e| e.contains(&&Expect::Public) && e.iter().any(|e| matches!(e, Expect::Gated(_))))
+        .count();
+    let gated_commits: BTreeSet<Checksum> = gated_refs
+        .iter()
+        .flat_map(|g| history(&case.fx, &case.repo, g))
+        .collect();
+    met.public_history_through_gated += public_refs
+        .iter()
+        .filter(|r| {
+            history(&case.fx, &case.repo, r)
+                .iter()
+                .any(|c| gated_commits.contains(c))
+        })
+        .count();
+
+    let mut wrong = mismatches(server, &case.repo, &files, None, Presented::Invalid);
+    for g in &gated_refs {
+        let bearer = format!("Bearer {}", tokens::issue(data, &[g], None, 600));
+        wrong.extend(mismatches(
+            server,
+            &case.repo,
+            &files,
+            Some(&bearer),
+            Presented::Covers(g),
+        ));
+    }
+    wrong.into_iter().map(|w| format!("{round}: {w}")).collect()
 }
 
 /// Waits until the server has indexed the repository as it is now: a new "indexed" line, then
@@ -347,7 +269,7 @@ fn wait_for_index(server: &Server, before: usize) {
     }
 }
 
-fn run_case(seed: u64) -> Vec<String> {
+fn run_case(seed: u64, met: &mut Met) -> Vec<String> {
     let fx = Fixture::new();
     let repo = fx.join("repo");
     fx.ostree(&repo).args(["init", "--mode=archive"]).run();
@@ -375,14 +297,14 @@ fn run_case(seed: u64) -> Vec<String> {
         ],
         case.fx.env(),
     );
-    let mut wrong = check(&case, &server, &data, "built");
+    let mut wrong = check(&case, &server, &data, "built", met);
     let before = server.log().matches("indexed ").count();
     for _ in 0..4 {
         case.step();
     }
     case.ostree().args(["summary", "-u"]).run();
     wait_for_index(&server, before);
-    wrong.extend(check(&case, &server, &data, "updated"));
+    wrong.extend(check(&case, &server, &data, "updated", met));
     wrong
 }
 
@@ -392,9 +314,21 @@ fn random_ref_graphs_answer_as_the_rules_say() {
         Ok(s) => vec![s.parse().expect("TOLLGATE_GRAPH_SEED is a number")],
         Err(_) => (1..=10).collect(),
     };
+    let every_seed = seeds.len() > 1;
     let mut failed = Vec::new();
+    let mut met = Met::default();
     for seed in seeds {
-        let wrong = run_case(seed);
+        // A check that panics (a wrong body, say) still names its seed.
+        let wrong =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(seed, &mut met)))
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    vec![format!("panicked: {message}")]
+                });
         if !wrong.is_empty() {
             failed.push(format!(
                 "seed {seed} (TOLLGATE_GRAPH_SEED={seed}):\n  {}",
@@ -403,4 +337,14 @@ fn random_ref_graphs_answer_as_the_rules_say() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+    if every_seed {
+        assert!(
+            met.public > 0
+                && met.gated > 0
+                && met.unreachable > 0
+                && met.public_and_gated_kinds > 0
+                && met.public_history_through_gated > 0,
+            "the cases did not meet every rule: {met:?}"
+        );
+    }
 }

@@ -15,7 +15,8 @@
 //! **Building.** Public refs are walked first, then gated ones, each on as many threads as the
 //! machine has (up to four). A dirtree is read once per ref at most, and a gated walk does not go
 //! below a dirtree a public walk has seen: everything below a public dirtree is public. The walks
-//! yield (checksum, ref) pairs, which one sort groups by object.
+//! yield (checksum, ref) pairs, one list per kind of object, which one sort a kind groups by
+//! object.
 //!
 //! **Updating.** When refs have only been added or moved forward (the old tip is in the new
 //! tip's history) and no ref changed between public and gated, [`RepoIndex::update`] walks only
@@ -50,8 +51,9 @@ const MAX_REF_OBJECTS: usize = 20_000_000;
 
 /// (checksum, access id).
 type Entry = ([u8; 32], u32);
-/// What a walk yields: an object reached as `Kind`, and the access id of the walking ref.
-type Pair = (Kind, [u8; 32], u32);
+/// What a walk yields for one kind: an object reached as that kind, and the access id of the
+/// walking ref.
+type Pair = Entry;
 
 /// The kinds of object the index tells apart. A checksum opens only files of the kind it was
 /// reached as: a commit named as some tree's dirmeta opens a `.dirmeta` of that name, never
@@ -183,7 +185,8 @@ struct Work {
 /// What the walks yielded.
 #[derive(Default)]
 struct Walked {
-    pairs: Vec<Pair>,
+    /// By kind (`Kind::slot`): the kind is never stored, so a pair is 36 bytes.
+    pairs: [Vec<Pair>; KINDS],
     /// Dirtrees walked by public commits walked whole (what gated walks need not go below).
     trees: HashSet<[u8; 32]>,
     /// Some commit could not be walked.
@@ -336,20 +339,10 @@ impl RepoIndex {
             .collect();
         left_out.sort_unstable();
         left_out.dedup();
-        let mut pairs: Vec<Pair> =
-            Vec::with_capacity(public.iter().chain(&gated).map(|w| w.pairs.len()).sum());
-        for walked in public.into_iter().chain(gated) {
-            pairs.extend(walked.pairs);
-        }
         let walked = seen.load(Ordering::Relaxed);
         progress(walked);
-        // By kind, object, then access id: PUBLIC sorts last. Checksums are uniform, so their
-        // first eight bytes nearly always decide, without a 32-byte compare.
-        pairs.sort_unstable_by(|a, b| {
-            (a.0, prefix(&a.1))
-                .cmp(&(b.0, prefix(&b.1)))
-                .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
-        });
+        let mut all = public;
+        all.extend(gated);
 
         let mut sets: Vec<Box<[u32]>> = previous.map_or_else(Vec::new, |p| p.sets.clone());
         let mut set_ids: HashMap<Box<[u32]>, u32> = sets
@@ -368,39 +361,55 @@ impl RepoIndex {
         };
 
         // One entry per object of a kind: the union of what reaches it now and what reached
-        // it before.
+        // it before. A kind at a time, so that only one kind's pairs are held beside the
+        // tables.
         let mut entries: [Vec<Entry>; KINDS] = Default::default();
         let (mut added, mut made_public) = (0usize, 0usize);
         let mut union: Vec<u32> = Vec::new();
-        for group in pairs.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
-            let (kind, checksum) = (group[0].0, group[0].1);
-            let now_public = group.last().is_some_and(|p| p.2 == PUBLIC);
-            let before = previous.map_or(Access::Unknown, |p| p.lookup(kind, &checksum));
-            let id = match before {
-                Access::Public => continue,
-                _ if now_public => PUBLIC,
-                Access::Gated(old) => {
-                    union.clear();
-                    union.extend_from_slice(old);
-                    union.extend(group.iter().map(|p| p.2));
-                    union.sort_unstable();
-                    union.dedup();
-                    if union.len() == old.len() {
-                        continue;
+        for kind in Kind::ALL {
+            let k = kind.slot();
+            let mut pairs: Vec<Pair> =
+                Vec::with_capacity(all.iter().map(|w| w.pairs[k].len()).sum());
+            for w in &mut all {
+                pairs.append(&mut w.pairs[k]);
+                w.pairs[k].shrink_to_fit();
+            }
+            // By object, then access id: PUBLIC sorts last. Checksums are uniform, so their
+            // first eight bytes nearly always decide, without a 32-byte compare.
+            pairs.sort_unstable_by(|a, b| prefix(&a.0).cmp(&prefix(&b.0)).then_with(|| a.cmp(b)));
+            let groups = pairs.chunk_by(|a, b| a.0 == b.0);
+            entries[k].reserve_exact(groups.clone().count());
+            for group in groups {
+                let checksum = group[0].0;
+                let now_public = group.last().is_some_and(|p| p.1 == PUBLIC);
+                let before = previous.map_or(Access::Unknown, |p| p.lookup(kind, &checksum));
+                let id = match before {
+                    Access::Public => continue,
+                    _ if now_public => PUBLIC,
+                    Access::Gated(old) => {
+                        union.clear();
+                        union.extend_from_slice(old);
+                        union.extend(group.iter().map(|p| p.1));
+                        union.sort_unstable();
+                        union.dedup();
+                        if union.len() == old.len() {
+                            continue;
+                        }
+                        intern(&union)
                     }
-                    intern(&union)
-                }
-                Access::Unknown => {
-                    union.clear();
-                    union.extend(group.iter().map(|p| p.2));
-                    union.dedup();
-                    intern(&union)
-                }
-            };
-            added += usize::from(matches!(before, Access::Unknown));
-            made_public += usize::from(id == PUBLIC);
-            entries[kind.slot()].push((checksum, id));
+                    Access::Unknown => {
+                        union.clear();
+                        union.extend(group.iter().map(|p| p.1));
+                        union.dedup();
+                        intern(&union)
+                    }
+                };
+                added += usize::from(matches!(before, Access::Unknown));
+                made_public += usize::from(id == PUBLIC);
+                entries[k].push((checksum, id));
+            }
         }
+        drop(all);
 
         let mut objects: [Arc<Table>; KINDS] =
             std::array::from_fn(|_| Arc::new(Table::new(Vec::new())));
@@ -712,10 +721,11 @@ fn walk_all(
                 return Ok(out);
             };
             own.clear();
-            let ref_start = out.pairs.len();
+            let lengths = |out: &Walked| out.pairs.each_ref().map(Vec::len);
+            let ref_start = lengths(&out);
             let mut reached = 0usize;
             for (n, commit) in item.commits.iter().enumerate() {
-                let commit_start = out.pairs.len();
+                let commit_start = lengths(&out);
                 entered.clear();
                 let count = std::cell::Cell::new(0usize);
                 let result = commit_closure_visit(
@@ -738,7 +748,7 @@ fn walk_all(
                     &mut |object| {
                         count.set(count.get() + 1);
                         if let Some(kind) = Kind::of(object.kind) {
-                            out.pairs.push((kind, *object.checksum.as_bytes(), item.id));
+                            out.pairs[kind.slot()].push((*object.checksum.as_bytes(), item.id));
                         }
                     },
                 );
@@ -758,12 +768,16 @@ fn walk_all(
                     }
                 };
                 out.partial = true;
-                out.pairs.truncate(commit_start);
+                for (pairs, len) in out.pairs.iter_mut().zip(commit_start) {
+                    pairs.truncate(len);
+                }
                 for tree in &entered {
                     own.remove(tree);
                 }
                 if n == 0 {
-                    out.pairs.truncate(ref_start);
+                    for (pairs, len) in out.pairs.iter_mut().zip(ref_start) {
+                        pairs.truncate(len);
+                    }
                     own.clear();
                     out.left_out.push(item.name.clone());
                     tracing::warn!(
