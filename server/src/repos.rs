@@ -369,6 +369,25 @@ pub fn open_all(args: &[RepoArg], storage: &StorageConfig) -> anyhow::Result<Vec
     args.iter().map(|a| ServedRepo::open(a, storage)).collect()
 }
 
+/// An empty archive repository made at `root` (with an `objects/ab` folder), opened.
+#[cfg(test)]
+pub(crate) fn empty_repo(root: &std::path::Path) -> ServedRepo {
+    std::fs::create_dir_all(root.join("objects/ab")).unwrap();
+    std::fs::write(
+        root.join("config"),
+        "[core]\nrepo_version=1\nmode=archive-z2\n",
+    )
+    .unwrap();
+    ServedRepo::open(
+        &RepoArg {
+            name: None,
+            location: RepoLocation::Local(root.to_owned()),
+        },
+        &Default::default(),
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,20 +396,7 @@ mod tests {
     fn a_file_keeps_its_identity_only_while_it_is_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repo");
-        std::fs::create_dir_all(root.join("objects/ab")).unwrap();
-        std::fs::write(
-            root.join("config"),
-            "[core]\nrepo_version=1\nmode=archive-z2\n",
-        )
-        .unwrap();
-        let repo = ServedRepo::open(
-            &RepoArg {
-                name: None,
-                location: RepoLocation::Local(root.clone()),
-            },
-            &Default::default(),
-        )
-        .unwrap();
+        let repo = empty_repo(&root);
         let relative = format!("objects/ab/{}.filez", "c".repeat(62));
         let file = root.join(&relative);
         std::fs::write(&file, b"first").unwrap();

@@ -15,6 +15,15 @@ fn commit_path(commit: &str) -> String {
 }
 
 /// The commits `ostree log` shows for `rev` in `repo`.
+/// `ostree static-delta generate` from `from` to `to` with `extra` options, then the summary.
+fn generate_delta(fx: &Fixture, repo: &Path, from: &str, to: &str, extra: &[&str]) {
+    fx.ostree(repo)
+        .args(["static-delta", "generate", "--from", from, "--to", to])
+        .args(extra)
+        .run();
+    fx.ostree(repo).args(["summary", "-u"]).run();
+}
+
 fn logged_commits(fx: &Fixture, repo: &Path, rev: &str) -> Vec<String> {
     fx.ostree(repo)
         .args(["log", rev])
@@ -173,13 +182,7 @@ fn a_static_delta_generated_again_is_served_anew() {
         ],
     );
     let c2 = fx.commit(&repo, "test/a", &tree, "second");
-    let generate = |extra: &[&str]| {
-        fx.ostree(&repo)
-            .args(["static-delta", "generate", "--from", &c1, "--to", &c2])
-            .args(extra)
-            .run();
-        fx.ostree(&repo).args(["summary", "-u"]).run();
-    };
+    let generate = |extra: &[&str]| generate_delta(&fx, &repo, &c1, &c2, extra);
     generate(&[]);
     let from = Checksum::from_hex(&c1).unwrap().to_modified_base64();
     let to = Checksum::from_hex(&c2).unwrap().to_modified_base64();
@@ -309,13 +312,7 @@ fn files_from_a_bucket_are_answered_from_memory_only_until_the_next_publish() {
         &[("added", crate::fixture::pseudo_random(8 * 1024, 4))],
     );
     let c2 = fx.commit(&repo, "test/a", &tree, "second");
-    let generate = |extra: &[&str]| {
-        fx.ostree(&repo)
-            .args(["static-delta", "generate", "--from", &c1, "--to", &c2])
-            .args(extra)
-            .run();
-        fx.ostree(&repo).args(["summary", "-u"]).run();
-    };
+    let generate = |extra: &[&str]| generate_delta(&fx, &repo, &c1, &c2, extra);
     generate(&[]);
     uploaded = s3.sync(&repo, "repos", "shop", &uploaded);
     published(&c2);

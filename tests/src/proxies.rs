@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::entitlements::{Service, license_for_paid};
 use crate::fixture::Fixture;
-use crate::gating::gated_repo;
+use crate::gating::{GatedRepo, gated_repo};
 use crate::http::{self, Response, connect_from};
 
 fn loopback(last: u8) -> IpAddr {
@@ -64,22 +64,28 @@ fn logged(s: &mut Service, client: &str, status: u16) {
     s.server.wait_for_log(&needle, Duration::from_secs(10));
 }
 
+/// The service on `g` with the proxy settings `proxy` and a limit of three failures a minute;
+/// a license key for the paid app as an Authorization value, and a token request for it.
+fn behind_a_proxy(fx: &Fixture, g: &GatedRepo, proxy: &str) -> (Service, String, Value) {
+    let s = Service::start_on(
+        fx,
+        &g.repo,
+        &g.data,
+        proxy,
+        None,
+        "max-failures = 3\nfailure-window = 60",
+    );
+    let key = format!("Bearer {}", license_for_paid(&s));
+    (s, key, json!({ "refs": [g.app_ref] }))
+}
+
 const WRONG: &str = "Bearer tg_aaaaaaaaaaaaaaaa_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 
 #[test]
 fn a_trusted_proxys_client_is_logged_limited_and_audited_as_itself() {
     let fx = Fixture::new();
     let g = gated_repo(&fx);
-    let mut s = Service::start_on(
-        &fx,
-        &g.repo,
-        &g.data,
-        "trusted-proxies = [\"127.0.0.1\"]\n",
-        None,
-        "max-failures = 3\nfailure-window = 60",
-    );
-    let key = format!("Bearer {}", license_for_paid(&s));
-    let ask = json!({ "refs": [g.app_ref] });
+    let (mut s, key, ask) = behind_a_proxy(&fx, &g, "trusted-proxies = [\"127.0.0.1\"]\n");
     let xff = |client: &'static str| [("X-Forwarded-For", client)];
 
     // The client the proxy names is in the access log and in the audit of the token.
@@ -135,16 +141,11 @@ fn an_untrusted_peers_forwarding_header_is_ignored() {
     let fx = Fixture::new();
     let g = gated_repo(&fx);
     // The trusted proxy speaks RFC 7239 here: its X-Forwarded-For is not read either.
-    let mut s = Service::start_on(
+    let (mut s, key, ask) = behind_a_proxy(
         &fx,
-        &g.repo,
-        &g.data,
+        &g,
         "trusted-proxies = [\"127.0.0.1\"]\nforwarded-header = \"forwarded\"\n",
-        None,
-        "max-failures = 3\nfailure-window = 60",
     );
-    let key = format!("Bearer {}", license_for_paid(&s));
-    let ask = json!({ "refs": [g.app_ref] });
     let fwd = |client: &'static str| [("Forwarded", client)];
 
     assert_eq!(

@@ -780,12 +780,7 @@ mod tests {
     fn files() -> Files {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repo");
-        std::fs::create_dir_all(root.join("objects/ab")).unwrap();
-        std::fs::write(
-            root.join("config"),
-            "[core]\nrepo_version=1\nmode=archive-z2\n",
-        )
-        .unwrap();
+        let repo = crate::repos::empty_repo(&root);
         let mut made = (1..=2u8).map(|n| {
             let name = format!("ab/{}.filez", format!("{n:x}").repeat(62));
             // Not a multiple of the stream's chunk, nor of a page.
@@ -799,14 +794,6 @@ mod tests {
             (RepoPath::parse(&format!("objects/{name}")).unwrap(), bytes)
         });
         let (small, large) = (made.next().unwrap(), made.next().unwrap());
-        let repo = ServedRepo::open(
-            &crate::repos::RepoArg {
-                name: None,
-                location: crate::repos::RepoLocation::Local(root),
-            },
-            &Default::default(),
-        )
-        .unwrap();
         Files {
             dir,
             repo,
