@@ -113,6 +113,15 @@ pub struct LimitsConfig {
     /// take to arrive whole. 1 to 3600.
     #[serde(default = "default_stall_timeout")]
     pub stall_timeout: u64,
+    /// Objects one ref's history may reach before the index takes the ref for hostile and
+    /// leaves it out (its ref file and what only it reaches are refused, with a warning), so
+    /// that one publisher's ref cannot hold the index or its memory (about 40 bytes an object).
+    #[serde(default = "default_max_ref_objects")]
+    pub max_ref_objects: usize,
+}
+
+fn default_max_ref_objects() -> usize {
+    crate::index::DEFAULT_MAX_REF_OBJECTS
 }
 
 pub fn default_stall_timeout() -> u64 {
@@ -133,6 +142,7 @@ impl Default for LimitsConfig {
             max_connections: default_max_connections(),
             max_connections_per_address: default_max_connections_per_address(),
             stall_timeout: default_stall_timeout(),
+            max_ref_objects: default_max_ref_objects(),
         }
     }
 }
@@ -350,6 +360,14 @@ impl Config {
                 path.display(),
                 limits.max_connections,
                 limits.max_connections_per_address
+            );
+        }
+        if limits.max_ref_objects == 0 {
+            anyhow::bail!(
+                "in the configuration file {}: max-ref-objects must be above 0 (the default is \
+                 {})",
+                path.display(),
+                crate::index::DEFAULT_MAX_REF_OBJECTS
             );
         }
         if !(1..=3600).contains(&limits.stall_timeout) {

@@ -126,7 +126,11 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let repo = Repo::open(&args.repo)?;
     let peak_before = peak_rss_bytes();
-    let index = RepoIndex::build(&repo, &|name| config.gates_by_name(name), &mut |_| {})
+    let rules = crate::index::Rules {
+        gated_by_name: &|name| config.gates_by_name(name),
+        max_ref_objects: config.limits.max_ref_objects,
+    };
+    let index = RepoIndex::build(&repo, rules, &mut |_| {})
         .with_context(|| format!("indexing {}", args.repo.display()))?;
     let stats = index.stats();
     let mut refs = Vec::new();

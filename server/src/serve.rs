@@ -97,8 +97,12 @@ pub fn run(
     let policy: SharedPolicy = Arc::new(move |name: &str| policy_config.gates_by_name(name));
     let mut served = Vec::with_capacity(repos.len());
     for repo in repos {
-        let index = LiveIndex::start(repo.repo.clone(), Arc::clone(&policy))
-            .with_context(|| format!("indexing {}", repo.repo.location()))?;
+        let index = LiveIndex::start(
+            repo.repo.clone(),
+            Arc::clone(&policy),
+            config.limits.max_ref_objects,
+        )
+        .with_context(|| format!("indexing {}", repo.repo.location()))?;
         served.push(Served::new(repo, index));
     }
 

@@ -295,8 +295,29 @@ fn broken_and_hostile_refs_are_left_out_and_the_others_serve() {
     objects.raw(&looped, "dirtree", &bytes);
     let loop_commit = objects.commit("loop", None, None, &looping, &meta);
     write_ref(&repo, "hostile/loop", &loop_commit);
+    // A tree of more objects than the configured limit of a ref (100 here; every other ref has
+    // fewer than 20).
+    let many: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("f{i:03}"), format!("{:064x}", i + 1)))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(n, c)| (n.as_str(), c.as_str())).collect();
+    let wide = objects.dirtree(&many, &[]);
+    let wide_commit = objects.commit("wide", None, None, &wide, &meta);
+    write_ref(&repo, "hostile/wide", &wide_commit);
+    let config = fx.join("tollgate.toml");
+    std::fs::write(&config, "[limits]\nmax-ref-objects = 100\n").unwrap();
 
-    let mut server = serve(&fx, &repo, &data);
+    let mut server = Server::serve(
+        &[
+            "--repo",
+            repo.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        fx.env(),
+    );
     server.wait_for_log(
         "leaving the ref out of the index",
         std::time::Duration::from_secs(10),
@@ -308,6 +329,7 @@ fn broken_and_hostile_refs_are_left_out_and_the_others_serve() {
         "broken/fifo",
         "broken/dir",
         "broken/huge",
+        "hostile/wide",
     ] {
         assert!(
             log.lines()
@@ -331,11 +353,19 @@ fn broken_and_hostile_refs_are_left_out_and_the_others_serve() {
         404
     );
     assert_eq!(get(&server, "/refs/heads/hostile/loop", None).status, 200);
+    assert!(
+        log.contains("it reaches more than 100 objects (raise [limits] max-ref-objects"),
+        "{log}"
+    );
+    assert_eq!(
+        get(&server, &object_path(&wide, "dirtree"), None).status,
+        404
+    );
     let metrics = server.metrics();
     assert!(
         metrics
             .lines()
-            .any(|l| l == "tollgate_index_refs_left_out{repo=\"\"} 5"),
+            .any(|l| l == "tollgate_index_refs_left_out{repo=\"\"} 6"),
         "{metrics}"
     );
 

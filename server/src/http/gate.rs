@@ -214,7 +214,8 @@ mod tests {
         std::fs::create_dir_all(&mirror).unwrap();
         std::fs::write(mirror.join("stable"), format!("{}\n", generated.refs[0].1)).unwrap();
         let repo = Repo::open(&generated.repo).unwrap();
-        let index = RepoIndex::build(&repo, &|_| false, &mut |_| {}).unwrap();
+        let index =
+            RepoIndex::build(&repo, crate::index::Rules::by_name(&|_| false), &mut |_| {}).unwrap();
         let key = SigningKey::generate().unwrap();
         let verifier = Verifier::new([(key.kid().to_owned(), key.decoding_key())], None);
         Setup {

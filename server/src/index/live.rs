@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, Guard};
 use tollgate_ostree_format::{Listed, Repo};
 
-use super::{IndexError, RepoIndex};
+use super::{IndexError, RepoIndex, Rules};
 
 /// How often the refs are checked even without a file system event.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -51,6 +51,7 @@ impl std::fmt::Debug for LiveIndex {
 struct Shared {
     repo: Repo,
     policy: SharedPolicy,
+    max_ref_objects: usize,
     current: ArcSwap<RepoIndex>,
     /// Checks asked for so far; a check serves every request made before it began.
     requested: AtomicU64,
@@ -70,11 +71,21 @@ struct Shared {
 
 impl LiveIndex {
     /// Builds the index of `repo` now, then keeps it current in a background thread.
-    pub fn start(repo: Repo, policy: SharedPolicy) -> Result<Arc<LiveIndex>, IndexError> {
+    /// `max_ref_objects`: see [`Rules::max_ref_objects`].
+    pub fn start(
+        repo: Repo,
+        policy: SharedPolicy,
+        max_ref_objects: usize,
+    ) -> Result<Arc<LiveIndex>, IndexError> {
         let fingerprint = fingerprint(&repo);
-        let index = build(&repo, &policy, None)?;
+        let rules = Rules {
+            gated_by_name: &*policy,
+            max_ref_objects,
+        };
+        let index = build(&repo, rules, None)?;
         let shared = Arc::new(Shared {
             repo,
+            max_ref_objects,
             policy,
             current: ArcSwap::from_pointee(index),
             requested: AtomicU64::new(0),
@@ -151,6 +162,13 @@ impl LiveIndex {
 }
 
 impl Shared {
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            gated_by_name: &*self.policy,
+            max_ref_objects: self.max_ref_objects,
+        }
+    }
+
     fn wake_up(&self) {
         let (flag, cvar) = &self.wake;
         *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -184,7 +202,7 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
             );
             let started = Instant::now();
             let previous = shared.current.load_full();
-            match build(&shared.repo, &shared.policy, Some(&previous)) {
+            match build(&shared.repo, shared.rules(), Some(&previous)) {
                 Ok(index) => {
                     shared.current.store(Arc::new(index));
                     last = now;
@@ -214,7 +232,7 @@ fn keep_current(shared: &Shared, mut last: Fingerprint) {
 /// Builds the index of `repo`, or updates `previous` where only new commits need walking.
 fn build(
     repo: &Repo,
-    policy: &SharedPolicy,
+    rules: Rules<'_>,
     previous: Option<&RepoIndex>,
 ) -> Result<RepoIndex, IndexError> {
     let started = Instant::now();
@@ -227,10 +245,10 @@ fn build(
         }
     };
     let index = match previous {
-        Some(previous) => previous.update(repo, &**policy, &mut progress)?,
+        Some(previous) => previous.update(repo, rules, &mut progress)?,
         None => {
             tracing::info!("building the index of {root}");
-            RepoIndex::build(repo, &**policy, &mut progress)?
+            RepoIndex::build(repo, rules, &mut progress)?
         }
     };
     let stats = index.stats();
@@ -340,7 +358,12 @@ mod tests {
         let fx = Fixture::new();
         let tree = sample_tree(&fx.join("tree"));
         let (path, _) = fx.archive_repo("repo", "test/a", &tree);
-        let live = LiveIndex::start(Repo::open(&path).unwrap(), Arc::new(|_: &str| false)).unwrap();
+        let live = LiveIndex::start(
+            Repo::open(&path).unwrap(),
+            Arc::new(|_: &str| false),
+            crate::index::DEFAULT_MAX_REF_OBJECTS,
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(200));
         let checks = || live.shared.checks.load(Ordering::Relaxed);
         let before = checks();

@@ -44,10 +44,11 @@ use tollgate_ostree_format::{
 const PUBLIC: u32 = u32::MAX;
 /// Threads a build walks on at most.
 const MAX_THREADS: usize = 4;
-/// Objects one ref's history may reach before the ref is taken for hostile and left out: far
-/// more than any real tree (a whole OS is about a million), few enough that one publisher's
-/// ref cannot hold the index thread or its memory (about 40 bytes a walked object).
-const MAX_REF_OBJECTS: usize = 20_000_000;
+/// Objects one ref's history may reach before the ref is taken for hostile and left out, unless
+/// the configuration says otherwise (`[limits] max-ref-objects`): far more than any real tree
+/// (a whole OS is about a million), few enough that one publisher's ref cannot hold the index
+/// thread or its memory (about 40 bytes a walked object).
+pub const DEFAULT_MAX_REF_OBJECTS: usize = 20_000_000;
 
 /// (checksum, access id).
 type Entry = ([u8; 32], u32);
@@ -103,6 +104,25 @@ pub enum Access<'a> {
 /// Decides whether a ref is gated by its name (the `gated-refs` patterns).
 pub type NamePolicy<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 
+/// What an index is built by, besides the repository.
+#[derive(Clone, Copy)]
+pub struct Rules<'a> {
+    pub gated_by_name: NamePolicy<'a>,
+    /// Objects one ref's history may reach before the ref is left out as hostile.
+    pub max_ref_objects: usize,
+}
+
+impl<'a> Rules<'a> {
+    /// `gated_by_name`, and the default limit on a ref's objects.
+    #[cfg(test)]
+    pub fn by_name(gated_by_name: NamePolicy<'a>) -> Rules<'a> {
+        Rules {
+            gated_by_name,
+            max_ref_objects: DEFAULT_MAX_REF_OBJECTS,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error(transparent)]
@@ -124,7 +144,7 @@ pub struct IndexStats {
     pub public_refs: usize,
     pub gated_refs: usize,
     /// Refs left out because their tip commit could not be walked (missing, corrupt or
-    /// unreadable objects, or more than [`MAX_REF_OBJECTS`]): their ref files and what only
+    /// unreadable objects, or more than [`Rules::max_ref_objects`]): their ref files and what only
     /// they reach are refused.
     pub left_out_refs: usize,
     /// Distinct sets of gated refs.
@@ -217,10 +237,10 @@ impl RepoIndex {
     /// walked so far, so that a long build can say how it is going.
     pub fn build(
         repo: &Repo,
-        gated_by_name: NamePolicy<'_>,
+        rules: Rules<'_>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<RepoIndex, IndexError> {
-        RepoIndex::make(None, repo, gated_by_name, progress)
+        RepoIndex::make(None, repo, rules, progress)
     }
 
     /// The index of `repo` as it is now, made from this one by walking only what is new when
@@ -228,25 +248,26 @@ impl RepoIndex {
     pub fn update(
         &self,
         repo: &Repo,
-        gated_by_name: NamePolicy<'_>,
+        rules: Rules<'_>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<RepoIndex, IndexError> {
-        RepoIndex::make(Some(self), repo, gated_by_name, progress)
+        RepoIndex::make(Some(self), repo, rules, progress)
     }
 
     fn make(
         previous: Option<&RepoIndex>,
         repo: &Repo,
-        gated_by_name: NamePolicy<'_>,
+        rules: Rules<'_>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<RepoIndex, IndexError> {
         let started = Instant::now();
-        let tips = read_tips(repo, gated_by_name)?;
+        let tips = read_tips(repo, rules.gated_by_name)?;
+        let max = rules.max_ref_objects;
         let mut index = None;
         if let Some(previous) = previous.filter(|p| !p.partial)
             && let Some(work) = plan_update(previous, &tips, repo)
         {
-            index = RepoIndex::assemble(Some(previous), repo, tips.clone(), work, progress)?;
+            index = RepoIndex::assemble(Some(previous), repo, tips.clone(), work, max, progress)?;
         }
         let index = match index {
             Some(index) => index,
@@ -254,7 +275,7 @@ impl RepoIndex {
                 let work = plan_build(&tips, repo)?;
                 // A build, with no index before it, always lays one out; were it ever not to,
                 // the closed index refuses everything.
-                RepoIndex::assemble(None, repo, tips, work, progress)?
+                RepoIndex::assemble(None, repo, tips, work, max, progress)?
                     .unwrap_or_else(RepoIndex::closed)
             }
         };
@@ -274,6 +295,7 @@ impl RepoIndex {
         repo: &Repo,
         tips: Vec<Tip>,
         work: Vec<Work>,
+        max: usize,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Option<RepoIndex>, IndexError> {
         // Gated ref ids: those of the old index, then new names in name order.
@@ -325,9 +347,17 @@ impl RepoIndex {
         }
 
         let seen = AtomicUsize::new(0);
-        let public = walk_all(repo, previous, &public_work, &[], &seen, progress)?;
+        let public = walk_all(repo, previous, &public_work, &[], max, &seen, progress)?;
         let public_trees: Vec<&HashSet<[u8; 32]>> = public.iter().map(|w| &w.trees).collect();
-        let gated = walk_all(repo, previous, &gated_work, &public_trees, &seen, progress)?;
+        let gated = walk_all(
+            repo,
+            previous,
+            &gated_work,
+            &public_trees,
+            max,
+            &seen,
+            progress,
+        )?;
         let partial = public.iter().chain(&gated).any(|w| w.partial);
         if partial && previous.is_some() {
             return Ok(None);
@@ -701,6 +731,7 @@ fn walk_all(
     previous: Option<&RepoIndex>,
     work: &[Work],
     public_trees: &[&HashSet<[u8; 32]>],
+    max: usize,
     seen: &AtomicUsize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Walked>, IndexError> {
@@ -735,7 +766,7 @@ fn walk_all(
                         let tree = tree.as_bytes();
                         // Public walks of this thread share what they walked whole.
                         let walked_here = item.id == PUBLIC && out.trees.contains(tree);
-                        let enter = reached + count.get() <= MAX_REF_OBJECTS
+                        let enter = reached + count.get() <= max
                             && !walked_here
                             && !public_trees.iter().any(|s| s.contains(tree))
                             && !previous.is_some_and(|p| p.covers(tree, item.id))
@@ -757,8 +788,11 @@ fn walk_all(
                 let total = seen.fetch_add(count, Ordering::Relaxed) + count;
                 progress(total);
                 let failure = match result {
-                    Ok(()) if reached <= MAX_REF_OBJECTS => continue,
-                    Ok(()) => format!("it reaches more than {MAX_REF_OBJECTS} objects"),
+                    Ok(()) if reached <= max => continue,
+                    Ok(()) => format!(
+                        "it reaches more than {max} objects (raise [limits] max-ref-objects \
+                         if that is its real size)"
+                    ),
                     Err(e) if of_one_ref(&e) => chain(&e),
                     Err(e) => {
                         return Err(IndexError::Walk {
@@ -993,14 +1027,16 @@ mod tests {
         let (path, _) = fx.archive_repo("repo", "runtime/r", &runtime);
         let repo = Repo::open(&path).unwrap();
         let gated = |name: &str| name.starts_with("app/");
-        let mut index = RepoIndex::build(&repo, &gated, &mut |_| {}).unwrap();
+        let mut index = RepoIndex::build(&repo, Rules::by_name(&gated), &mut |_| {}).unwrap();
 
         // Each step changes the repository with the real ostree, then updates the index; the
         // update must answer exactly as a build from scratch, and say whether it walked only
         // the new commits.
         let mut step = |what: &str, policy: NamePolicy<'_>, incremental: bool| -> IndexStats {
-            let updated = index.update(&repo, policy, &mut |_| {}).unwrap();
-            let built = RepoIndex::build(&repo, policy, &mut |_| {}).unwrap();
+            let updated = index
+                .update(&repo, Rules::by_name(policy), &mut |_| {})
+                .unwrap();
+            let built = RepoIndex::build(&repo, Rules::by_name(policy), &mut |_| {}).unwrap();
             assert_eq!(updated.stats().incremental, incremental, "{what}");
             assert_eq!(answers(&updated, &path), answers(&built, &path), "{what}");
             assert_eq!(updated.stats().objects, built.stats().objects, "{what}");
@@ -1079,7 +1115,7 @@ mod tests {
         let (path, _) = fx.archive_repo("repo", "app/a", &tree);
         let repo = Repo::open(&path).unwrap();
         let gated = |_: &str| true;
-        let mut index = RepoIndex::build(&repo, &gated, &mut |_| {}).unwrap();
+        let mut index = RepoIndex::build(&repo, Rules::by_name(&gated), &mut |_| {}).unwrap();
         let mut folded = false;
         for i in 0..12 {
             let files: Vec<(String, Vec<u8>)> = (0..200)
@@ -1090,9 +1126,11 @@ mod tests {
             write_files(&tree, &files);
             fx.commit(&path, "app/a", &tree, "more");
             let before: usize = index.recent.iter().map(Vec::len).sum();
-            index = index.update(&repo, &gated, &mut |_| {}).unwrap();
+            index = index
+                .update(&repo, Rules::by_name(&gated), &mut |_| {})
+                .unwrap();
             folded |= index.recent.iter().map(Vec::len).sum::<usize>() < before;
-            let built = RepoIndex::build(&repo, &gated, &mut |_| {}).unwrap();
+            let built = RepoIndex::build(&repo, Rules::by_name(&gated), &mut |_| {}).unwrap();
             assert_eq!(answers(&index, &path), answers(&built, &path));
         }
         assert!(folded, "recent entries were never folded in");
