@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, IoSliceMut, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -78,12 +79,33 @@ pub(crate) struct CachedFile {
     rep: Arc<Representation>,
     bytes: Bytes,
     source: Source,
+    /// When the file was last found unchanged on disk, in milliseconds of [`clock`].
+    checked: AtomicU64,
 }
 
 impl CachedFile {
     pub(crate) fn source(&self) -> Source {
         self.source
     }
+
+    /// Whether the file was found unchanged on disk less than `within` ago.
+    pub(crate) fn checked_within(&self, within: Duration) -> bool {
+        clock().saturating_sub(self.checked.load(Ordering::Relaxed)) < within.as_millis() as u64
+    }
+
+    /// The file was just found unchanged on disk.
+    pub(crate) fn confirm(&self) {
+        self.checked.store(clock(), Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds since the first call: the memory cache's clock.
+fn clock() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 /// What a file kept in memory is checked against before each answer made from it: it is
@@ -91,8 +113,10 @@ impl CachedFile {
 /// deleted (`ostree prune`, a repair) or replaced on disk is never answered from memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// A local file, with its identity when it was read: checked with one `statx` per answer
-    /// ([`ServedRepo::file_id`]).
+    /// A local file, with its identity when it was read: dropped as soon as the repository's
+    /// watcher sees the file change, and checked with one `statx` ([`ServedRepo::file_id`]) when
+    /// it was last found unchanged longer ago than the watcher can be trusted to have told
+    /// (or per answer, where the repository cannot be watched).
     Local(FileId),
     /// An object or sub-summary in a bucket, read while the repository's index was at this
     /// generation. A bucket has no cheap per-file check (a HEAD costs what the GET it saves
@@ -602,6 +626,7 @@ impl Prepared {
                     rep: Arc::clone(&self.rep),
                     bytes: bytes.clone(),
                     source,
+                    checked: AtomicU64::new(clock()),
                 })
             }
             _ => None,

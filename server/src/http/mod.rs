@@ -7,6 +7,7 @@
 
 mod admin;
 mod api;
+mod changes;
 mod error;
 mod files;
 mod flatpakrepo;
@@ -53,15 +54,37 @@ pub struct Served {
     pub repo: ServedRepo,
     pub index: Arc<LiveIndex>,
     /// Content-addressed files read whole, by path in the repository.
-    files: files::FileCache,
+    files: Arc<files::FileCache>,
+    /// Whether a watch drops from `files` what changes on disk ([`changes`]); not for a
+    /// bucket, or a folder that cannot be watched (each answer from memory is then checked
+    /// with a `statx`).
+    watched: bool,
 }
+
+/// How long a file kept in memory is served without a `statx` of its own, while the
+/// repository is watched: the watcher drops a changed file at once, and this bounds what a
+/// change it missed (one made between a file's read and its keeping) can cost.
+const RECHECK: Duration = Duration::from_secs(1);
 
 impl Served {
     pub fn new(repo: ServedRepo, index: Arc<LiveIndex>) -> Served {
+        let files = Arc::new(files::file_cache(files::FILE_CACHE_BYTES));
+        let watched = repo.repo.local_root().is_some_and(|root| {
+            changes::watch(root, &files)
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        "cannot watch {} for changed files ({e}); checking each file served \
+                         from memory on disk instead",
+                        root.display()
+                    );
+                })
+                .is_ok()
+        });
         Served {
             repo,
             index,
-            files: files::file_cache(files::FILE_CACHE_BYTES),
+            files,
+            watched,
         }
     }
 
@@ -455,12 +478,19 @@ async fn prepare(
     Ok(prepared)
 }
 
-/// Whether a file kept in memory is still the one in the repository: for a local file, one
-/// `statx` finds the same file, unchanged; for a bucket, the index has not changed since.
+/// Whether a file kept in memory is still the one in the repository: for a local file, the
+/// watcher has not dropped it, and one `statx` found the same file unchanged within
+/// [`RECHECK`] (or now, without a watcher); for a bucket, the index has not changed since.
 fn still_there(served: &Served, path: &RepoPath, file: &files::CachedFile) -> bool {
     match file.source() {
+        files::Source::Local(_) if served.watched && file.checked_within(RECHECK) => true,
         files::Source::Local(id) => {
-            matches!(served.repo.file_id(&path.relative_path()), Ok(Some(now)) if now == id)
+            let same =
+                matches!(served.repo.file_id(&path.relative_path()), Ok(Some(now)) if now == id);
+            if same {
+                file.confirm();
+            }
+            same
         }
         files::Source::Bucket(generation) => generation == served.index.generation(),
     }
