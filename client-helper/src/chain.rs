@@ -2,9 +2,10 @@
 //! configured order. The first provider with a credential for a URL wins; one that fails (is
 //! locked, errs, panics, hangs, or answers against the ABI) is reported and the next is asked.
 //!
-//! The search path is [`SYSTEM_DIR`], then `$XDG_DATA_HOME/tollgate/providers`, then the
-//! directories of `TOLLGATE_PROVIDER_PATH` (separated by `:`), as `design.md` has it: a provider
-//! the system installed cannot be replaced by a same-named one from the user's environment. In each directory the
+//! The search path is [`PACKAGED_DIR`] (where the provider packages put them), [`SYSTEM_DIR`],
+//! then `$XDG_DATA_HOME/tollgate/providers`, then the directories of `TOLLGATE_PROVIDER_PATH`
+//! (separated by `:`), as `design.md` has it: a provider the system installed cannot be replaced
+//! by a same-named one from the user's environment. In each directory the
 //! files `libtollgate_provider_<name>.so` are providers, taken in name order; a second provider
 //! with a name already loaded is refused. Relative directories are not searched. A library is
 //! loaded (and its initialisers run) before its descriptor can say whether it is usable, so
@@ -18,14 +19,22 @@ use tollgate_plugin_api::{Credential, ErrorKind, Request};
 
 use crate::config::{Config, data_home};
 
-/// Where distributions install providers.
+/// Where distribution packages install providers: the multiarch library directory, so that
+/// the providers of two architectures can be installed side by side. The `-dev` package's
+/// pkg-config file names it as `providersdir`.
+pub const PACKAGED_DIR: &str = concat!(
+    "/usr/lib/",
+    env!("TOLLGATE_MULTIARCH"),
+    "/tollgate/providers"
+);
+/// Where providers installed by hand for the whole machine go.
 pub const SYSTEM_DIR: &str = "/usr/lib/tollgate/providers";
 const PREFIX: &str = "libtollgate_provider_";
 const SUFFIX: &str = ".so";
 
 /// The directories providers are found in, in order.
 pub fn search_path() -> Vec<PathBuf> {
-    let mut dirs = vec![PathBuf::from(SYSTEM_DIR)];
+    let mut dirs = vec![PathBuf::from(PACKAGED_DIR), PathBuf::from(SYSTEM_DIR)];
     dirs.extend(data_home().map(|d| d.join("tollgate/providers")));
     if let Some(path) = std::env::var_os("TOLLGATE_PROVIDER_PATH") {
         dirs.extend(std::env::split_paths(&path).filter(|p| !p.as_os_str().is_empty()));

@@ -141,6 +141,13 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         exec: Option<std::path::PathBuf>,
     },
+    /// For packaging: write the man pages, shell completions and the providers' pkg-config
+    /// file into a folder.
+    #[command(hide = true)]
+    PackageFiles {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// How a P2P pull finds its refs.
@@ -349,6 +356,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             service,
         } => p2p_options(&origin, &results, &service),
         Command::InstallAuthenticator { user, exec } => install_authenticator(user, exec),
+        Command::PackageFiles { out } => package_files(&out),
     }
 }
 
@@ -1043,5 +1051,64 @@ fn install_authenticator(user: bool, exec: Option<PathBuf>) -> anyhow::Result<Ex
         file.display(),
         exec.display()
     ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `man/` (this command's page and one per subcommand, gzipped), `completions/` (bash, zsh,
+/// fish) and `tollgate-provider.pc`, whose `providersdir` is where the helper finds packaged
+/// providers first.
+fn package_files(dir: &Path) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    use std::io::Write as _;
+
+    let man = dir.join("man");
+    let completions = dir.join("completions");
+    for d in [&man, &completions] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let mut command = Cli::command();
+    command.build();
+    let mut pages = vec![(command.get_name().to_owned(), command.clone())];
+    for sub in command
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+    {
+        let name = format!("{}-{}", command.get_name(), sub.get_name());
+        pages.push((name.clone(), sub.clone().display_name(name)));
+    }
+    for (name, page) in pages {
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(page).render(&mut roff)?;
+        let path = man.join(format!("{name}.1.gz"));
+        // No name or time in the gzip header, so that the package builds reproducibly.
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), flate2::Compression::best());
+        gz.write_all(&roff)?;
+        std::fs::write(&path, gz.finish()?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let name = command.get_name().to_owned();
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut command, &name, &completions)
+            .with_context(|| format!("writing the {shell} completions"))?;
+    }
+    let pc = format!(
+        "prefix=/usr\nincludedir=${{prefix}}/include\nprovidersdir={}\nabi_major={}\n\n\
+         Name: tollgate-provider\n\
+         Description: Credential-provider plugins for tollgate-helper\n\
+         Version: {}\n\
+         Cflags: -I${{includedir}}\n",
+        crate::chain::PACKAGED_DIR,
+        tollgate_plugin_api::abi::ABI_MAJOR,
+        env!("CARGO_PKG_VERSION"),
+    );
+    let path = dir.join("tollgate-provider.pc");
+    std::fs::write(&path, pc).with_context(|| format!("writing {}", path.display()))?;
+    out(&format!("wrote the package files into {}", dir.display()));
     Ok(ExitCode::SUCCESS)
 }

@@ -468,6 +468,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_packaged_configuration_is_the_readmes_with_every_key_commented() {
+        let packaged = include_str!("../debian/tollgate.toml");
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("## The configuration file")
+            .nth(1)
+            .and_then(|s| s.split("```toml\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("the README's configuration block");
+        // Prose is "# ...", a commented key or section "#key" or "#[section]".
+        let mut uncommented = String::new();
+        for line in packaged
+            .lines()
+            .skip_while(|l| l.starts_with("# ") || l.is_empty())
+        {
+            assert!(!line.starts_with("# "), "prose among the keys: {line}");
+            assert!(
+                line.is_empty() || line.starts_with('#'),
+                "a key set: {line}"
+            );
+            uncommented.push_str(line.strip_prefix('#').unwrap_or(line));
+            uncommented.push('\n');
+        }
+        assert_eq!(uncommented, block);
+        let config: Config = toml::from_str(&uncommented).unwrap();
+        assert_eq!(config.limits.max_ref_objects, 20_000_000);
+    }
+
+    #[test]
     fn http_addresses() {
         for good in [
             "https://apps.example.com",

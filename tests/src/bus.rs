@@ -55,12 +55,23 @@ impl SessionBus {
         let files: Vec<(&str, Vec<u8>)> =
             files.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();
         write_files(&dir, &files);
+        SessionBus::spawn(
+            fx,
+            &format!("--config-file={}", dir.join("session.conf").display()),
+        )
+    }
+
+    /// Starts `dbus-daemon --session`: the system's own session bus configuration, which
+    /// activates the services installed in `/usr/share/dbus-1/services` (and the user's).
+    pub fn start_as_installed(fx: &Fixture) -> SessionBus {
+        require_tool("dbus-daemon", "dbus-daemon");
+        SessionBus::spawn(fx, "--session")
+    }
+
+    fn spawn(fx: &Fixture, config: &str) -> SessionBus {
         let mut command = Command::new("dbus-daemon");
         command
-            .arg(format!(
-                "--config-file={}",
-                dir.join("session.conf").display()
-            ))
+            .arg(config)
             .args(["--nofork", "--print-address"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -57,6 +57,8 @@ mod ostree_pull;
 #[cfg(test)]
 mod p2p;
 #[cfg(test)]
+mod packages;
+#[cfg(test)]
 mod providers;
 #[cfg(test)]
 mod proxies;

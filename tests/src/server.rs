@@ -73,15 +73,20 @@ impl Server {
     /// "listening on http://ADDR/" line.
     pub fn start(args: &[&str], env: &[(String, PathBuf)]) -> Server {
         let mut command = Command::new(tollgate_bin());
-        command
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.args(args).env("RUST_LOG", "info");
         for (k, v) in env {
             command.env(k, v);
         }
+        Server::run(command)
+    }
+
+    /// Runs `command` (a tollgate server, however started) and waits for the "listening on
+    /// http://ADDR/" line.
+    pub fn run(mut command: Command) -> Server {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("starting tollgate");
         let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
         for stream in [
