@@ -193,8 +193,12 @@ impl Authenticator {
             .object_server()
             .at(path.as_str(), RequestObject { replies })
             .await?;
-        let service_url =
-            string_option(&authenticator_options, "url").unwrap_or_else(|| remote_uri.to_owned());
+        // `auth-server-url`, the name the entitlement-server proposal for flatpak gave it;
+        // remotes set up before it carry `url`.
+        let service_url = ["auth-server-url", "url"]
+            .iter()
+            .find_map(|key| string_option(&authenticator_options, key))
+            .unwrap_or_else(|| remote_uri.to_owned());
         let work = Work {
             remote: remote.to_owned(),
             remote_url: remote_uri.to_owned(),
@@ -312,7 +316,7 @@ async fn work_out(
         Err(e) => {
             return Outcome::Failed(format!(
                 "the remote {}'s entitlement service URL is not usable: {e}; fix the \
-                 repository's xa.authenticator-options.url",
+                 repository's xa.authenticator-options.auth-server-url",
                 work.remote
             ));
         }

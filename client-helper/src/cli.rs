@@ -112,7 +112,10 @@ pub enum Command {
     },
     /// Show the providers, which of them has a credential for each service seen, and the cached
     /// tokens with their expiry (never a secret).
-    Status,
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// The mirrors that may see tokens besides the entitlement service's own origin (scheme,
     /// host and port): flatpak installs and pulls from a remote at or beneath one of them get
     /// tokens, and P2P pulls send it the tokens for the refs it has.
@@ -348,7 +351,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             p2p_args,
             service,
         } => pull_p2p(&local, &source, &refs, &p2p_args, &service),
-        Command::Status => status(),
+        Command::Status { json } => status(json),
         Command::Trust { action } => trust(action),
         Command::P2pOptions {
             origin,
@@ -958,8 +961,47 @@ fn p2p_options(
     Ok(ExitCode::SUCCESS)
 }
 
-fn status() -> anyhow::Result<ExitCode> {
+fn status(as_json: bool) -> anyhow::Result<ExitCode> {
     let helper = Helper::load()?;
+    let now = crate::cache::now();
+    let entries = helper
+        .cache
+        .as_ref()
+        .map(|c| c.entries(now))
+        .unwrap_or_default();
+    let mut urls: Vec<&str> = entries.iter().map(|e| e.url.as_str()).collect();
+    urls.dedup();
+    let credentials: Vec<(&str, Option<(String, Credential)>)> = urls
+        .iter()
+        .map(|url| (*url, helper.chain.lookup(url, false).0))
+        .collect();
+    let kind = |token: &str| if token.is_empty() { "public" } else { "token" };
+    if as_json {
+        let value = json!({
+            "providers": helper.chain.providers.iter().map(|p| json!({
+                "name": p.name,
+                "version": p.version,
+                "capabilities": p.capabilities.names(),
+            })).collect::<Vec<_>>(),
+            "credentials": credentials.iter().map(|(url, found)| json!({
+                "url": url,
+                "found": found.as_ref().map(|(provider, c)| json!({
+                    "provider": provider,
+                    "kind": c.kind().name(),
+                    "user": c.user(),
+                })),
+            })).collect::<Vec<_>>(),
+            "tokens": entries.iter().map(|e| json!({
+                "url": e.url,
+                "repo": e.repo,
+                "ref": e.ref_,
+                "kind": kind(&e.token),
+                "expires-in": e.expires_at.saturating_sub(now),
+            })).collect::<Vec<_>>(),
+        });
+        out(&serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     out("providers:");
     if helper.chain.providers.is_empty() {
         out("  none found (`tollgate-helper providers` shows where they are looked for)");
@@ -972,23 +1014,14 @@ fn status() -> anyhow::Result<ExitCode> {
             p.capabilities.names().join(", ")
         ));
     }
-    let now = crate::cache::now();
-    let entries = helper
-        .cache
-        .as_ref()
-        .map(|c| c.entries(now))
-        .unwrap_or_default();
-    let mut urls: Vec<&str> = entries.iter().map(|e| e.url.as_str()).collect();
-    urls.dedup();
     out("credentials:");
-    if urls.is_empty() {
+    if credentials.is_empty() {
         out("  no service seen yet");
     }
-    for url in urls {
-        let (found, _) = helper.chain.lookup(url, false);
+    for (url, found) in &credentials {
         match found {
             Some((provider, credential)) => {
-                out(&format!("  {url}: {} in {provider}", what(&credential)))
+                out(&format!("  {url}: {} in {provider}", what(credential)))
             }
             None => out(&format!("  {url}: none stored")),
         }
@@ -1007,11 +1040,7 @@ fn status() -> anyhow::Result<ExitCode> {
             "  {}{repo} {}: {}, expires in {} s",
             e.url,
             e.ref_,
-            if e.token.is_empty() {
-                "public"
-            } else {
-                "token"
-            },
+            kind(&e.token),
             e.expires_at.saturating_sub(now)
         ));
     }

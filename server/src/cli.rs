@@ -38,7 +38,7 @@ enum Command {
     /// database (the server may be running).
     Admin(AdminArgs),
     /// Point a Flatpak repository's clients at tollgate's authenticator: writes
-    /// `xa.authenticator-name` and `xa.authenticator-options.url` (and `.repo`) into its config
+    /// `xa.authenticator-name` and `xa.authenticator-options.auth-server-url` (and `.repo`) into its config
     /// and summary with the real `flatpak build-update-repo`, so that a plain
     /// `flatpak remote-add` sets everything up.
     Authenticator(AuthenticatorArgs),

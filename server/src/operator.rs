@@ -235,7 +235,7 @@ pub fn authenticator(args: AuthenticatorArgs) -> anyhow::Result<()> {
         "build-update-repo",
         &format!("--authenticator-name={AUTHENTICATOR_NAME}"),
         "--no-authenticator-install",
-        &format!("--authenticator-option=url={url}"),
+        &format!("--authenticator-option=auth-server-url={url}"),
     ]);
     if let Some(name) = &args.name {
         command.arg(format!("--authenticator-option=repo={name}"));

@@ -71,7 +71,10 @@ impl Setup {
             "{config}"
         );
         assert!(
-            config.contains(&format!("authenticator-options.url={}", s.server.url())),
+            config.contains(&format!(
+                "authenticator-options.auth-server-url={}",
+                s.server.url()
+            )),
             "{config}"
         );
         let providers = fx.join("home/.local/share/tollgate/providers");
@@ -184,6 +187,24 @@ fn flatpak_installs_updates_and_uninstalls_a_gated_app_with_the_key_in_the_keyri
     );
     assert!(!status.contains(&t.key), "{status}");
     assert!(!status.contains("eyJ"), "a token in the status: {status}");
+    // The same as JSON, for scripts.
+    let text = t.helper().args(["status", "--json"]).run();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["credentials"][0]["url"], url, "{json}");
+    assert_eq!(
+        json["credentials"][0]["found"]["provider"],
+        "secret-service"
+    );
+    assert_eq!(json["credentials"][0]["found"]["kind"], "license-key");
+    assert!(
+        json["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["ref"] == t.g.app_ref.as_str() && e["kind"] == "token"),
+        "{json}"
+    );
+    assert!(!text.contains(&t.key) && !text.contains("eyJ"), "{text}");
 
     t.flatpak()
         .args(["--user", "uninstall", "-y", "--noninteractive", APP])
@@ -662,7 +683,7 @@ fn the_flatpakrepo_file_follows_the_repository_config_its_name_and_public_url() 
 }
 
 /// A second tollgate, on another port, serving a copy of the repository: its summary still
-/// names the real entitlement service (`xa.authenticator-options.url`), as a look-alike's
+/// names the real entitlement service (`xa.authenticator-options.auth-server-url`), as a look-alike's
 /// would. It accepts the real service's tokens (its public key is in `trusted-keys`), as the
 /// vendor's own mirror would, so that once trusted, installs and pulls from it work.
 fn look_alike(t: &Setup) -> (Server, PathBuf) {
@@ -717,7 +738,10 @@ fn a_look_alike_remote_naming_the_real_service_gets_no_token_until_trusted() {
     let config = std::fs::read_to_string(t.fx.join("home/.local/share/flatpak/repo/config"))
         .expect("the user repository's config");
     assert!(
-        config.contains(&format!("authenticator-options.url={}", t.s.server.url())),
+        config.contains(&format!(
+            "authenticator-options.auth-server-url={}",
+            t.s.server.url()
+        )),
         "{config}"
     );
     let install = || {
@@ -860,4 +884,41 @@ fn a_repository_served_under_a_path_gets_tokens_from_the_service_at_its_origin()
     t.fx.assert_pulled(&cli, "origin", &t.g.repo, &t.g.app_ref);
     let trusted = t.helper().args(["trust", "list"]).run();
     assert!(trusted.contains("no trusted mirrors"), "{trusted}");
+}
+
+#[test]
+fn a_remote_set_up_with_the_older_url_option_still_gets_its_tokens() {
+    // Served under /apps/ with the service at /: only the option names the service's address
+    // (the remote's own URL is not it).
+    let t = Setup::serving_as(Some("apps"));
+    let url = t.s.server.url();
+    let url = url.trim_end_matches('/');
+    // The repository as `tollgate authenticator` wrote it before `auth-server-url`: the
+    // service's address under `url`.
+    let config = t.g.repo.join("config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("authenticator-options.auth-server-url="),
+        "{text}"
+    );
+    let text = text.replace(
+        "authenticator-options.auth-server-url=",
+        "authenticator-options.url=",
+    );
+    std::fs::write(&config, text).unwrap();
+    t.fx.flatpak_update_repo(&t.g.repo);
+    t.login(url, &t.key).run();
+
+    t.fx.flatpak_remote_add("shop", &format!("{url}/apps/"));
+    let remote = std::fs::read_to_string(t.fx.join("home/.local/share/flatpak/repo/config"))
+        .expect("the user repository's config");
+    assert!(
+        remote.contains(&format!("authenticator-options.url={url}/"))
+            && !remote.contains("auth-server-url"),
+        "{remote}"
+    );
+    t.flatpak()
+        .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
+        .run();
+    assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
 }
