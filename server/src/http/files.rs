@@ -79,8 +79,9 @@ pub(crate) struct CachedFile {
     rep: Arc<Representation>,
     bytes: Bytes,
     source: Source,
-    /// When the file was last found unchanged on disk, in milliseconds of [`clock`].
-    checked: AtomicU64,
+    /// The generation of the repository's watch ([`super::changes::Watched`]) the file was
+    /// last known unchanged at.
+    verified: AtomicU64,
 }
 
 impl CachedFile {
@@ -88,24 +89,15 @@ impl CachedFile {
         self.source
     }
 
-    /// Whether the file was found unchanged on disk less than `within` ago.
-    pub(crate) fn checked_within(&self, within: Duration) -> bool {
-        clock().saturating_sub(self.checked.load(Ordering::Relaxed)) < within.as_millis() as u64
+    /// Whether the file was known unchanged at the watch's generation `generation`.
+    pub(crate) fn verified_at(&self, generation: u64) -> bool {
+        self.verified.load(Ordering::SeqCst) == generation
     }
 
-    /// The file was just found unchanged on disk.
-    pub(crate) fn confirm(&self) {
-        self.checked.store(clock(), Ordering::Relaxed);
+    /// The file was found unchanged on disk after the watch was at `generation`.
+    pub(crate) fn confirm(&self, generation: u64) {
+        self.verified.fetch_max(generation, Ordering::SeqCst);
     }
-}
-
-/// Milliseconds since the first call: the memory cache's clock.
-fn clock() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
 }
 
 /// What a file kept in memory is checked against before each answer made from it: it is
@@ -113,10 +105,10 @@ fn clock() -> u64 {
 /// deleted (`ostree prune`, a repair) or replaced on disk is never answered from memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// A local file, with its identity when it was read: dropped as soon as the repository's
-    /// watcher sees the file change, and checked with one `statx` ([`ServedRepo::file_id`]) when
-    /// it was last found unchanged longer ago than the watcher can be trusted to have told
-    /// (or per answer, where the repository cannot be watched).
+    /// A local file, with its identity when it was read: answered from memory while the
+    /// repository's watch says nothing has changed since it was last known unchanged, else
+    /// checked with one `statx` ([`ServedRepo::file_id`]); per answer where the repository
+    /// cannot be watched.
     Local(FileId),
     /// An object or sub-summary in a bucket, read while the repository's index was at this
     /// generation. A bucket has no cheap per-file check (a HEAD costs what the GET it saves
@@ -616,7 +608,8 @@ pub(crate) async fn prepare_remote(
 impl Prepared {
     /// The file, for the cache, when this is all of a file that may be kept in memory
     /// ([`kept_in_memory`]), read whole, with a way to check it later.
-    pub(crate) fn cacheable(&self) -> Option<CachedFile> {
+    /// `generation`: the watch's, read before the file was.
+    pub(crate) fn cacheable(&self, generation: u64) -> Option<CachedFile> {
         match (&self.plan, &self.body, self.source) {
             (Plan::Full, PreparedBody::Bytes(bytes), Some(source))
                 if self.rep.lifetime != Lifetime::Mutable
@@ -626,7 +619,7 @@ impl Prepared {
                     rep: Arc::clone(&self.rep),
                     bytes: bytes.clone(),
                     source,
-                    checked: AtomicU64::new(clock()),
+                    verified: AtomicU64::new(generation),
                 })
             }
             _ => None,
@@ -901,7 +894,7 @@ mod tests {
             prepare(&f.repo, path, conditions, false, Disk::Wait)
                 .unwrap()
                 .unwrap()
-                .cacheable()
+                .cacheable(0)
                 .map(|file| file.bytes.len())
         };
         let (small, bytes) = &f.small;

@@ -55,21 +55,16 @@ pub struct Served {
     pub index: Arc<LiveIndex>,
     /// Content-addressed files read whole, by path in the repository.
     files: Arc<files::FileCache>,
-    /// Whether a watch drops from `files` what changes on disk ([`changes`]); not for a
+    /// The watch that drops from `files` what changes on disk ([`changes`]); `None` for a
     /// bucket, or a folder that cannot be watched (each answer from memory is then checked
     /// with a `statx`).
-    watched: bool,
+    watched: Option<Arc<changes::Watched>>,
 }
-
-/// How long a file kept in memory is served without a `statx` of its own, while the
-/// repository is watched: the watcher drops a changed file at once, and this bounds what a
-/// change it missed (one made between a file's read and its keeping) can cost.
-const RECHECK: Duration = Duration::from_secs(1);
 
 impl Served {
     pub fn new(repo: ServedRepo, index: Arc<LiveIndex>) -> Served {
         let files = Arc::new(files::file_cache(files::FILE_CACHE_BYTES));
-        let watched = repo.repo.local_root().is_some_and(|root| {
+        let watched = repo.repo.local_root().and_then(|root| {
             changes::watch(root, &files)
                 .inspect_err(|e| {
                     tracing::warn!(
@@ -78,7 +73,7 @@ impl Served {
                         root.display()
                     );
                 })
-                .is_ok()
+                .ok()
         });
         Served {
             repo,
@@ -429,6 +424,8 @@ async fn prepare(
     // Read before the bucket is asked: a file read from it is kept only until the index
     // changes after that.
     let generation = served.index.generation();
+    // Read before the file is: what it is kept in memory as known unchanged at.
+    let watched_at = served.watched.as_ref().map_or(0, |w| w.generation());
     if files::kept_in_memory(path) {
         let cached = served.files.get(inside);
         let current = cached
@@ -472,23 +469,31 @@ async fn prepare(
         },
     }
     .ok_or(HttpError::NotFound)?;
-    if let Some(file) = prepared.cacheable() {
+    if let Some(file) = prepared.cacheable(watched_at) {
         served.files.insert(inside.to_owned(), Arc::new(file));
     }
     Ok(prepared)
 }
 
 /// Whether a file kept in memory is still the one in the repository: for a local file, the
-/// watcher has not dropped it, and one `statx` found the same file unchanged within
-/// [`RECHECK`] (or now, without a watcher); for a bucket, the index has not changed since.
+/// watch has dealt with every change made so far and none since the file was last known
+/// unchanged, or else one `statx` finds the same file unchanged; for a bucket, the index has
+/// not changed since.
 fn still_there(served: &Served, path: &RepoPath, file: &files::CachedFile) -> bool {
     match file.source() {
-        files::Source::Local(_) if served.watched && file.checked_within(RECHECK) => true,
         files::Source::Local(id) => {
+            let watch = served.watched.as_deref();
+            if watch
+                .and_then(changes::Watched::quiet)
+                .is_some_and(|generation| file.verified_at(generation))
+            {
+                return true;
+            }
+            let generation = watch.map(changes::Watched::generation);
             let same =
                 matches!(served.repo.file_id(&path.relative_path()), Ok(Some(now)) if now == id);
-            if same {
-                file.confirm();
+            if same && let Some(generation) = generation {
+                file.confirm(generation);
             }
             same
         }
