@@ -81,6 +81,15 @@ fn contents(deb: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// The paths package `name` installs, checked to hold every one of `paths`.
+fn holding(name: &str, paths: &[&str]) -> BTreeSet<String> {
+    let files = contents(&deb(name));
+    for path in paths {
+        assert!(files.contains(*path), "{name} lacks {path}: {files:?}");
+    }
+    files
+}
+
 /// A control field of a package.
 fn field(deb: &Path, name: &str) -> String {
     Cmd::new("dpkg-deb")
@@ -98,18 +107,18 @@ fn each_package_holds_its_files_with_its_relations() {
     let abi = format!("tollgate-provider-abi-{}", abi_major());
     let providers = format!("/usr/lib/{triplet}/tollgate/providers");
 
-    let server = contents(&deb("tollgate"));
-    for path in [
-        "/usr/bin/tollgate",
-        "/usr/lib/systemd/system/tollgate.service",
-        "/usr/lib/systemd/system/tollgate@.service",
-        "/usr/lib/sysusers.d/tollgate.conf",
-        "/usr/lib/tmpfiles.d/tollgate.conf",
-        "/etc/tollgate/tollgate.toml",
-        "/usr/share/doc/tollgate/copyright",
-    ] {
-        assert!(server.contains(path), "tollgate lacks {path}: {server:?}");
-    }
+    holding(
+        "tollgate",
+        &[
+            "/usr/bin/tollgate",
+            "/usr/lib/systemd/system/tollgate.service",
+            "/usr/lib/systemd/system/tollgate@.service",
+            "/usr/lib/sysusers.d/tollgate.conf",
+            "/usr/lib/tmpfiles.d/tollgate.conf",
+            "/etc/tollgate/tollgate.toml",
+            "/usr/share/doc/tollgate/copyright",
+        ],
+    );
     let conffiles = Cmd::new("dpkg-deb")
         .arg("--info")
         .arg(deb("tollgate"))
@@ -117,24 +126,21 @@ fn each_package_holds_its_files_with_its_relations() {
         .run();
     assert_eq!(conffiles.trim(), "/etc/tollgate/tollgate.toml");
 
-    let client = contents(&deb("tollgate-client"));
-    for path in [
-        "/usr/bin/tollgate-helper",
-        "/usr/libexec/tollgate-authenticator",
-        "/usr/share/dbus-1/services/org.tollgate.Authenticator.service",
-        "/usr/lib/systemd/user/tollgate-authenticator.service",
-        "/usr/share/man/man1/tollgate-helper.1.gz",
-        "/usr/share/man/man1/tollgate-helper-login.1.gz",
-        "/usr/share/man/man1/tollgate-helper-trust.1.gz",
-        "/usr/share/bash-completion/completions/tollgate-helper",
-        "/usr/share/zsh/vendor-completions/_tollgate-helper",
-        "/usr/share/fish/vendor_completions.d/tollgate-helper.fish",
-    ] {
-        assert!(
-            client.contains(path),
-            "tollgate-client lacks {path}: {client:?}"
-        );
-    }
+    let client = holding(
+        "tollgate-client",
+        &[
+            "/usr/bin/tollgate-helper",
+            "/usr/libexec/tollgate-authenticator",
+            "/usr/share/dbus-1/services/org.tollgate.Authenticator.service",
+            "/usr/lib/systemd/user/tollgate-authenticator.service",
+            "/usr/share/man/man1/tollgate-helper.1.gz",
+            "/usr/share/man/man1/tollgate-helper-login.1.gz",
+            "/usr/share/man/man1/tollgate-helper-trust.1.gz",
+            "/usr/share/bash-completion/completions/tollgate-helper",
+            "/usr/share/zsh/vendor-completions/_tollgate-helper",
+            "/usr/share/fish/vendor_completions.d/tollgate-helper.fish",
+        ],
+    );
     assert!(
         !client.iter().any(|p| p.contains("package-files")),
         "the hidden packaging command has a man page: {client:?}"
@@ -145,9 +151,10 @@ fn each_package_holds_its_files_with_its_relations() {
         ("tollgate-provider-secret-service", "secret_service"),
         ("tollgate-provider-file", "file"),
     ] {
-        let files = contents(&deb(name));
-        let so = format!("{providers}/libtollgate_provider_{lib}.so");
-        assert!(files.contains(&so), "{name} lacks {so}: {files:?}");
+        holding(
+            name,
+            &[&format!("{providers}/libtollgate_provider_{lib}.so")],
+        );
         let depends = field(&deb(name), "Depends");
         assert!(
             depends.split(", ").any(|d| d == abi),
@@ -156,14 +163,11 @@ fn each_package_holds_its_files_with_its_relations() {
         assert_eq!(field(&deb(name), "Multi-Arch"), "same", "{name}");
     }
 
-    let dev = contents(&deb("libtollgate-provider-dev"));
     let pc = format!("/usr/lib/{triplet}/pkgconfig/tollgate-provider.pc");
-    for path in ["/usr/include/tollgate_provider.h", pc.as_str()] {
-        assert!(
-            dev.contains(path),
-            "libtollgate-provider-dev lacks {path}: {dev:?}"
-        );
-    }
+    holding(
+        "libtollgate-provider-dev",
+        &["/usr/include/tollgate_provider.h", &pc],
+    );
     // The pkg-config file names the folder the helper searches first.
     let fx = Fixture::new();
     let tree = fx.join("dev");
