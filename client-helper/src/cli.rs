@@ -559,6 +559,11 @@ fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     }
     match stored {
         Some(provider) => {
+            if let Err(e) = crate::known::remember(&url) {
+                note(&format!(
+                    "could not add {url} to the services `status` lists: {e}"
+                ));
+            }
             out(&format!(
                 "stored the {} for {url} with {provider}",
                 what(&credential)
@@ -631,6 +636,11 @@ fn logout(url: &str, interactive: bool) -> anyhow::Result<ExitCode> {
         && let Err(e) = cache.forget(&url)
     {
         note(&format!("could not forget the cached tokens of {url}: {e}"));
+    }
+    if !failed && let Err(e) = crate::known::forget(&url) {
+        note(&format!(
+            "could not take {url} off the services `status` lists: {e}"
+        ));
     }
     if erased.is_empty() {
         out(&format!("no provider had a credential for {url}"));
@@ -969,11 +979,16 @@ fn status(as_json: bool) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|c| c.entries(now))
         .unwrap_or_default();
-    let mut urls: Vec<&str> = entries.iter().map(|e| e.url.as_str()).collect();
-    urls.dedup();
+    // The services a credential was stored for, then those with cached tokens.
+    let mut urls: Vec<String> = crate::known::list();
+    for e in &entries {
+        if !urls.contains(&e.url) {
+            urls.push(e.url.clone());
+        }
+    }
     let credentials: Vec<(&str, Option<(String, Credential)>)> = urls
         .iter()
-        .map(|url| (*url, helper.chain.lookup(url, false).0))
+        .map(|url| (url.as_str(), helper.chain.lookup(url, false).0))
         .collect();
     let kind = |token: &str| if token.is_empty() { "public" } else { "token" };
     if as_json {

@@ -16,6 +16,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod files;
+pub mod known;
 pub mod libostree;
 pub mod p2p;
 pub mod service;

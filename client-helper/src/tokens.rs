@@ -114,12 +114,18 @@ impl Helper {
         interactive: bool,
     ) -> Result<String, Vec<String>> {
         let chain = Arc::clone(&self.chain);
+        let service = url.to_owned();
         let url = url.to_owned();
         let stored =
             tokio::task::spawn_blocking(move || chain.store(&url, &credential, interactive, None))
                 .await;
         match stored {
-            Ok((Some(provider), _)) => Ok(provider),
+            Ok((Some(provider), _)) => {
+                // Only `tollgate-helper status` reads the list; one that cannot be written
+                // costs nothing else.
+                let _ = crate::known::remember(&service);
+                Ok(provider)
+            }
             Ok((None, asked)) if asked.is_empty() => {
                 Err(vec!["no provider can store credentials".to_owned()])
             }

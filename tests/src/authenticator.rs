@@ -239,6 +239,18 @@ fn tollgate_helper_pulls_a_gated_ref_with_its_token_and_the_public_one_without()
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
     t.login(url, &t.key).run();
+    // Before any token was fetched, `status` lists the service a credential was stored for.
+    let status = t.helper().arg("status").run();
+    assert!(
+        status.contains(&format!(
+            "credentials:\n  {url}: license-key in secret-service\n"
+        )),
+        "{status}"
+    );
+    let json: Value =
+        serde_json::from_str(&t.helper().args(["status", "--json"]).run()).expect("JSON");
+    assert_eq!(json["credentials"][0]["url"], url, "{json}");
+    assert_eq!(json["credentials"][0]["found"]["kind"], "license-key");
 
     let printed = t
         .helper()
@@ -277,6 +289,10 @@ fn tollgate_helper_pulls_a_gated_ref_with_its_token_and_the_public_one_without()
     t.helper().args(["logout", url]).run();
     let status = t.helper().arg("status").run();
     assert!(status.contains("cached tokens:\n  none"), "{status}");
+    assert!(
+        status.contains("credentials:\n  no service seen yet"),
+        "{status}"
+    );
     let err = t
         .helper()
         .args(["pull", "--repo"])
