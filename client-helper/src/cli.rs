@@ -11,7 +11,7 @@
 //! tollgate-helper status
 //! tollgate-helper trust add|remove URL | trust list
 //! tollgate-helper p2p-options --origin URL --result URL=REF[,REF...]... [--url URL] [--service-repo NAME]
-//! tollgate-helper install-authenticator [--user]
+//! tollgate-helper install-authenticator [--user] [--exec PATH] [--provider-path DIR]
 //! ```
 //! Answers go to stdout, the providers' answers along the way and errors to stderr. No command
 //! ever prints a secret.
@@ -143,6 +143,10 @@ pub enum Command {
         /// The authenticator binary (default: `tollgate-authenticator` beside this program).
         #[arg(long, value_name = "PATH")]
         exec: Option<std::path::PathBuf>,
+        /// Also look for providers in DIR (the authenticator is started with
+        /// TOLLGATE_PROVIDER_PATH=DIR), as `tollgate demo` does for providers of a build tree.
+        #[arg(long, value_name = "DIR")]
+        provider_path: Option<PathBuf>,
     },
     /// For packaging: write the man pages, shell completions and the providers' pkg-config
     /// file into a folder.
@@ -358,7 +362,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             results,
             service,
         } => p2p_options(&origin, &results, &service),
-        Command::InstallAuthenticator { user, exec } => install_authenticator(user, exec),
+        Command::InstallAuthenticator {
+            user,
+            exec,
+            provider_path,
+        } => install_authenticator(user, exec, provider_path),
         Command::PackageFiles { out } => package_files(&out),
     }
 }
@@ -1062,7 +1070,11 @@ fn status(as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn install_authenticator(user: bool, exec: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn install_authenticator(
+    user: bool,
+    exec: Option<PathBuf>,
+    provider_path: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let exec = match exec {
         Some(exec) => exec,
         None => std::env::current_exe()
@@ -1085,9 +1097,18 @@ fn install_authenticator(user: bool, exec: Option<PathBuf>) -> anyhow::Result<Ex
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = dir.join(format!("{BUS_NAME}.service"));
+    let mut line = Vec::new();
+    if let Some(providers) = provider_path {
+        let providers = std::fs::canonicalize(&providers)
+            .with_context(|| format!("--provider-path {}", providers.display()))?;
+        line.push("/usr/bin/env".to_owned());
+        line.push(format!("TOLLGATE_PROVIDER_PATH={}", path_text(&providers)?));
+    }
+    line.push(path_text(&exec)?.to_owned());
+    let exec_line: Vec<String> = line.iter().map(|w| exec_word(w)).collect();
     let text = format!(
         "[D-BUS Service]\nName={BUS_NAME}\nExec={}\n",
-        exec.display()
+        exec_line.join(" ")
     );
     std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
     out(&format!(
@@ -1096,6 +1117,23 @@ fn install_authenticator(user: bool, exec: Option<PathBuf>) -> anyhow::Result<Ex
         exec.display()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A path as text for the activation file, which is UTF-8.
+fn path_text(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .with_context(|| format!("{} is not UTF-8, which D-Bus needs", path.display()))
+}
+
+/// One word of an activation file's `Exec` line, which D-Bus splits as a shell would: quoted
+/// when it holds anything but plain path characters.
+fn exec_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// `man/` (this command's page and one per subcommand, gzipped), `completions/` (bash, zsh,

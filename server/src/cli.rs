@@ -370,13 +370,18 @@ pub struct ListenArg {
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
+    Ok(data_home()?.join("tollgate"))
+}
+
+/// The user's data folder: `$XDG_DATA_HOME`, or `~/.local/share`.
+pub(crate) fn data_home() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("tollgate"));
+        return Ok(PathBuf::from(dir));
     }
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .context("neither XDG_DATA_HOME nor HOME is set; give a data directory with --data-dir")?;
-    Ok(PathBuf::from(home).join(".local/share/tollgate"))
+    Ok(PathBuf::from(home).join(".local/share"))
 }
 
 /// Parses the command line, runs the command, and turns an error into one line on stderr

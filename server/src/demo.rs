@@ -1,14 +1,17 @@
 //! `tollgate demo`: builds a small but real Flatpak repository with the real `flatpak` tools
 //! (a public runtime, and a paid app gated with `--token-type=2`), sells the app as a product,
-//! makes a license for it, serves it all, and prints the commands a person runs in another
-//! terminal to install the runtime and to trade the license key for a token and pull the app.
+//! makes a license for it, names tollgate's authenticator in the repository, makes the
+//! authenticator built beside it activatable in the user's session, serves it all, and prints
+//! the commands a person runs in another terminal: `flatpak remote-add` and `flatpak install`
+//! of the app (flatpak's prompt asks for the license key), and, without flatpak, trading the key
+//! for a token and pulling the app with ostree.
 //!
 //! The repository is built in a temporary folder and renamed into place only when complete,
 //! so an interrupted build never leaves a half-made repository that a later run would serve.
 //! Each run makes a new demo license and removes the one before, so the key printed is the one
 //! that works; only its hash is stored, as for any license.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -45,6 +48,15 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         build_repo(&dir, &arch)
             .with_context(|| format!("building the demo repository in {}", dir.display()))?;
     }
+    let listener = serve::bind(args.listen.listen)?;
+    let addr = listener
+        .local_addr()
+        .context("reading the address listened on")?;
+    // The service is at the address the demo serves; run again on another port, the repository
+    // names the new one.
+    crate::operator::set_authenticator(&repo, &format!("http://{addr}"), None)
+        .context("naming tollgate's authenticator in the demo repository")?;
+    let authenticator = session_authenticator(&dir);
     let repos = repos::open_all(
         &[RepoArg {
             name: None,
@@ -52,7 +64,6 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }],
         &Default::default(),
     )?;
-    let listener = serve::bind(args.listen.listen)?;
     let mut config = Config::default();
     // The admin API is open to whoever holds this run's admin token (or TOLLGATE_ADMIN_TOKEN).
     config.entitlements.admin_token = Some(Secret::new(random_token()?));
@@ -72,6 +83,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         key,
         admin_token,
         admin: format!("{} admin --data-dir {}", exe.display(), data.display()),
+        authenticator,
     };
     serve::run(listener, repos, &data, &database, config, trusted, |addr| {
         print_instructions(&format!("http://{addr}/"), &facts)
@@ -85,6 +97,104 @@ struct Facts {
     admin_token: String,
     /// The admin command line for the demo's database.
     admin: String,
+    authenticator: SessionAuthenticator,
+}
+
+/// How flatpak finds tollgate's authenticator for the demo's user.
+enum SessionAuthenticator {
+    /// The build tree's, activated by the file the demo wrote, with the build's providers
+    /// (`helper` is the build's `tollgate-helper`).
+    BuildTree {
+        file: PathBuf,
+        /// The build's helper, with the providers the authenticator uses:
+        /// `TOLLGATE_PROVIDER_PATH=... .../tollgate-helper`.
+        helper: String,
+    },
+    /// The one the `tollgate-client` package installed.
+    Installed,
+    /// None: why not.
+    Missing(String),
+}
+
+/// Where the packaged authenticator's activation file is.
+const PACKAGED_SERVICE: &str = "/usr/share/dbus-1/services/org.tollgate.Authenticator.service";
+/// The build tree's providers the demo's authenticator uses.
+const PROVIDERS: [&str; 2] = ["file", "secret_service"];
+
+/// Makes the authenticator built beside this binary activatable in the user's session bus
+/// (`$XDG_DATA_HOME/dbus-1/services`, which a session bus watches), with the providers built
+/// beside it linked into `dir/providers`: no other provider of the build tree (the test
+/// fixtures) is loaded. Without a built authenticator, the packaged one is used if there is one.
+fn session_authenticator(dir: &Path) -> SessionAuthenticator {
+    let built = std::env::current_exe().ok().and_then(|exe| {
+        let bin = exe.parent()?.to_owned();
+        let found = |name: &str| Some(bin.join(name)).filter(|p| p.is_file());
+        Some((
+            bin.clone(),
+            found("tollgate-helper")?,
+            found("tollgate-authenticator")?,
+        ))
+    });
+    let Some((bin, helper, authenticator)) = built else {
+        if Path::new(PACKAGED_SERVICE).is_file() {
+            return SessionAuthenticator::Installed;
+        }
+        return SessionAuthenticator::Missing(
+            "tollgate's authenticator is neither built beside this program nor installed: \
+             build it with `cargo build -p tollgate-helper -p tollgate-provider-file \
+             -p tollgate-provider-secret-service` (scripts/demo does), or install the \
+             tollgate-client package"
+                .to_owned(),
+        );
+    };
+    match install_build_tree_authenticator(dir, &bin, &helper, &authenticator) {
+        Ok(file) => SessionAuthenticator::BuildTree {
+            file,
+            helper: format!(
+                "TOLLGATE_PROVIDER_PATH={} {}",
+                dir.join("providers").display(),
+                helper.display()
+            ),
+        },
+        Err(e) => SessionAuthenticator::Missing(format!("{e:#}")),
+    }
+}
+
+fn install_build_tree_authenticator(
+    dir: &Path,
+    bin: &Path,
+    helper: &Path,
+    authenticator: &Path,
+) -> anyhow::Result<PathBuf> {
+    let providers = dir.join("providers");
+    std::fs::create_dir_all(&providers)
+        .with_context(|| format!("creating {}", providers.display()))?;
+    for name in PROVIDERS {
+        let file = format!("libtollgate_provider_{name}.so");
+        let link = providers.join(&file);
+        match std::fs::remove_file(&link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("replacing {}", link.display())),
+        }
+        let built = bin.join(&file);
+        if built.is_file() {
+            std::os::unix::fs::symlink(&built, &link)
+                .with_context(|| format!("linking {} to {}", link.display(), built.display()))?;
+        }
+    }
+    run(Command::new(helper)
+        .args(["install-authenticator", "--user", "--exec"])
+        .arg(authenticator)
+        .arg("--provider-path")
+        .arg(&providers))?;
+    let file = crate::cli::data_home()?.join("dbus-1/services/org.tollgate.Authenticator.service");
+    tracing::info!(
+        "flatpak in this user's session now starts {} (activation file {})",
+        authenticator.display(),
+        file.display()
+    );
+    Ok(file)
 }
 
 /// A random secret for this run's admin token.
@@ -139,21 +249,58 @@ fn print_instructions(url: &str, facts: &Facts) {
         key,
         admin_token,
         admin,
+        authenticator,
     } = facts;
+    let service = url.trim_end_matches('/');
+    let (answers, forget) = match authenticator {
+        SessionAuthenticator::BuildTree { file, helper } => (
+            format!(
+                "This build's authenticator answers flatpak, started by the activation file\n\
+                 this run wrote, {}.\n\
+                 It keeps the key with the first credential provider that takes it, so later\n\
+                 installs and updates ask nothing; this shows where:\n\n    {helper} status",
+                file.display(),
+            ),
+            format!(
+                "    {helper} logout {service}\n    rm -f {}\n",
+                file.display()
+            ),
+        ),
+        SessionAuthenticator::Installed => (
+            "The authenticator of the tollgate-client package answers flatpak. It keeps the key\n\
+             with the first credential provider that takes it, so later installs and updates ask\n\
+             nothing; this shows where:\n\n    tollgate-helper status"
+                .to_owned(),
+            format!("    tollgate-helper logout {service}\n"),
+        ),
+        SessionAuthenticator::Missing(why) => (
+            format!(
+                "But flatpak will fail with \"No authenticator configured\" or \"not provided by\n\
+                 any .service files\": {why}."
+            ),
+            String::new(),
+        ),
+    };
     let text = format!(
         r#"
 tollgate demo: serving a Flatpak repository at {url}
 It holds a public runtime, {DEMO_RUNTIME},
 and a paid app, {DEMO_APP}, that only license holders can download.
 
-In another terminal, install the runtime with the ordinary flatpak client:
+Install the paid app as a customer would, in another terminal, with the ordinary flatpak client:
 
-    flatpak --user remote-add --no-gpg-verify {REMOTE} {url}
-    flatpak --user install -y --noninteractive {REMOTE} {DEMO_RUNTIME}
-    flatpak --user list --runtime
+    flatpak --user remote-add {REMOTE} {url}repo.flatpakrepo
+    flatpak --user install {REMOTE} {DEMO_APP}
 
-This run made a license for the app; its key is shown only now (only a hash of it is kept).
-Trade it for a short-lived download token, as tollgate's client helper does for flatpak, and
+flatpak installs the runtime the app needs too, and asks for a login for tollgate's
+authenticator: give any user name, and as the password this license key, which this run made
+(it is shown only now; only a hash of it is kept):
+
+    {key}
+
+{answers}
+
+Without flatpak, trade the key for a short-lived download token as the authenticator does, and
 pull the app with ostree (without the token, the server answers 401):
 
     KEY={key}
@@ -176,9 +323,9 @@ the admin commands:
 
 Clean up with:
 
-    flatpak --user uninstall -y --noninteractive {DEMO_RUNTIME}
+    flatpak --user uninstall -y --noninteractive {DEMO_APP} {DEMO_RUNTIME}
     flatpak --user remote-delete {REMOTE}
-    rm -rf tollgate-demo-client
+{forget}    rm -rf tollgate-demo-client
 
 Press Ctrl-C to stop the server.
 "#

@@ -1,6 +1,8 @@
 //! Commands for operators: `tollgate keys ...` and `tollgate token issue`, so that keys and
 //! tokens can be made and inspected without the entitlement service.
 
+use std::path::Path;
+
 use anyhow::{Context, bail};
 use tollgate_ostree_format::{Commit, RefName, Repo, load_commit};
 
@@ -207,6 +209,24 @@ fn peak_rss_bytes() -> u64 {
 /// The bus name of tollgate's Flatpak authenticator (`tollgate-authenticator`).
 pub const AUTHENTICATOR_NAME: &str = "org.tollgate.Authenticator";
 
+/// Has `flatpak build-update-repo` name tollgate's authenticator and the entitlement service
+/// `url` (and the repository's `name` there) in `repo`'s summary and config.
+pub(crate) fn set_authenticator(repo: &Path, url: &str, name: Option<&str>) -> anyhow::Result<()> {
+    let mut command = std::process::Command::new("flatpak");
+    command.args([
+        "build-update-repo",
+        &format!("--authenticator-name={AUTHENTICATOR_NAME}"),
+        "--no-authenticator-install",
+        &format!("--authenticator-option=auth-server-url={url}"),
+    ]);
+    if let Some(name) = name {
+        command.arg(format!("--authenticator-option=repo={name}"));
+    }
+    command.arg(repo);
+    crate::demo::run(&mut command)?;
+    Ok(())
+}
+
 /// `tollgate authenticator`: the repository's clients will ask tollgate's authenticator for
 /// tokens, at the entitlement service `args.url`.
 pub fn authenticator(args: AuthenticatorArgs) -> anyhow::Result<()> {
@@ -230,18 +250,7 @@ pub fn authenticator(args: AuthenticatorArgs) -> anyhow::Result<()> {
             "--name {name:?} is not a repository name tollgate serves (letters, digits, -, _, .)"
         );
     }
-    let mut command = std::process::Command::new("flatpak");
-    command.args([
-        "build-update-repo",
-        &format!("--authenticator-name={AUTHENTICATOR_NAME}"),
-        "--no-authenticator-install",
-        &format!("--authenticator-option=auth-server-url={url}"),
-    ]);
-    if let Some(name) = &args.name {
-        command.arg(format!("--authenticator-option=repo={name}"));
-    }
-    command.arg(&args.repo);
-    crate::demo::run(&mut command)?;
+    set_authenticator(&args.repo, url, args.name.as_deref())?;
     print_line(&format!(
         "{}: flatpak clients now ask {AUTHENTICATOR_NAME} for tokens from {url}",
         args.repo.display()
