@@ -606,6 +606,12 @@ fn installed_packages_serve_and_install_a_paid_app_with_nothing_else_set_up() {
         .timeout(std::time::Duration::from_secs(120))
         .run();
     assert_eq!(fx.installed_app(APP), format!("#!/bin/sh\necho {APP} 2\n"));
+    // The key secret-tool stored is listed once the install used it.
+    let status = helper(&["status"]).run();
+    assert!(
+        status.contains(&format!("{service}: license-key in secret-service")),
+        "{status}"
+    );
 
     // A distribution's own provider in C, built and installed with pkg-config alone.
     require_tool("pkg-config", "pkg-config");
