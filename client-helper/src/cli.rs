@@ -308,7 +308,7 @@ fn note(text: &str) {
 }
 
 fn load_config() -> anyhow::Result<Config> {
-    Config::load(config_path().as_deref())
+    Config::load(crate::config::config_to_read().as_deref())
 }
 
 fn load_chain() -> anyhow::Result<Chain> {
@@ -540,7 +540,7 @@ fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     // A token is for the repository server, not the entitlement service: nothing to ask.
     if !args.no_check && !matches!(credential, Credential::Token(_)) {
         let checked = runtime()?.block_on(crate::service::check_credential(
-            &crate::service::client(),
+            &crate::service::client()?,
             &url,
             &credential,
         ));

@@ -1,5 +1,6 @@
 //! The helper's configuration, `$XDG_CONFIG_HOME/tollgate/helper.toml`
-//! (`~/.config/tollgate/helper.toml`); every setting is optional:
+//! (`~/.config/tollgate/helper.toml`), or without one the first `tollgate/helper.toml` of
+//! `$XDG_CONFIG_DIRS` (default `/etc/xdg`); every setting is optional:
 //!
 //! ```toml
 //! providers = ["secret-service", "file"]   # asked first, in this order; others found after
@@ -72,9 +73,29 @@ pub fn data_home() -> Option<PathBuf> {
     xdg_dir("XDG_DATA_HOME", ".local/share")
 }
 
-/// Where the configuration file is.
+/// Where the user's configuration file is (the one `trust` edits).
 pub fn config_path() -> Option<PathBuf> {
     config_home().map(|c| c.join("tollgate/helper.toml"))
+}
+
+/// The configuration file that is read: the user's when there is one, else the first
+/// `tollgate/helper.toml` in `$XDG_CONFIG_DIRS` (default `/etc/xdg`), as the XDG base directory
+/// rules have it; a system's or an app's defaults go there (the Flatpak app of the
+/// authenticator has one in `/app/etc/xdg`). The files are not merged: a user's file replaces
+/// them whole.
+pub fn config_to_read() -> Option<PathBuf> {
+    let user = config_path();
+    if user.as_deref().is_some_and(Path::exists) {
+        return user;
+    }
+    let dirs = std::env::var_os("XDG_CONFIG_DIRS")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "/etc/xdg".into());
+    std::env::split_paths(&dirs)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join("tollgate/helper.toml"))
+        .find(|p| p.exists())
+        .or(user)
 }
 
 impl Config {

@@ -9,7 +9,7 @@ use tollgate_plugin_api::Credential;
 
 use crate::cache::{Cache, now};
 use crate::chain::{Chain, failures};
-use crate::config::{Config, config_path};
+use crate::config::{Config, config_to_read};
 use crate::service::{self, ServiceError, Want};
 
 /// Ref → token, `""` for a ref that needs none.
@@ -73,11 +73,11 @@ pub struct Helper {
 impl Helper {
     /// Loads the configuration and the providers.
     pub fn load() -> anyhow::Result<Helper> {
-        let config = Config::load(config_path().as_deref())?;
+        let config = Config::load(config_to_read().as_deref())?;
         Ok(Helper {
             chain: Arc::new(Chain::load(&crate::chain::search_path(), &config)),
             cache: Cache::default_location(),
-            client: service::client(),
+            client: service::client()?,
         })
     }
 

@@ -55,6 +55,26 @@ pub struct AuthenticatorArgs {
     /// The repository's name on the server, when it is served as `--repo NAME=PATH`.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Also publish the authenticator as a Flatpak app of this repository
+    /// (app/org.tollgate.Authenticator/ARCH/autoinstall) and set authenticator-install, so that
+    /// flatpak installs it by itself: customers need nothing but flatpak. Run it again to
+    /// publish an update.
+    #[arg(long)]
+    pub install: bool,
+    /// The runtime the app runs on, which customers get from the remotes they have (Flathub).
+    #[arg(long, value_name = "ID", default_value = "org.freedesktop.Platform")]
+    pub runtime: String,
+    /// The runtime's branch.
+    #[arg(long, value_name = "BRANCH", default_value = "25.08")]
+    pub runtime_branch: String,
+    /// The folder with `tollgate-authenticator` and the providers' libraries
+    /// (`libtollgate_provider_secret_service.so`, `libtollgate_provider_file.so`) to put in the
+    /// app [default: the folder of this program, as in a release build's target/release]
+    #[arg(long, value_name = "DIR")]
+    pub binaries: Option<PathBuf>,
+    /// The app's architecture [default: flatpak's default architecture]
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
 }
 
 #[derive(Debug, Args)]

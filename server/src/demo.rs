@@ -54,7 +54,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .context("reading the address listened on")?;
     // The service is at the address the demo serves; run again on another port, the repository
     // names the new one.
-    crate::operator::set_authenticator(&repo, &format!("http://{addr}"), None)
+    crate::operator::set_authenticator(&repo, &format!("http://{addr}"), None, false)
         .context("naming tollgate's authenticator in the demo repository")?;
     let authenticator = session_authenticator(&dir);
     let repos = repos::open_all(
@@ -337,7 +337,7 @@ Press Ctrl-C to stop the server.
 }
 
 /// flatpak's default architecture, as `build-export` uses it.
-fn default_arch() -> anyhow::Result<String> {
+pub(crate) fn default_arch() -> anyhow::Result<String> {
     let out = run(Command::new("flatpak").arg("--default-arch"))?;
     Ok(out.trim().to_owned())
 }
@@ -428,7 +428,7 @@ fn build_repo(dir: &Path, arch: &str) -> anyhow::Result<()> {
 }
 
 /// Writes `content` to `path`, creating its parent folders.
-fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
+pub(crate) fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;

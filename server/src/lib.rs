@@ -16,6 +16,7 @@ mod clients;
 mod config;
 mod demo;
 mod entitlements;
+mod flatpak_app;
 #[doc(hidden)]
 pub mod fuzz;
 mod http;

@@ -210,13 +210,23 @@ fn peak_rss_bytes() -> u64 {
 pub const AUTHENTICATOR_NAME: &str = "org.tollgate.Authenticator";
 
 /// Has `flatpak build-update-repo` name tollgate's authenticator and the entitlement service
-/// `url` (and the repository's `name` there) in `repo`'s summary and config.
-pub(crate) fn set_authenticator(repo: &Path, url: &str, name: Option<&str>) -> anyhow::Result<()> {
+/// `url` (and the repository's `name` there) in `repo`'s summary and config, and say whether
+/// flatpak is to `install` the authenticator from the repository.
+pub(crate) fn set_authenticator(
+    repo: &Path,
+    url: &str,
+    name: Option<&str>,
+    install: bool,
+) -> anyhow::Result<()> {
     let mut command = std::process::Command::new("flatpak");
     command.args([
         "build-update-repo",
         &format!("--authenticator-name={AUTHENTICATOR_NAME}"),
-        "--no-authenticator-install",
+        if install {
+            "--authenticator-install"
+        } else {
+            "--no-authenticator-install"
+        },
         &format!("--authenticator-option=auth-server-url={url}"),
     ]);
     if let Some(name) = name {
@@ -250,7 +260,37 @@ pub fn authenticator(args: AuthenticatorArgs) -> anyhow::Result<()> {
             "--name {name:?} is not a repository name tollgate serves (letters, digits, -, _, .)"
         );
     }
-    set_authenticator(&args.repo, url, args.name.as_deref())?;
+    if args.install {
+        let binaries = match &args.binaries {
+            Some(dir) => dir.clone(),
+            None => std::env::current_exe()
+                .context("finding this program")?
+                .parent()
+                .context("finding this program's folder")?
+                .to_owned(),
+        };
+        let arch = match &args.arch {
+            Some(arch) => arch.clone(),
+            None => crate::demo::default_arch()?,
+        };
+        let app_ref = crate::flatpak_app::publish(
+            &args.repo,
+            &crate::flatpak_app::AppSpec {
+                binaries: &binaries,
+                runtime: &args.runtime,
+                runtime_branch: &args.runtime_branch,
+                arch: &arch,
+            },
+        )
+        .context("publishing the authenticator as a Flatpak app")?;
+        print_line(&format!(
+            "{}: published {app_ref} (on {}/{arch}/{}), which flatpak installs by itself",
+            args.repo.display(),
+            args.runtime,
+            args.runtime_branch
+        ));
+    }
+    set_authenticator(&args.repo, url, args.name.as_deref(), args.install)?;
     print_line(&format!(
         "{}: flatpak clients now ask {AUTHENTICATOR_NAME} for tokens from {url}",
         args.repo.display()

@@ -340,10 +340,32 @@ fn tollgate_authenticator_refuses_what_is_not_a_repository_or_an_address() {
         .args(["--url", "https://apps.example.com", "--name", "../x"])
         .run_fail();
     assert!(err.contains("is not a repository name"), "{err}");
+    // --install without the binaries to build the app from.
+    let err = tollgate()
+        .args(["authenticator", "--repo"])
+        .arg(&repo)
+        .args([
+            "--url",
+            "https://apps.example.com",
+            "--install",
+            "--binaries",
+        ])
+        .arg(fx.join("tree"))
+        .run_fail();
+    assert!(
+        err.contains("tollgate-authenticator is missing: build the client side first"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(repo.join("config")).expect("config"),
         before,
         "a refused command changed the repository"
+    );
+    let refs = fx.ostree(&repo).arg("refs").run();
+    assert_eq!(
+        refs.trim(),
+        "test/ref",
+        "a refused --install committed: {refs}"
     );
 }
 

@@ -58,17 +58,24 @@ impl SessionBus {
         SessionBus::spawn(
             fx,
             &format!("--config-file={}", dir.join("session.conf").display()),
+            &[],
         )
     }
 
     /// Starts `dbus-daemon --session`: the system's own session bus configuration, which
     /// activates the services installed in `/usr/share/dbus-1/services` (and the user's).
     pub fn start_as_installed(fx: &Fixture) -> SessionBus {
-        require_tool("dbus-daemon", "dbus-daemon");
-        SessionBus::spawn(fx, "--session")
+        SessionBus::start_as_installed_with(fx, &[])
     }
 
-    fn spawn(fx: &Fixture, config: &str) -> SessionBus {
+    /// As [`SessionBus::start_as_installed`], with `extra` in its environment (and so in the
+    /// services it starts): `XDG_DATA_DIRS`, say, which says where it finds services.
+    pub fn start_as_installed_with(fx: &Fixture, extra: &[(String, PathBuf)]) -> SessionBus {
+        require_tool("dbus-daemon", "dbus-daemon");
+        SessionBus::spawn(fx, "--session", extra)
+    }
+
+    fn spawn(fx: &Fixture, config: &str, extra: &[(String, PathBuf)]) -> SessionBus {
         let mut command = Command::new("dbus-daemon");
         command
             .arg(config)
@@ -76,7 +83,7 @@ impl SessionBus {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        for (k, v) in fx.env() {
+        for (k, v) in fx.env().iter().chain(extra) {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("starting dbus-daemon");

@@ -71,6 +71,8 @@ mod ref_graphs;
 #[cfg(test)]
 mod restarts;
 #[cfg(test)]
+mod sandboxed_authenticator;
+#[cfg(test)]
 mod several_repos;
 #[cfg(test)]
 mod signed_repos;
