@@ -247,6 +247,13 @@ fn stock_flatpak_installs_the_authenticator_from_the_repository_and_the_paid_app
             .args(["--user", "uninstall", "-y", "--noninteractive", APP])
             .run()
     };
+    // The tokens were cached in the sandbox's own cache folder, not the host's.
+    assert!(
+        sandbox_cache.join("tollgate/tokens.json").is_file(),
+        "no token cache in {}",
+        sandbox_cache.display()
+    );
+    assert!(!fx.join("home/.cache/tollgate/tokens.json").exists());
     uninstall();
     std::fs::remove_dir_all(&sandbox_cache).ok();
     let install = || flatpak().args(["--user", "install", "-y", "--noninteractive", "shop", APP]);
