@@ -30,7 +30,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
-use crate::config::{Config, config_to_read};
+use crate::config::Config;
 use crate::service::Want;
 use crate::tokens::{Failure, Helper, RefTokens, grouped};
 use crate::trust::check;
@@ -323,7 +323,7 @@ async fn work_out(
     };
     // Before anything else, the cached tokens and the prompt included: a look-alike remote
     // must get neither a token nor a chance to ask for the user's key.
-    let trusted = match Config::load(config_to_read().as_deref()) {
+    let trusted = match Config::read() {
         Ok(config) => config.trusted_mirrors,
         Err(e) => return Outcome::Failed(format!("{e:#}")),
     };

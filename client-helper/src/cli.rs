@@ -307,12 +307,8 @@ fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
-fn load_config() -> anyhow::Result<Config> {
-    Config::load(crate::config::config_to_read().as_deref())
-}
-
 fn load_chain() -> anyhow::Result<Chain> {
-    Ok(Chain::load(&search_path(), &load_config()?))
+    Ok(Chain::load(&search_path(), &Config::read()?))
 }
 
 /// What a credential is, without its secret.
@@ -723,7 +719,7 @@ fn pull(
         .remote_option(remote, "contenturl", None)
         .with_context(|| format!("{}: remote {remote}", local.display()))?
         .map(|u| u.to_string());
-    let trusted = load_config()?.trusted_mirrors;
+    let trusted = Config::read()?.trusted_mirrors;
     for address in std::iter::once(&remote_url).chain(&content_url) {
         service
             .may_send_to(address, &remote_url, &trusted)
@@ -800,7 +796,7 @@ fn pull_p2p(
         Some(origin) => origin.clone(),
         None => origin_of(&repo, local, collection_id)?,
     };
-    let trusted = load_config()?.trusted_mirrors;
+    let trusted = Config::read()?.trusted_mirrors;
     service.may_send_to(&origin, &origin, &trusted)?;
     let request = crate::p2p::Request {
         collection_id,
@@ -972,7 +968,7 @@ fn p2p_options(
     let mut refs: Vec<String> = found.iter().flat_map(|f| f.refs.clone()).collect();
     refs.sort();
     refs.dedup();
-    let trusted = load_config()?.trusted_mirrors;
+    let trusted = Config::read()?.trusted_mirrors;
     service.may_send_to(origin, origin, &trusted)?;
     let tokens = service.tokens(|| Ok(origin.to_owned()), refs)?;
     print_plan(&plan(&found, origin, &trusted, &tokens));

@@ -99,6 +99,11 @@ pub fn config_to_read() -> Option<PathBuf> {
 }
 
 impl Config {
+    /// The configuration in effect: the file [`config_to_read`] names, or the defaults.
+    pub fn read() -> anyhow::Result<Config> {
+        Config::load(config_to_read().as_deref())
+    }
+
     /// The configuration at `path`; the defaults when there is no file there.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         let Some(path) = path else {

@@ -9,7 +9,7 @@ use tollgate_plugin_api::Credential;
 
 use crate::cache::{Cache, now};
 use crate::chain::{Chain, failures};
-use crate::config::{Config, config_to_read};
+use crate::config::Config;
 use crate::service::{self, ServiceError, Want};
 
 /// Ref → token, `""` for a ref that needs none.
@@ -73,7 +73,7 @@ pub struct Helper {
 impl Helper {
     /// Loads the configuration and the providers.
     pub fn load() -> anyhow::Result<Helper> {
-        let config = Config::load(config_to_read().as_deref())?;
+        let config = Config::read()?;
         Ok(Helper {
             chain: Arc::new(Chain::load(&crate::chain::search_path(), &config)),
             cache: Cache::default_location(),
@@ -114,16 +114,16 @@ impl Helper {
         interactive: bool,
     ) -> Result<String, Vec<String>> {
         let chain = Arc::clone(&self.chain);
-        let service = url.to_owned();
-        let url = url.to_owned();
-        let stored =
-            tokio::task::spawn_blocking(move || chain.store(&url, &credential, interactive, None))
-                .await;
+        let target = url.to_owned();
+        let stored = tokio::task::spawn_blocking(move || {
+            chain.store(&target, &credential, interactive, None)
+        })
+        .await;
         match stored {
             Ok((Some(provider), _)) => {
                 // Only `tollgate-helper status` reads the list; one that cannot be written
                 // costs nothing else.
-                let _ = crate::known::remember(&service);
+                let _ = crate::known::remember(url);
                 Ok(provider)
             }
             Ok((None, asked)) if asked.is_empty() => {

@@ -118,16 +118,13 @@ enum SessionAuthenticator {
 
 /// Where the packaged authenticator's activation file is.
 const PACKAGED_SERVICE: &str = "/usr/share/dbus-1/services/org.tollgate.Authenticator.service";
-/// The build tree's providers the demo's authenticator uses.
-const PROVIDERS: [&str; 2] = ["file", "secret_service"];
 
 /// Makes the authenticator built beside this binary activatable in the user's session bus
 /// (`$XDG_DATA_HOME/dbus-1/services`, which a session bus watches), with the providers built
 /// beside it linked into `dir/providers`: no other provider of the build tree (the test
 /// fixtures) is loaded. Without a built authenticator, the packaged one is used if there is one.
 fn session_authenticator(dir: &Path) -> SessionAuthenticator {
-    let built = std::env::current_exe().ok().and_then(|exe| {
-        let bin = exe.parent()?.to_owned();
+    let built = crate::operator::build_folder().ok().and_then(|bin| {
         let found = |name: &str| Some(bin.join(name)).filter(|p| p.is_file());
         Some((
             bin.clone(),
@@ -169,8 +166,8 @@ fn install_build_tree_authenticator(
     let providers = dir.join("providers");
     std::fs::create_dir_all(&providers)
         .with_context(|| format!("creating {}", providers.display()))?;
-    for name in PROVIDERS {
-        let file = format!("libtollgate_provider_{name}.so");
+    for name in crate::operator::SHIPPED_PROVIDERS {
+        let file = crate::operator::provider_library(name);
         let link = providers.join(&file);
         match std::fs::remove_file(&link) {
             Ok(()) => {}

@@ -17,14 +17,12 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use crate::demo::{run, write_file as write};
-use crate::operator::AUTHENTICATOR_NAME;
+use crate::operator::{AUTHENTICATOR_NAME, SHIPPED_PROVIDERS, provider_library};
 
 /// The branch flatpak installs an authenticator from.
 pub const BRANCH: &str = "autoinstall";
 /// Where the app's providers are, inside the sandbox.
 pub const PROVIDERS_DIR: &str = "/app/lib/tollgate/providers";
-/// The providers the app carries.
-const PROVIDERS: [&str; 2] = ["secret_service", "file"];
 /// The permissions the app is given: `flatpak build-finish` arguments.
 pub const PERMISSIONS: [&str; 2] = ["--share=network", "--talk-name=org.freedesktop.secrets"];
 
@@ -42,9 +40,9 @@ pub struct AppSpec<'a> {
 /// Builds the app and commits it to `repo` as [`BRANCH`]; returns its ref.
 pub fn publish(repo: &Path, spec: &AppSpec<'_>) -> anyhow::Result<String> {
     let authenticator = spec.binaries.join("tollgate-authenticator");
-    let libraries: Vec<PathBuf> = PROVIDERS
+    let libraries: Vec<PathBuf> = SHIPPED_PROVIDERS
         .iter()
-        .map(|p| spec.binaries.join(format!("libtollgate_provider_{p}.so")))
+        .map(|p| spec.binaries.join(provider_library(p)))
         .collect();
     for file in std::iter::once(&authenticator).chain(&libraries) {
         if !file.is_file() {

@@ -208,6 +208,23 @@ fn peak_rss_bytes() -> u64 {
 
 /// The bus name of tollgate's Flatpak authenticator (`tollgate-authenticator`).
 pub const AUTHENTICATOR_NAME: &str = "org.tollgate.Authenticator";
+/// The credential providers that come with tollgate, the keyring first: what the demo and the
+/// authenticator's Flatpak app give the authenticator.
+pub const SHIPPED_PROVIDERS: [&str; 2] = ["secret_service", "file"];
+
+/// A provider's library file name, as the helper finds providers.
+pub fn provider_library(name: &str) -> String {
+    format!("libtollgate_provider_{name}.so")
+}
+
+/// The folder of the running `tollgate`, where a build puts the client side's binaries too.
+pub fn build_folder() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("finding this program")?;
+    Ok(exe
+        .parent()
+        .context("finding this program's folder")?
+        .to_owned())
+}
 
 /// Has `flatpak build-update-repo` name tollgate's authenticator and the entitlement service
 /// `url` (and the repository's `name` there) in `repo`'s summary and config, and say whether
@@ -263,11 +280,7 @@ pub fn authenticator(args: AuthenticatorArgs) -> anyhow::Result<()> {
     if args.install {
         let binaries = match &args.binaries {
             Some(dir) => dir.clone(),
-            None => std::env::current_exe()
-                .context("finding this program")?
-                .parent()
-                .context("finding this program's folder")?
-                .to_owned(),
+            None => build_folder()?,
         };
         let arch = match &args.arch {
             Some(arch) => arch.clone(),

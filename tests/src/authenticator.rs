@@ -418,21 +418,8 @@ fn a_plain_remote_add_from_the_flatpakrepo_and_flatpaks_own_prompt_in_a_terminal
         .flatpak()
         .args(["--user", "install", "shop", APP])
         .in_terminal();
-    let mut passwords = 0;
-    while let Some((prompt, _)) = terminal.next_of(&["[Y/n]", "User:", "Password:"]) {
-        match prompt {
-            0 => terminal.send("y"),
-            1 => terminal.send("customer"),
-            _ => {
-                passwords += 1;
-                terminal.send(if passwords == 1 {
-                    "tg_0000000000000000_notakey"
-                } else {
-                    &t.key
-                });
-            }
-        }
-    }
+    let passwords =
+        terminal.answer_flatpak_install("customer", &["tg_0000000000000000_notakey", &t.key]);
     let (status, output) = terminal.finish();
     assert!(
         status.success(),

@@ -325,6 +325,28 @@ impl Terminal {
             .unwrap_or_else(|e| panic!("typing into `{}`: {e}", self.display));
     }
 
+    /// Answers an interactive `flatpak install` until it ends: yes to every `[Y/n]`, `user` at
+    /// its login's `User:`, and at each `Password:` the next of `passwords` (the last again once
+    /// they run out). Returns how many passwords were asked for.
+    pub fn answer_flatpak_install(&mut self, user: &str, passwords: &[&str]) -> usize {
+        let mut asked = 0;
+        while let Some((prompt, _)) = self.next_of(&["[Y/n]", "User:", "Password:"]) {
+            match prompt {
+                0 => self.send("y"),
+                1 => self.send(user),
+                _ => {
+                    let password = passwords
+                        .get(asked)
+                        .or(passwords.last())
+                        .expect("a password to type");
+                    asked += 1;
+                    self.send(password);
+                }
+            }
+        }
+        asked
+    }
+
     /// Waits for the command to end; its exit status and everything it printed.
     pub fn finish(mut self) -> (std::process::ExitStatus, String) {
         let remaining = self.deadline.saturating_duration_since(Instant::now());

@@ -144,17 +144,7 @@ fn the_printed_commands_install_the_paid_app_with_flatpak_and_pull_it_with_ostre
         .envs(&user_env)
         .timeout(Duration::from_secs(120))
         .in_terminal();
-    let mut passwords = 0;
-    while let Some((prompt, _)) = terminal.next_of(&["[Y/n]", "User:", "Password:"]) {
-        match prompt {
-            0 => terminal.send("y"),
-            1 => terminal.send("customer"),
-            _ => {
-                passwords += 1;
-                terminal.send(&key);
-            }
-        }
-    }
+    let passwords = terminal.answer_flatpak_install("customer", &[&key]);
     let (status, output) = terminal.finish();
     assert!(
         status.success(),

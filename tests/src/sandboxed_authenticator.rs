@@ -196,21 +196,8 @@ fn stock_flatpak_installs_the_authenticator_from_the_repository_and_the_paid_app
     let mut terminal = flatpak()
         .args(["--user", "install", "shop", APP])
         .in_terminal();
-    let mut passwords = 0;
-    while let Some((prompt, _)) = terminal.next_of(&["[Y/n]", "User:", "Password:"]) {
-        match prompt {
-            0 => terminal.send("y"),
-            1 => terminal.send("customer"),
-            _ => {
-                passwords += 1;
-                terminal.send(if passwords == 1 {
-                    "tg_0000000000000000_notakey"
-                } else {
-                    &key
-                });
-            }
-        }
-    }
+    let passwords =
+        terminal.answer_flatpak_install("customer", &["tg_0000000000000000_notakey", &key]);
     let (status, output) = terminal.finish();
     assert!(
         status.success(),
