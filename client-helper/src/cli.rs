@@ -1190,3 +1190,23 @@ fn package_files(dir: &Path) -> anyhow::Result<ExitCode> {
     out(&format!("wrote the package files into {}", dir.display()));
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::exec_word;
+
+    #[test]
+    fn exec_words_with_spaces_or_quotes_stay_one_word() {
+        assert_eq!(
+            exec_word("/usr/libexec/tollgate-authenticator"),
+            "/usr/libexec/tollgate-authenticator"
+        );
+        assert_eq!(
+            exec_word("TOLLGATE_PROVIDER_PATH=/home/a b/providers"),
+            "'TOLLGATE_PROVIDER_PATH=/home/a b/providers'"
+        );
+        // A quote cannot end the word early and add arguments.
+        assert_eq!(exec_word("/tmp/x' --evil '"), r"'/tmp/x'\'' --evil '\'''");
+        assert_eq!(exec_word(""), "''");
+    }
+}
