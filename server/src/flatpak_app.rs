@@ -16,8 +16,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::demo::{run, write_file as write};
-use crate::operator::{AUTHENTICATOR_NAME, SHIPPED_PROVIDERS, provider_library};
+use crate::authenticator::{AUTHENTICATOR_NAME, SHIPPED_PROVIDERS, provider_library};
+use crate::process::{run, write_file as write};
 
 /// The branch flatpak installs an authenticator from.
 pub const BRANCH: &str = "autoinstall";

@@ -1,20 +1,23 @@
-//! tollgate's server: serves OSTree archive repositories over HTTP (and, in later versions,
-//! gates each object by per-ref tokens and runs the entitlement service).
+//! tollgate's server: serves OSTree archive repositories over HTTP, gates each object by per-ref
+//! tokens, and runs the entitlement service that issues them.
 //!
-//! Map: [`cli`] is the command line; `serve` and `demo` are its commands; `repos` opens and
-//! guards the served repositories; `http` holds the route table, the file handler, the error
-//! type and the listener. The OSTree format itself lives in the `tollgate-ostree-format` crate.
+//! Map: [`commands`] is the command line, one module per command, and the only place clap is
+//! used; everything else is the library core it drives with plain values. `serve` checks and
+//! starts a server; `repos` opens and guards the served repositories; `index` knows which refs
+//! reach each object; `http` holds the route table, the handlers, the error type and the
+//! listener; `entitlements`, `store` and `tokens` turn credentials into signed download tokens.
+//! The OSTree format itself lives in the `tollgate-ostree-format` crate.
 //!
 //! The server must never serve a file outside the closed grammar of repository paths, never
 //! follow a symlink out of a repository, and never answer 5xx for a client's mistake.
 
-mod admin_cli;
 mod audit;
+mod authenticator;
 mod bucket;
-pub mod cli;
 mod clients;
+pub mod commands;
 mod config;
-mod demo;
+mod datadir;
 mod entitlements;
 mod flatpak_app;
 #[doc(hidden)]
@@ -24,11 +27,12 @@ mod index;
 mod limiter;
 mod logging;
 mod metrics;
-mod operator;
 mod output;
+mod process;
 mod refpattern;
 mod repos;
 mod secrets;
 mod serve;
 mod store;
+mod times;
 mod tokens;

@@ -1,4 +1,4 @@
-//! `tollgate serve`: check everything the command line names, then listen and serve.
+//! Serving: check everything the options name, then listen and serve.
 //!
 //! Everything that can fail without writing runs first: the configuration, the keys and secret
 //! it names, the repositories, the listening address, and each repository's reachability index.
@@ -6,7 +6,7 @@
 //! error line and leaves nothing behind.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,26 +14,39 @@ use anyhow::Context;
 use jsonwebtoken::DecodingKey;
 
 use crate::audit::AuditWriter;
-use crate::cli::ServeArgs;
 use crate::config::Config;
+use crate::datadir::prepare_data_dir;
 use crate::entitlements::Entitlements;
 use crate::http::{self, AppState, Served};
 use crate::index::live::{LiveIndex, SharedPolicy};
-use crate::repos::{self, ServedRepo};
+use crate::repos::{self, RepoArg, ServedRepo};
 use crate::store::{Location, Store, now};
 use crate::tokens::{KeyDir, LEEWAY_SECS, TrustedKeys, Verifier};
 
-pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref())?;
+/// What `tollgate serve` is given.
+#[derive(Debug)]
+pub struct Options {
+    /// The repositories, each with the name it is served at.
+    pub repos: Vec<RepoArg>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The configuration file, if any.
+    pub config: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite in the data directory.
+    pub database_url: Option<String>,
+}
+
+/// Checks everything `options` names, then serves until SIGINT or SIGTERM.
+pub fn serve(options: Options) -> anyhow::Result<()> {
+    let config = Config::load(options.config.as_deref())?;
     let trusted = TrustedKeys::load(&config.tokens)?;
-    let repos = repos::open_all(&args.repos, &config.storage)?;
-    let data_dir = args.data_dir.resolve()?;
-    let database = Location::new(&data_dir, args.database_url.as_deref());
-    let listener = bind(args.listen.listen)?;
+    let repos = repos::open_all(&options.repos, &config.storage)?;
+    let database = Location::new(&options.data_dir, options.database_url.as_deref());
+    let listener = bind(options.listen)?;
     run(
         listener,
         repos,
-        &data_dir,
+        &options.data_dir,
         &database,
         config,
         trusted,
@@ -60,16 +73,6 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
         .set_nonblocking(true)
         .context("making the listening socket non-blocking")?;
     Ok(listener)
-}
-
-/// Creates the data directory (mode 0700) if it does not exist yet.
-pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating the data directory {}", dir.display()))
 }
 
 /// How often a running server looks for a rotated key.

@@ -72,3 +72,51 @@ fn only_the_ffi_places_declare_extern_c_or_allow_unsafe_code() {
         );
     }
 }
+
+/// The crates whose command line sits in a `commands/` layer over a library core.
+const LAYERED: [&str; 1] = ["server/src/"];
+
+/// The core files of a layered crate (all but `commands/` and the binaries' `main.rs`) that name
+/// `needle`.
+fn core_files_with(needle: &str) -> Vec<String> {
+    let root = workspace_root();
+    files_under(&root)
+        .into_iter()
+        .filter(|f| f.ends_with(".rs"))
+        .filter_map(|f| {
+            let src = LAYERED.iter().find(|src| f.starts_with(*src))?;
+            let inner = &f[src.len()..];
+            let is_core = !inner.starts_with("commands/") && inner != "main.rs";
+            is_core.then_some(f)
+        })
+        .filter(|f| {
+            std::fs::read_to_string(root.join(f))
+                .unwrap()
+                .contains(needle)
+        })
+        .collect()
+}
+
+#[test]
+fn the_core_never_uses_the_commands_or_clap() {
+    for needle in ["commands::", "clap::", "use clap", "clap_"] {
+        let offenders = core_files_with(needle);
+        assert!(
+            offenders.is_empty(),
+            "`{needle}` in the library core, outside commands/: {offenders:?}. The commands \
+             use the core, never the other way round: move what both need into the core, \
+             with plain values or an option struct instead of clap's arguments"
+        );
+    }
+    // The rule has something to hold: each layered crate has a commands/ folder using clap.
+    for src in LAYERED {
+        let commands = workspace_root().join(src).join("commands/mod.rs");
+        let text = std::fs::read_to_string(&commands)
+            .unwrap_or_else(|e| panic!("{}: {e}", commands.display()));
+        assert!(
+            text.contains("use clap"),
+            "{} does not use clap",
+            commands.display()
+        );
+    }
+}

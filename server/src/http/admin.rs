@@ -283,7 +283,7 @@ impl Time {
             Time::Seconds(s) => Err(HttpError::BadRequest(format!(
                 "{s} is not a time in seconds since the epoch"
             ))),
-            Time::Text(t) => crate::admin_cli::parse_rfc3339(&t).map_err(|_| {
+            Time::Text(t) => crate::times::parse_rfc3339(&t).map_err(|_| {
                 HttpError::BadRequest(format!("{} is not an RFC 3339 time", quote(&t)))
             }),
         }

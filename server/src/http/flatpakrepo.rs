@@ -12,7 +12,7 @@ use warp::reply::Response;
 
 use super::files::MAX_CONFIG_LEN;
 use super::{AppState, HttpError, Served};
-use crate::operator::AUTHENTICATOR_NAME;
+use crate::authenticator::AUTHENTICATOR_NAME;
 
 /// The file's name inside each repository's URL.
 pub const FILE_NAME: &str = "repo.flatpakrepo";

@@ -241,7 +241,9 @@ pub async fn run(
             let log = AccessLog::start(client.ip, &request);
             let state = Arc::clone(&state);
             async move {
-                let response = super::handle(&state, request, client).await;
+                // Boxed: hyper's dispatcher moves the service's future by value, and `handle`'s
+                // is a few kilobytes; `perf` put that memmove at 2 to 4% of small answers.
+                let response = Box::pin(super::handle(&state, request, client)).await;
                 Ok::<_, Infallible>(log.attach(response))
             }
         });

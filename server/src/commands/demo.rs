@@ -14,11 +14,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use base64::Engine as _;
+use clap::Args;
 
-use crate::cli::DemoArgs;
+use super::ListenArg;
+use crate::authenticator::{SHIPPED_PROVIDERS, build_folder, provider_library, set_authenticator};
 use crate::config::Config;
+use crate::datadir::data_home;
+use crate::process::{self, default_arch, write_file};
 use crate::repos::{self, RepoArg, RepoLocation};
 use crate::secrets::Secret;
 use crate::serve;
@@ -26,15 +30,35 @@ use crate::store::{Location, NewLicense, Store, StoreError};
 use crate::tokens::TrustedKeys;
 
 /// The runtime the demo publishes.
-pub const DEMO_RUNTIME: &str = "org.tollgate.Demo.Platform";
+const DEMO_RUNTIME: &str = "org.tollgate.Demo.Platform";
 /// The paid app the demo publishes, gated.
-pub const DEMO_APP: &str = "org.tollgate.Demo.App";
+const DEMO_APP: &str = "org.tollgate.Demo.App";
 const REMOTE: &str = "tollgate-demo";
 const PRODUCT: &str = "demo-app";
 /// The note that marks the license a demo run made.
 const LICENSE_NOTE: &str = "made by tollgate demo";
 
-pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+pub(super) struct DemoArgs {
+    /// Where the demo keeps everything: the repository in DIR/repo, the server's state in
+    /// DIR/data. A demo repository already there is served again as it is.
+    /// [default: $XDG_DATA_HOME/tollgate/demo, or ~/.local/share/tollgate/demo]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    listen: ListenArg,
+}
+
+impl DemoArgs {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.dir {
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(crate::datadir::default_data_dir()?.join("demo")),
+        }
+    }
+}
+
+pub(super) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = args.dir()?;
     let repo = dir.join("repo");
     let arch = default_arch()?;
@@ -54,7 +78,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .context("reading the address listened on")?;
     // The service is at the address the demo serves; run again on another port, the repository
     // names the new one.
-    crate::operator::set_authenticator(&repo, &format!("http://{addr}"), None, false)
+    set_authenticator(&repo, &format!("http://{addr}"), None, false)
         .context("naming tollgate's authenticator in the demo repository")?;
     let authenticator = session_authenticator(&dir);
     let repos = repos::open_all(
@@ -73,7 +97,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     let trusted = TrustedKeys::load(&config.tokens)?;
     let data = dir.join("data");
-    serve::prepare_data_dir(&data)?;
+    crate::datadir::prepare_data_dir(&data)?;
     let database = Location::new(&data, None);
     let key = demo_license(&database, &format!("app/{DEMO_APP}/*"))
         .with_context(|| format!("making the demo license in {database}"))?;
@@ -124,7 +148,7 @@ const PACKAGED_SERVICE: &str = "/usr/share/dbus-1/services/org.tollgate.Authenti
 /// beside it linked into `dir/providers`: no other provider of the build tree (the test
 /// fixtures) is loaded. Without a built authenticator, the packaged one is used if there is one.
 fn session_authenticator(dir: &Path) -> SessionAuthenticator {
-    let built = crate::operator::build_folder().ok().and_then(|bin| {
+    let built = build_folder().ok().and_then(|bin| {
         let found = |name: &str| Some(bin.join(name)).filter(|p| p.is_file());
         Some((
             bin.clone(),
@@ -166,8 +190,8 @@ fn install_build_tree_authenticator(
     let providers = dir.join("providers");
     std::fs::create_dir_all(&providers)
         .with_context(|| format!("creating {}", providers.display()))?;
-    for name in crate::operator::SHIPPED_PROVIDERS {
-        let file = crate::operator::provider_library(name);
+    for name in SHIPPED_PROVIDERS {
+        let file = provider_library(name);
         let link = providers.join(&file);
         match std::fs::remove_file(&link) {
             Ok(()) => {}
@@ -180,12 +204,14 @@ fn install_build_tree_authenticator(
                 .with_context(|| format!("linking {} to {}", link.display(), built.display()))?;
         }
     }
-    run(Command::new(helper)
-        .args(["install-authenticator", "--user", "--exec"])
-        .arg(authenticator)
-        .arg("--provider-path")
-        .arg(&providers))?;
-    let file = crate::cli::data_home()?.join("dbus-1/services/org.tollgate.Authenticator.service");
+    process::run(
+        Command::new(helper)
+            .args(["install-authenticator", "--user", "--exec"])
+            .arg(authenticator)
+            .arg("--provider-path")
+            .arg(&providers),
+    )?;
+    let file = data_home()?.join("dbus-1/services/org.tollgate.Authenticator.service");
     tracing::info!(
         "flatpak in this user's session now starts {} (activation file {})",
         authenticator.display(),
@@ -333,12 +359,6 @@ Press Ctrl-C to stop the server.
     }
 }
 
-/// flatpak's default architecture, as `build-export` uses it.
-pub(crate) fn default_arch() -> anyhow::Result<String> {
-    let out = run(Command::new("flatpak").arg("--default-arch"))?;
-    Ok(out.trim().to_owned())
-}
-
 fn build_repo(dir: &Path, arch: &str) -> anyhow::Result<()> {
     let staging = dir.join("repo.tmp");
     let build = dir.join("build");
@@ -367,12 +387,14 @@ fn build_repo(dir: &Path, arch: &str) -> anyhow::Result<()> {
     ] {
         write_file(&path, content)?;
     }
-    run(Command::new("flatpak")
-        .args(["build-export", "--runtime", "--files=files"])
-        .arg("--subject=tollgate demo runtime")
-        .arg(&staging)
-        .arg(&build)
-        .arg("stable"))?;
+    process::run(
+        Command::new("flatpak")
+            .args(["build-export", "--runtime", "--files=files"])
+            .arg("--subject=tollgate demo runtime")
+            .arg(&staging)
+            .arg(&build)
+            .arg("stable"),
+    )?;
 
     // The paid app: its commits carry xa.token-type, so flatpak asks for a token and tollgate
     // serves what only it reaches to token holders alone.
@@ -391,23 +413,29 @@ fn build_repo(dir: &Path, arch: &str) -> anyhow::Result<()> {
             .with_context(|| format!("making {} executable", app_bin.display()))?;
     }
     write_file(&build_app.join("metadata"), &app_metadata)?;
-    run(Command::new("flatpak")
-        .args(["build-finish", "--command=tollgate-demo-app"])
-        .arg(&build_app))?;
-    run(Command::new("flatpak")
-        .args(["build-export", "--token-type=2"])
-        .arg("--subject=tollgate demo app")
-        .arg(&staging)
-        .arg(&build_app)
-        .arg("stable"))?;
+    process::run(
+        Command::new("flatpak")
+            .args(["build-finish", "--command=tollgate-demo-app"])
+            .arg(&build_app),
+    )?;
+    process::run(
+        Command::new("flatpak")
+            .args(["build-export", "--token-type=2"])
+            .arg("--subject=tollgate demo app")
+            .arg(&staging)
+            .arg(&build_app)
+            .arg("stable"),
+    )?;
 
-    run(Command::new("flatpak")
-        .args([
-            "build-update-repo",
-            "--title=tollgate demo",
-            "--generate-static-deltas",
-        ])
-        .arg(&staging))?;
+    process::run(
+        Command::new("flatpak")
+            .args([
+                "build-update-repo",
+                "--title=tollgate demo",
+                "--generate-static-deltas",
+            ])
+            .arg(&staging),
+    )?;
     let repo = dir.join("repo");
     if repo.exists() {
         // An earlier demo's repository, from before the demo had an app.
@@ -422,39 +450,4 @@ fn build_repo(dir: &Path, arch: &str) -> anyhow::Result<()> {
         dir.join("repo").display()
     );
     Ok(())
-}
-
-/// Writes `content` to `path`, creating its parent folders.
-pub(crate) fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
-}
-
-/// Runs a command, returning its stdout, or an error carrying its stderr.
-pub(crate) fn run(command: &mut Command) -> anyhow::Result<String> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let output = match command.output() {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "`{program}` is not installed; tollgate runs the real one. Install it with \
-             `apt-get install {program}` (scripts/setup does this for you)"
-        ),
-        Err(e) => return Err(e).with_context(|| format!("running {program}")),
-    };
-    if !output.status.success() {
-        bail!(
-            "`{program} {}` failed ({}): {}",
-            command
-                .get_args()
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

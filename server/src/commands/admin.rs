@@ -3,19 +3,192 @@
 //! through the same `Store` operations.
 
 use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::cli::{
-    AccountCommand, AdminArgs, AdminCommand, AuditArgs, LicenseCommand, ProductCommand,
-};
+use super::DataDirArg;
+use crate::datadir::prepare_data_dir;
 use crate::output::{print_json, print_line, print_table};
-use crate::serve::prepare_data_dir;
 use crate::store::{Account, AuditFilter, License, Location, NewLicense, Product, Store};
+use crate::times::{parse_rfc3339, parse_time, time};
 
-pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+pub(super) struct AdminArgs {
+    #[command(flatten)]
+    data_dir: DataDirArg,
+    /// A PostgreSQL database instead of the SQLite one in the data directory.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TOLLGATE_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AdminCommand {
+    /// Products: what is sold, as ref patterns.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Licenses: keys that open products.
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// Accounts: a name and a password that open products.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// The tokens issued (or, with --downloads, the gated downloads), newest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ProductCommand {
+    /// Add a product.
+    Add {
+        /// Its short identifier: lowercase letters, digits and '-'.
+        slug: String,
+        #[arg(long)]
+        name: String,
+        /// A ref pattern it covers (`*` any run of characters, `?` one). Repeatable.
+        #[arg(long = "ref", value_name = "PATTERN", required = true)]
+        refs: Vec<String>,
+        /// The repository whose refs it covers: NAME as served with `--repo NAME=PATH`, or ''
+        /// for the one served at `/`. Needed when the server serves several; left out, the
+        /// product covers the only repository served (and nothing while several are).
+        #[arg(long, value_name = "NAME")]
+        repo: Option<String>,
+    },
+    List,
+    Show {
+        slug: String,
+    },
+    /// Change a product's name or patterns.
+    Update {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Replaces all patterns. Repeatable.
+        #[arg(long = "ref", value_name = "PATTERN")]
+        refs: Vec<String>,
+        /// Moves it to this repository (NAME, or '' for the one served at `/`).
+        #[arg(long, value_name = "NAME")]
+        repo: Option<String>,
+    },
+    /// Withdraw a product: it opens nothing, whoever holds it, until activated again (tokens
+    /// already issued run out within minutes).
+    Deactivate {
+        slug: String,
+    },
+    Activate {
+        slug: String,
+    },
+    /// Remove a product that no license or account holds.
+    Remove {
+        slug: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum LicenseCommand {
+    /// Create a license and print its key, once: only a hash of it is kept.
+    Add {
+        /// A product it opens. Repeatable.
+        #[arg(long = "product", value_name = "SLUG", required = true)]
+        products: Vec<String>,
+        /// When it stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z).
+        #[arg(long, value_name = "RFC3339")]
+        expires: Option<String>,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    /// Change what a license opens, when it expires, or its note.
+    Update {
+        id: String,
+        /// Replaces all products. Repeatable.
+        #[arg(long = "product", value_name = "SLUG")]
+        products: Vec<String>,
+        #[arg(long, value_name = "RFC3339", conflicts_with = "no_expiry")]
+        expires: Option<String>,
+        /// Make it never expire.
+        #[arg(long)]
+        no_expiry: bool,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Stop a license from getting tokens (tokens already issued run out within minutes).
+    Deactivate {
+        id: String,
+    },
+    Activate {
+        id: String,
+    },
+    Remove {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AccountCommand {
+    /// Create an account; the password is read from stdin.
+    Add {
+        name: String,
+        /// A product it opens. Repeatable.
+        #[arg(long = "product", value_name = "SLUG", required = true)]
+        products: Vec<String>,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    /// Change what an account opens, or (with --password-stdin) its password.
+    Update {
+        name: String,
+        #[arg(long = "product", value_name = "SLUG")]
+        products: Vec<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    Deactivate {
+        name: String,
+    },
+    Activate {
+        name: String,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct AuditArgs {
+    /// Only records from this time on: RFC 3339, or an age such as `24h` or `7days`.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only tokens issued to this license.
+    #[arg(long, value_name = "ID")]
+    license: Option<String>,
+    /// Only records for this ref.
+    #[arg(long = "ref", value_name = "REF")]
+    ref_name: Option<String>,
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    limit: i64,
+    /// Gated downloads instead of issued tokens.
+    #[arg(long)]
+    downloads: bool,
+}
+
+pub(super) fn run(args: AdminArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.resolve()?;
     let location = Location::new(&data_dir, args.database_url.as_deref());
     if matches!(location, Location::Sqlite(_)) {
@@ -346,42 +519,4 @@ fn read_password() -> anyhow::Result<String> {
         );
     }
     Ok(password.to_owned())
-}
-
-/// RFC 3339 (`2027-01-31T00:00:00Z`), or an age (`24h`, `7days`) counted back from now.
-pub fn parse_time(text: &str) -> anyhow::Result<i64> {
-    let at = match humantime::parse_rfc3339_weak(text) {
-        Ok(at) => at,
-        Err(_) => {
-            let age = humantime::parse_duration(text).map_err(|_| {
-                anyhow::anyhow!(
-                    "{text:?} is not a time: give RFC 3339 (2027-01-31T00:00:00Z) or an age (24h)"
-                )
-            })?;
-            SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH)
-        }
-    };
-    Ok(at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
-}
-
-/// RFC 3339 (`2027-01-31T00:00:00Z`) as seconds since the epoch.
-pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
-    let at = humantime::parse_rfc3339_weak(text)
-        .map_err(|_| anyhow::anyhow!("{text:?} is not an RFC 3339 time (2027-01-31T00:00:00Z)"))?;
-    Ok(at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
-}
-
-/// Seconds since the epoch as RFC 3339; as the plain number past the year 9999, where RFC 3339
-/// ends.
-pub fn time(secs: i64) -> String {
-    match u64::try_from(secs) {
-        Ok(s) if s < 253_402_300_800 => {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()
-        }
-        _ => secs.to_string(),
-    }
 }
