@@ -36,12 +36,12 @@ use crate::tokens::{Failure, Helper, RefTokens, grouped};
 use crate::trust::check;
 
 /// The authenticator's bus name: what `xa.authenticator-name` says.
-pub const BUS_NAME: &str = "org.tollgate.Authenticator";
+pub(crate) const BUS_NAME: &str = "org.tollgate.Authenticator";
 /// The object flatpak calls.
-pub const OBJECT_PATH: &str = "/org/freedesktop/Flatpak/Authenticator";
+pub(crate) const OBJECT_PATH: &str = "/org/freedesktop/Flatpak/Authenticator";
 /// Seconds without a request before the authenticator exits (D-Bus starts it again when
 /// needed); `TOLLGATE_AUTHENTICATOR_IDLE` overrides it.
-pub const DEFAULT_IDLE_SECS: u64 = 60;
+pub(crate) const DEFAULT_IDLE_SECS: u64 = 60;
 /// How many times one request asks the user before giving up.
 const MAX_PROMPTS: usize = 5;
 
@@ -151,7 +151,7 @@ fn string_option(options: &HashMap<String, OwnedValue>, key: &str) -> Option<Str
 
 /// The request object's path flatpak expects: its unique name without `:` and with `.` as `_`,
 /// then the handle token.
-pub fn request_path(sender: &str, handle_token: &str) -> Option<String> {
+pub(crate) fn request_path(sender: &str, handle_token: &str) -> Option<String> {
     let caller = sender.trim_start_matches(':').replace('.', "_");
     let element_ok =
         |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');

@@ -9,7 +9,7 @@
 //! afresh: it only ever holds what can be asked for again.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use crate::service::Issued;
 
 /// One cached token for one ref.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub url: String,
     pub repo: String,
     #[serde(rename = "ref")]
@@ -34,7 +34,7 @@ pub struct Entry {
 impl Entry {
     /// Whether it is still good to hand out at `now`: not within the last quarter of its life
     /// (at most the last minute), so it does not expire during the download it is for.
-    pub fn usable_at(&self, now: u64) -> bool {
+    pub(crate) fn usable_at(&self, now: u64) -> bool {
         let margin = ((self.expires_at.saturating_sub(self.issued_at)) / 4).min(60);
         now + margin < self.expires_at
     }
@@ -47,7 +47,7 @@ struct File {
 }
 
 /// Seconds since the epoch.
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -56,21 +56,22 @@ pub fn now() -> u64 {
 
 /// The cache file.
 #[derive(Debug, Clone)]
-pub struct Cache {
+pub(crate) struct Cache {
     path: PathBuf,
 }
 
 impl Cache {
     /// The cache in the user's cache folder; `None` without HOME or XDG_CACHE_HOME.
-    pub fn default_location() -> Option<Cache> {
+    pub(crate) fn default_location() -> Option<Cache> {
         cache_home().map(|c| Cache::at(c.join("tollgate/tokens.json")))
     }
 
-    pub fn at(path: PathBuf) -> Cache {
+    pub(crate) fn at(path: PathBuf) -> Cache {
         Cache { path }
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
     }
 
@@ -91,7 +92,7 @@ impl Cache {
     }
 
     /// The usable tokens for `refs` of `repo` at `url`: ref → token.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         url: &str,
         repo: &str,
@@ -110,7 +111,13 @@ impl Cache {
 
     /// Keeps what the service issued at `now`, replacing older entries for the same refs and
     /// dropping expired ones.
-    pub fn put(&self, url: &str, repo: &str, issued: &Issued, now: u64) -> std::io::Result<()> {
+    pub(crate) fn put(
+        &self,
+        url: &str,
+        repo: &str,
+        issued: &Issued,
+        now: u64,
+    ) -> std::io::Result<()> {
         let fresh: Vec<Entry> = issued
             .tokens
             .iter()
@@ -137,7 +144,7 @@ impl Cache {
     }
 
     /// Forgets every token of `url`, e.g. after a logout.
-    pub fn forget(&self, url: &str) -> std::io::Result<()> {
+    pub(crate) fn forget(&self, url: &str) -> std::io::Result<()> {
         if !self.path.exists() {
             return Ok(());
         }
@@ -145,7 +152,7 @@ impl Cache {
     }
 
     /// Every entry not yet expired at `now`.
-    pub fn entries(&self, now: u64) -> Vec<Entry> {
+    pub(crate) fn entries(&self, now: u64) -> Vec<Entry> {
         let mut entries: Vec<Entry> = self
             .read()
             .tokens

@@ -22,18 +22,18 @@ use crate::config::{Config, data_home};
 /// Where distribution packages install providers: the multiarch library directory, so that
 /// the providers of two architectures can be installed side by side. The `-dev` package's
 /// pkg-config file names it as `providersdir`.
-pub const PACKAGED_DIR: &str = concat!(
+pub(crate) const PACKAGED_DIR: &str = concat!(
     "/usr/lib/",
     env!("TOLLGATE_MULTIARCH"),
     "/tollgate/providers"
 );
 /// Where providers installed by hand for the whole machine go.
-pub const SYSTEM_DIR: &str = "/usr/lib/tollgate/providers";
+pub(crate) const SYSTEM_DIR: &str = "/usr/lib/tollgate/providers";
 const PREFIX: &str = "libtollgate_provider_";
 const SUFFIX: &str = ".so";
 
 /// The directories providers are found in, in order.
-pub fn search_path() -> Vec<PathBuf> {
+pub(crate) fn search_path() -> Vec<PathBuf> {
     let mut dirs = vec![PathBuf::from(PACKAGED_DIR), PathBuf::from(SYSTEM_DIR)];
     dirs.extend(data_home().map(|d| d.join("tollgate/providers")));
     if let Some(path) = std::env::var_os("TOLLGATE_PROVIDER_PATH") {
@@ -44,14 +44,14 @@ pub fn search_path() -> Vec<PathBuf> {
 
 /// A file in the search path that is not used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
+pub(crate) struct Refused {
     pub path: PathBuf,
     pub reason: String,
 }
 
 /// What one provider said when asked.
 #[derive(Debug)]
-pub struct Asked {
+pub(crate) struct Asked {
     pub provider: String,
     /// The provider's library.
     pub path: PathBuf,
@@ -60,7 +60,7 @@ pub struct Asked {
 
 /// The providers found, in the order they are asked.
 #[derive(Debug)]
-pub struct Chain {
+pub(crate) struct Chain {
     pub providers: Vec<LoadedProvider>,
     pub refused: Vec<Refused>,
     /// Names the configuration orders that no provider has.
@@ -90,7 +90,7 @@ fn provider_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 impl Chain {
     /// Loads every provider of `dirs` and orders them as `config` says.
-    pub fn load(dirs: &[PathBuf], config: &Config) -> Chain {
+    pub(crate) fn load(dirs: &[PathBuf], config: &Config) -> Chain {
         let mut providers: Vec<LoadedProvider> = Vec::new();
         let mut refused = Vec::new();
         for dir in dirs {
@@ -158,7 +158,7 @@ impl Chain {
 
     /// The first credential a provider has for `url` (normalised), with its provider, and what
     /// each provider asked said.
-    pub fn lookup(
+    pub(crate) fn lookup(
         &self,
         url: &str,
         interactive: bool,
@@ -191,7 +191,7 @@ impl Chain {
     /// Stores `credential` for `url` with the provider named `only`, or else with the first
     /// that can store and succeeds; the name of the provider that kept it, and what the others
     /// said.
-    pub fn store(
+    pub(crate) fn store(
         &self,
         url: &str,
         credential: &Credential,
@@ -223,7 +223,7 @@ impl Chain {
     }
 
     /// Has every provider that can erase forget the credentials for `url`.
-    pub fn erase(&self, url: &str, interactive: bool) -> Vec<Asked> {
+    pub(crate) fn erase(&self, url: &str, interactive: bool) -> Vec<Asked> {
         let request = Request {
             url: url.to_owned(),
             interactive,
@@ -241,7 +241,7 @@ impl Chain {
 }
 
 /// What the providers that failed said, one line each (with their files).
-pub fn failures(asked: &[Asked]) -> Vec<String> {
+pub(crate) fn failures(asked: &[Asked]) -> Vec<String> {
     asked
         .iter()
         .filter(|a| a.answer.is_err())
@@ -251,7 +251,7 @@ pub fn failures(asked: &[Asked]) -> Vec<String> {
 
 impl Asked {
     /// One line for people: which provider (and its file) said what.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         format!(
             "{} ({}): {}",
             self.provider,
@@ -262,7 +262,7 @@ impl Asked {
 }
 
 /// A call's answer in a few words, for people.
-pub fn describe(answer: &Result<(), CallError>) -> String {
+pub(crate) fn describe(answer: &Result<(), CallError>) -> String {
     match answer {
         Ok(()) => "ok".to_owned(),
         Err(CallError::Provider(e)) if e.kind == ErrorKind::NotFound => {

@@ -19,7 +19,7 @@ use crate::files::{Mode, rewrite_locked};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Config {
+pub(crate) struct Config {
     /// Provider names, in the order to ask them.
     #[serde(default)]
     pub providers: Vec<String>,
@@ -54,27 +54,27 @@ fn xdg_dir(var: &str, under_home: &str) -> Option<PathBuf> {
 }
 
 /// `$XDG_CONFIG_HOME`, else `~/.config`.
-pub fn config_home() -> Option<PathBuf> {
+pub(crate) fn config_home() -> Option<PathBuf> {
     xdg_dir("XDG_CONFIG_HOME", ".config")
 }
 
 /// `$XDG_CACHE_HOME`, else `~/.cache`.
-pub fn cache_home() -> Option<PathBuf> {
+pub(crate) fn cache_home() -> Option<PathBuf> {
     xdg_dir("XDG_CACHE_HOME", ".cache")
 }
 
 /// `$XDG_STATE_HOME`, else `~/.local/state`.
-pub fn state_home() -> Option<PathBuf> {
+pub(crate) fn state_home() -> Option<PathBuf> {
     xdg_dir("XDG_STATE_HOME", ".local/state")
 }
 
 /// `$XDG_DATA_HOME`, else `~/.local/share`.
-pub fn data_home() -> Option<PathBuf> {
+pub(crate) fn data_home() -> Option<PathBuf> {
     xdg_dir("XDG_DATA_HOME", ".local/share")
 }
 
 /// Where the user's configuration file is (the one `trust` edits).
-pub fn config_path() -> Option<PathBuf> {
+pub(crate) fn config_path() -> Option<PathBuf> {
     config_home().map(|c| c.join("tollgate/helper.toml"))
 }
 
@@ -83,7 +83,7 @@ pub fn config_path() -> Option<PathBuf> {
 /// rules have it; a system's or an app's defaults go there (the Flatpak app of the
 /// authenticator has one in `/app/etc/xdg`). The files are not merged: a user's file replaces
 /// them whole.
-pub fn config_to_read() -> Option<PathBuf> {
+pub(crate) fn config_to_read() -> Option<PathBuf> {
     let user = config_path();
     if user.as_deref().is_some_and(Path::exists) {
         return user;
@@ -100,12 +100,12 @@ pub fn config_to_read() -> Option<PathBuf> {
 
 impl Config {
     /// The configuration in effect: the file [`config_to_read`] names, or the defaults.
-    pub fn read() -> anyhow::Result<Config> {
+    pub(crate) fn read() -> anyhow::Result<Config> {
         Config::load(config_to_read().as_deref())
     }
 
     /// The configuration at `path`; the defaults when there is no file there.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         let Some(path) = path else {
             return Ok(Config::default());
         };
@@ -138,7 +138,7 @@ impl Config {
 /// Rewrites `trusted-mirrors` in the configuration at `path` with `change`, keeping everything
 /// else in the file as it was (comments included); creates the file if there is none. Returns
 /// the new list.
-pub fn edit_trusted(
+pub(crate) fn edit_trusted(
     path: &Path,
     change: impl FnOnce(&mut Vec<String>),
 ) -> anyhow::Result<Vec<String>> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The mode a rewritten file gets.
 #[derive(Debug, Clone, Copy)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Always this one (files holding secrets).
     Exactly(u32),
     /// The old file's, or this one for a new file.
@@ -18,7 +18,7 @@ pub enum Mode {
 /// exclusive `flock` on `<file>.lock` beside it (so it may read the old file and build on it).
 /// A symlink at `path` is followed, so the link stays; missing folders are made (mode 0700).
 /// The new file and its folder are synced before this returns.
-pub fn rewrite_locked<E: From<std::io::Error>>(
+pub(crate) fn rewrite_locked<E: From<std::io::Error>>(
     path: &Path,
     mode: Mode,
     produce: impl FnOnce() -> Result<Vec<u8>, E>,

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use crate::files::{Mode, rewrite_locked};
 
 /// Where the list is kept.
-pub fn path() -> Option<PathBuf> {
+pub(crate) fn path() -> Option<PathBuf> {
     crate::config::state_home().map(|d| d.join("tollgate/services"))
 }
 
 /// The services remembered, in the order they were first stored; none when there is no list.
-pub fn list() -> Vec<String> {
+pub(crate) fn list() -> Vec<String> {
     path()
         .and_then(|p| std::fs::read_to_string(p).ok())
         .map(|text| parse(&text))
@@ -30,7 +30,7 @@ fn parse(text: &str) -> Vec<String> {
 }
 
 /// Adds `url` to the list (once).
-pub fn remember(url: &str) -> std::io::Result<()> {
+pub(crate) fn remember(url: &str) -> std::io::Result<()> {
     edit(|urls| {
         if !urls.iter().any(|u| u == url) {
             urls.push(url.to_owned());
@@ -39,7 +39,7 @@ pub fn remember(url: &str) -> std::io::Result<()> {
 }
 
 /// Takes `url` off the list.
-pub fn forget(url: &str) -> std::io::Result<()> {
+pub(crate) fn forget(url: &str) -> std::io::Result<()> {
     edit(|urls| urls.retain(|u| u != url))
 }
 

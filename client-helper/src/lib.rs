@@ -5,20 +5,30 @@
 //! kept in a per-service, per-ref cache ([`cache`]), both behind one [`tokens::Helper`]. Two
 //! front ends use it: `tollgate-authenticator`, the D-Bus service implementing
 //! `org.freedesktop.Flatpak.Authenticator` ([`authenticator`]), and the `tollgate-helper`
-//! commands ([`cli`]). [`trust`] is the rule for who may see a service's tokens (its origin, and
+//! commands ([`commands`], one module per command). [`trust`] is the rule for who may see a service's tokens (its origin, and
 //! mirrors the user trusts), which both front ends apply; [`p2p`] plans P2P pulls so that a
 //! token reaches only the origin it was issued for and mirrors the user trusts. Nothing here sends a token to a server it was not
 //! issued for, or prints a secret (`tollgate-helper token` prints tokens, which are not).
 
-pub mod authenticator;
-pub mod cache;
-pub mod chain;
-pub mod cli;
-pub mod config;
-pub mod files;
-pub mod known;
-pub mod libostree;
-pub mod p2p;
-pub mod service;
-pub mod tokens;
-pub mod trust;
+// Everything is private to the crate but the two entry points, so that rustc's dead-code check
+// sees every item; `unreachable_pub` keeps `pub` for what is really exported.
+#![warn(unreachable_pub)]
+
+mod authenticator;
+mod cache;
+mod chain;
+mod commands;
+mod config;
+mod files;
+mod known;
+mod libostree;
+mod p2p;
+mod service;
+mod tokens;
+mod trust;
+
+/// `tollgate-helper`'s entry point.
+pub use commands::main as helper_main;
+
+/// `tollgate-authenticator`'s entry point.
+pub use authenticator::main as authenticator_main;

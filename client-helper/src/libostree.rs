@@ -16,7 +16,7 @@ use ostree::{ffi, gio, glib};
 
 /// Where finders look for a collection's refs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finder {
+pub(crate) enum Finder {
     /// The local repository's remotes that have a `collection-id`.
     Config,
     /// Mounted volumes (`.ostree/repos.d`, `.ostree/repo`, ... on USB sticks and discs).
@@ -44,7 +44,7 @@ impl Finder {
 
 /// One place the finders found refs at, as libostree returned it.
 #[derive(Debug)]
-pub struct FinderResult {
+pub(crate) struct FinderResult {
     result: ostree::RepoFinderResult,
     /// The place's URL.
     pub url: String,
@@ -54,7 +54,7 @@ pub struct FinderResult {
 
 /// The places that have refs of `collection_id` among `refs`, best first, as `finders` find
 /// them (`ostree_repo_find_remotes_async`). Summaries are fetched without any header.
-pub fn find_remotes(
+pub(crate) fn find_remotes(
     repo: &ostree::Repo,
     collection_id: &str,
     refs: &[String],
@@ -131,7 +131,7 @@ pub fn find_remotes(
 /// Pulls from `results` (best first), as narrowed with [`narrowed`], with
 /// `options` (`a{sv}`; its `http-headers` go to every place in `results`), checking every commit's
 /// signature against the collection's keyring (`ostree_repo_pull_from_remotes_async`).
-pub fn pull_from_remotes(
+pub(crate) fn pull_from_remotes(
     repo: &ostree::Repo,
     results: &[ostree::RepoFinderResult],
     options: &glib::Variant,
@@ -181,7 +181,7 @@ pub fn pull_from_remotes(
 ///
 /// # Panics
 /// If `from` is empty.
-pub fn narrowed(from: &[&FinderResult], keep: &[String]) -> ostree::RepoFinderResult {
+pub(crate) fn narrowed(from: &[&FinderResult], keep: &[String]) -> ostree::RepoFinderResult {
     let first: *const ffi::OstreeRepoFinderResult = from[0].result.to_glib_none().0;
     // SAFETY: every pointer is to a live result. The new table owns copies of the kept keys
     // and values (freed by the destroy functions given); `ostree_repo_finder_result_new`

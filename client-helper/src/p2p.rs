@@ -15,19 +15,19 @@ use tollgate_plugin_api::url::normalise;
 
 use crate::libostree::{Finder, FinderResult, find_remotes, narrowed, pull_from_remotes};
 use crate::tokens::RefTokens;
-pub use crate::trust::Standing;
+pub(crate) use crate::trust::Standing;
 use crate::trust::is_trusted;
 
 /// A place a finder found refs of the collection at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
+pub(crate) struct Found {
     pub url: String,
     pub refs: Vec<String>,
 }
 
 /// Refs to pull from one place, with one token or none.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pull {
+pub(crate) struct Pull {
     /// The place, as its index in the `found` the plan was made for.
     pub place: usize,
     pub url: String,
@@ -45,7 +45,7 @@ pub struct Pull {
 /// repository's URL (not merely on its server), trusted as [`crate::trust`] says. URLs are
 /// compared normalised; one that does not normalise (`file://`, say) is never the origin nor
 /// trusted.
-pub fn standing(url: &str, origin: &str, trusted: &[String]) -> Standing {
+pub(crate) fn standing(url: &str, origin: &str, trusted: &[String]) -> Standing {
     let Ok(url) = normalise(url) else {
         return Standing::Untrusted;
     };
@@ -63,7 +63,12 @@ pub fn standing(url: &str, origin: &str, trusted: &[String]) -> Standing {
 /// when there is none, from the others, without it (`withheld`). A ref that needs none is
 /// pulled from every place that has it, without a token. One pull per place and token (and
 /// one for the withheld refs), in the order of `found`.
-pub fn plan(found: &[Found], origin: &str, trusted: &[String], tokens: &RefTokens) -> Vec<Pull> {
+pub(crate) fn plan(
+    found: &[Found],
+    origin: &str,
+    trusted: &[String],
+    tokens: &RefTokens,
+) -> Vec<Pull> {
     let token_of = |r: &str| tokens.get(r).filter(|t| !t.is_empty()).cloned();
     let standings: Vec<Standing> = found
         .iter()
@@ -108,13 +113,13 @@ pub fn plan(found: &[Found], origin: &str, trusted: &[String], tokens: &RefToken
 
 /// The options of a pull from one place, as libostree takes them (`a{sv}`): `http-headers` with
 /// the `Authorization` header when the pull carries a token, nothing else.
-pub fn options(pull: &Pull) -> glib::Variant {
+pub(crate) fn options(pull: &Pull) -> glib::Variant {
     headers(pull.token.as_deref()).end()
 }
 
 /// Pull options (`a{sv}`) with `http-headers` carrying `Authorization: Bearer TOKEN` when there
 /// is a token, and nothing else yet.
-pub fn headers(token: Option<&str>) -> glib::VariantDict {
+pub(crate) fn headers(token: Option<&str>) -> glib::VariantDict {
     let dict = glib::VariantDict::new(None);
     if let Some(token) = token {
         let headers = vec![("Authorization".to_owned(), format!("Bearer {token}"))];
@@ -127,13 +132,13 @@ pub fn headers(token: Option<&str>) -> glib::VariantDict {
 }
 
 /// [`options`] in GVariant's text form (`g_variant_print`, with types where needed).
-pub fn options_text(pull: &Pull) -> String {
+pub(crate) fn options_text(pull: &Pull) -> String {
     options(pull).print(true).to_string()
 }
 
 /// What to pull, and where tokens may go.
 #[derive(Debug, Clone)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub collection_id: &'a str,
     pub refs: &'a [String],
     pub finders: &'a [Finder],
@@ -146,7 +151,7 @@ pub struct Request<'a> {
 /// One `pull_from_remotes` call: the refs that share a token (or need none), and the places
 /// they were pulled from, best first.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub with_token: bool,
     pub places: Vec<(String, Standing)>,
     pub refs: Vec<String>,
@@ -159,14 +164,14 @@ pub struct Batch {
 /// What a P2P pull did: one batch per token (and one for the refs that need none), and the refs
 /// no finder found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub found: Vec<Found>,
     pub batches: Vec<Batch>,
     pub not_found: Vec<String>,
 }
 
 impl Report {
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         self.not_found.is_empty() && self.batches.iter().all(|b| b.error.is_none())
     }
 }
@@ -174,7 +179,7 @@ impl Report {
 /// What the finders found for `request`, by place (libostree may give a place several
 /// results), best first: the libostree results for each place, and the place as a [`Found`]
 /// with the requested refs it has.
-pub fn find(
+pub(crate) fn find(
     repo: &ostree::Repo,
     request: &Request,
 ) -> anyhow::Result<(Vec<Vec<FinderResult>>, Vec<Found>)> {
@@ -203,7 +208,7 @@ pub fn find(
 }
 
 /// The refs among `refs` some place in `found` has, and those none has, in the order asked.
-pub fn found_or_not(refs: &[String], found: &[Found]) -> (Vec<String>, Vec<String>) {
+pub(crate) fn found_or_not(refs: &[String], found: &[Found]) -> (Vec<String>, Vec<String>) {
     refs.iter()
         .cloned()
         .partition(|r| found.iter().any(|f| f.refs.contains(r)))
@@ -212,7 +217,7 @@ pub fn found_or_not(refs: &[String], found: &[Found]) -> (Vec<String>, Vec<Strin
 /// Finds `request.refs` and pulls them into `repo`, each token only with the places that may
 /// see it ([`plan`]): one libostree pull per token, and one for the refs that need none. The
 /// tokens come from `tokens` (given the refs found), as the normal path gets them.
-pub fn pull(
+pub(crate) fn pull(
     repo: &ostree::Repo,
     request: &Request,
     tokens: impl FnOnce(Vec<String>) -> anyhow::Result<RefTokens>,

@@ -10,7 +10,7 @@ use tollgate_plugin_api::Credential;
 
 /// What to ask for: refs of one repository of one entitlement service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Want {
+pub(crate) struct Want {
     /// The service's base URL, normalised.
     pub url: String,
     /// The repository's name on the server (`--repo NAME=PATH`), `""` for the one at `/`.
@@ -21,7 +21,7 @@ pub struct Want {
 /// The service's answer: each token with the refs it opens (`""` for refs that need none),
 /// the refs it would not give, and how long the tokens live.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Issued {
+pub(crate) struct Issued {
     pub tokens: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub denied: BTreeMap<String, String>,
@@ -30,7 +30,7 @@ pub struct Issued {
 
 /// Why the service gave no tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServiceError {
+pub(crate) enum ServiceError {
     /// The credential was refused (`invalid-credentials`), or is for a license or account that
     /// cannot get tokens now (`license-expired`, ...).
     Credential { error_type: String, message: String },
@@ -48,12 +48,12 @@ pub enum ServiceError {
 
 impl ServiceError {
     /// Whether asking the user for another credential could help.
-    pub fn is_bad_credential(&self) -> bool {
+    pub(crate) fn is_bad_credential(&self) -> bool {
         matches!(self, ServiceError::Credential { error_type, .. } if error_type == "invalid-credentials")
     }
 
     /// What happened, for the person at the terminal, with what to do about it.
-    pub fn explain(&self, url: &str) -> String {
+    pub(crate) fn explain(&self, url: &str) -> String {
         match self {
             ServiceError::Credential { error_type, .. } if error_type == "invalid-credentials" => {
                 format!(
@@ -100,7 +100,7 @@ struct ErrorBody {
 /// (a bare container or Flatpak runtime), the client has no roots: `http://` services work and
 /// `https://` ones fail their certificate check, rather than every call failing (reqwest's own
 /// default client panics there).
-pub fn client() -> anyhow::Result<reqwest::Client> {
+pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
     let builder = || {
         reqwest::Client::builder()
             .user_agent(concat!("tollgate-helper/", env!("CARGO_PKG_VERSION")))
@@ -130,7 +130,7 @@ fn authorization(credential: &Credential) -> zeroize::Zeroizing<String> {
 }
 
 /// Asks the service for tokens for `want.refs` with `credential`.
-pub async fn request_tokens(
+pub(crate) async fn request_tokens(
     client: &reqwest::Client,
     want: &Want,
     credential: &Credential,
@@ -149,19 +149,17 @@ pub async fn request_tokens(
     .await
 }
 
-/// What a credential opens at the service (`GET /api/v1/entitlements`), as it answers.
+/// What a credential opens at the service (`GET /api/v1/entitlements`), as it answers (the
+/// credential's kind and account it also names are the ones the helper sent).
 #[derive(Debug, Clone, Deserialize)]
-pub struct Entitled {
-    pub kind: String,
-    #[serde(default)]
-    pub account: Option<String>,
+pub(crate) struct Entitled {
     pub products: Vec<EntitledProduct>,
     /// Unix seconds; `None` for never.
     pub expires: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct EntitledProduct {
+pub(crate) struct EntitledProduct {
     pub slug: String,
     pub name: String,
     pub refs: Vec<String>,
@@ -169,7 +167,7 @@ pub struct EntitledProduct {
 }
 
 /// Checks a credential with the service at `url` without getting any token: what it opens.
-pub async fn check_credential(
+pub(crate) async fn check_credential(
     client: &reqwest::Client,
     url: &str,
     credential: &Credential,

@@ -13,11 +13,11 @@ use crate::config::Config;
 use crate::service::{self, ServiceError, Want};
 
 /// Ref → token, `""` for a ref that needs none.
-pub type RefTokens = BTreeMap<String, String>;
+pub(crate) type RefTokens = BTreeMap<String, String>;
 
 /// Why no tokens.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// No provider has a credential for the URL.
     NoCredential { url: String, asked: Vec<String> },
     /// The service refused or could not be reached.
@@ -31,7 +31,7 @@ pub enum Failure {
 
 impl Failure {
     /// What happened, for people, with what to do.
-    pub fn explain(&self) -> String {
+    pub(crate) fn explain(&self) -> String {
         match self {
             Failure::NoCredential { url, asked } => format!(
                 "no license key or account is stored for {url}{}: store one with \
@@ -64,7 +64,7 @@ impl Failure {
 
 /// The providers, the cache and an HTTP client: what getting tokens needs.
 #[derive(Debug, Clone)]
-pub struct Helper {
+pub(crate) struct Helper {
     pub chain: Arc<Chain>,
     pub cache: Option<Cache>,
     pub client: reqwest::Client,
@@ -72,7 +72,7 @@ pub struct Helper {
 
 impl Helper {
     /// Loads the configuration and the providers.
-    pub fn load() -> anyhow::Result<Helper> {
+    pub(crate) fn load() -> anyhow::Result<Helper> {
         let config = Config::read()?;
         Ok(Helper {
             chain: Arc::new(Chain::load(&crate::chain::search_path(), &config)),
@@ -82,7 +82,7 @@ impl Helper {
     }
 
     /// The cached tokens for every ref wanted, or `None` if any is missing.
-    pub fn cached(&self, want: &Want) -> Option<RefTokens> {
+    pub(crate) fn cached(&self, want: &Want) -> Option<RefTokens> {
         let cache = self.cache.as_ref()?;
         let found = cache.get(&want.url, &want.repo, &want.refs, now());
         (found.len() == want.refs.len()).then_some(found)
@@ -91,7 +91,7 @@ impl Helper {
     /// The first credential a provider has for `url`, and what the providers said (lines for
     /// people). Providers may block (or prompt, if `interactive`), so they run off the async
     /// workers.
-    pub async fn stored_credential(
+    pub(crate) async fn stored_credential(
         &self,
         url: &str,
         interactive: bool,
@@ -107,7 +107,7 @@ impl Helper {
 
     /// Stores `credential` for `url` with the first provider that can; which one, or what each
     /// said.
-    pub async fn store_credential(
+    pub(crate) async fn store_credential(
         &self,
         url: &str,
         credential: Credential,
@@ -135,7 +135,11 @@ impl Helper {
     }
 
     /// Asks the service for every ref wanted with `credential`, and caches what it gives.
-    pub async fn issue(&self, want: &Want, credential: &Credential) -> Result<RefTokens, Failure> {
+    pub(crate) async fn issue(
+        &self,
+        want: &Want,
+        credential: &Credential,
+    ) -> Result<RefTokens, Failure> {
         let issued = service::request_tokens(&self.client, want, credential)
             .await
             .map_err(|error| Failure::Service {
@@ -168,7 +172,11 @@ impl Helper {
     }
 
     /// The tokens for `want`: cached, or issued for the stored credential.
-    pub async fn tokens(&self, want: &Want, interactive: bool) -> Result<RefTokens, Failure> {
+    pub(crate) async fn tokens(
+        &self,
+        want: &Want,
+        interactive: bool,
+    ) -> Result<RefTokens, Failure> {
         if let Some(tokens) = self.cached(want) {
             return Ok(tokens);
         }
@@ -184,7 +192,7 @@ impl Helper {
 }
 
 /// Tokens grouped: token → the refs it opens (`""` for refs that need none).
-pub fn grouped(tokens: &RefTokens) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn grouped(tokens: &RefTokens) -> BTreeMap<String, Vec<String>> {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (r, token) in tokens {
         groups.entry(token.clone()).or_default().push(r.clone());

@@ -23,7 +23,7 @@ use tollgate_plugin_api::url::{UrlError, normalise};
 
 /// Where a URL stands with a service's tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Standing {
+pub(crate) enum Standing {
     /// The service's own origin (for P2P: the repository the tokens were issued for).
     Origin,
     /// A mirror the user trusts with them.
@@ -33,7 +33,7 @@ pub enum Standing {
 }
 
 impl Standing {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Standing::Origin => "origin",
             Standing::Trusted => "trusted",
@@ -43,7 +43,7 @@ impl Standing {
 }
 
 /// `scheme://host[:port]` of a normalised URL.
-pub fn origin(normalised: &str) -> &str {
+pub(crate) fn origin(normalised: &str) -> &str {
     let authority = normalised.find("://").map_or(0, |i| i + 3);
     match normalised[authority..].find('/') {
         Some(slash) => &normalised[..authority + slash],
@@ -58,7 +58,7 @@ fn beneath(url: &str, prefix: &str) -> bool {
 }
 
 /// Whether `url` is a mirror in `trusted` or beneath one (any spelling of either).
-pub fn is_trusted(url: &str, trusted: &[String]) -> bool {
+pub(crate) fn is_trusted(url: &str, trusted: &[String]) -> bool {
     let Ok(url) = normalise(url) else {
         return false;
     };
@@ -69,7 +69,7 @@ pub fn is_trusted(url: &str, trusted: &[String]) -> bool {
 }
 
 /// Where the remote at `remote` stands with the tokens of the service at `service`.
-pub fn standing(remote: &str, service: &str, trusted: &[String]) -> Standing {
+pub(crate) fn standing(remote: &str, service: &str, trusted: &[String]) -> Standing {
     let (Ok(remote_n), Ok(service)) = (normalise(remote), normalise(service)) else {
         return Standing::Untrusted;
     };
@@ -84,7 +84,7 @@ pub fn standing(remote: &str, service: &str, trusted: &[String]) -> Standing {
 
 /// Why a remote may not see a service's tokens; the message says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotTrusted {
+pub(crate) enum NotTrusted {
     #[error(
         "refusing to send tokens of the entitlement service {service} to {remote}: tokens go \
          only to the service's own origin ({}) and to mirrors you trust. If you trust {remote} \
@@ -103,7 +103,11 @@ pub enum NotTrusted {
 
 /// `Ok` with its standing when the remote at `remote` may see the tokens of the service at
 /// `service` (normalised), else why not.
-pub fn check(remote: &str, service: &str, trusted: &[String]) -> Result<Standing, NotTrusted> {
+pub(crate) fn check(
+    remote: &str,
+    service: &str,
+    trusted: &[String],
+) -> Result<Standing, NotTrusted> {
     let remote = normalise(remote).map_err(|why| NotTrusted::NotAnAddress {
         service: service.to_owned(),
         why,

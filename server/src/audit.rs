@@ -24,7 +24,7 @@ const LINGER: Duration = Duration::from_millis(50);
 
 /// One gated download, as the gate reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DownloadRecord {
+pub(crate) struct DownloadRecord {
     pub repo: String,
     pub ref_name: String,
     pub commit: String,
@@ -43,14 +43,14 @@ enum Entry {
 }
 
 #[derive(Debug)]
-pub struct AuditWriter {
+pub(crate) struct AuditWriter {
     queue: mpsc::Sender<Entry>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl AuditWriter {
     /// Starts the writing task on the current runtime.
-    pub fn start(store: Store) -> AuditWriter {
+    pub(crate) fn start(store: Store) -> AuditWriter {
         let (queue, entries) = mpsc::channel(QUEUE);
         let task = tokio::spawn(write_all(store, entries));
         AuditWriter {
@@ -60,7 +60,7 @@ impl AuditWriter {
     }
 
     /// Records a gated download; never blocks the request.
-    pub fn gated_download(&self, r: DownloadRecord) {
+    pub(crate) fn gated_download(&self, r: DownloadRecord) {
         tracing::info!(
             target: "tollgate::audit",
             repo = %r.repo,
@@ -89,7 +89,7 @@ impl AuditWriter {
     }
 
     /// Records an issued token, waiting for room in the queue if it is full.
-    pub async fn issued(&self, token: IssuedToken) {
+    pub(crate) async fn issued(&self, token: IssuedToken) {
         if let Err(e) = self.queue.send(Entry::Issued(token)).await {
             tracing::error!(
                 "the audit writer has stopped; an issued token was not recorded: {:?}",
@@ -99,7 +99,7 @@ impl AuditWriter {
     }
 
     /// Writes everything queued and stops.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         let _ = self.queue.send(Entry::Close).await;
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task

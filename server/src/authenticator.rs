@@ -6,18 +6,18 @@ use std::path::Path;
 use anyhow::Context;
 
 /// The bus name of tollgate's Flatpak authenticator (`tollgate-authenticator`).
-pub const AUTHENTICATOR_NAME: &str = "org.tollgate.Authenticator";
+pub(crate) const AUTHENTICATOR_NAME: &str = "org.tollgate.Authenticator";
 /// The credential providers that come with tollgate, the keyring first: what the demo and the
 /// authenticator's Flatpak app give the authenticator.
-pub const SHIPPED_PROVIDERS: [&str; 2] = ["secret_service", "file"];
+pub(crate) const SHIPPED_PROVIDERS: [&str; 2] = ["secret_service", "file"];
 
 /// A provider's library file name, as the helper finds providers.
-pub fn provider_library(name: &str) -> String {
+pub(crate) fn provider_library(name: &str) -> String {
     format!("libtollgate_provider_{name}.so")
 }
 
 /// The folder of the running `tollgate`, where a build puts the client side's binaries too.
-pub fn build_folder() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn build_folder() -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe().context("finding this program")?;
     Ok(exe
         .parent()
@@ -28,7 +28,7 @@ pub fn build_folder() -> anyhow::Result<std::path::PathBuf> {
 /// Has `flatpak build-update-repo` name tollgate's authenticator and the entitlement service
 /// `url` (and the repository's `name` there) in `repo`'s summary and config, and say whether
 /// flatpak is to `install` the authenticator from the repository.
-pub fn set_authenticator(
+pub(crate) fn set_authenticator(
     repo: &Path,
     url: &str,
     name: Option<&str>,

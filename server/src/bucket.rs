@@ -30,7 +30,7 @@ use crate::config::StorageConfig;
 
 /// Where a repository in object storage is: `s3://BUCKET/PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketAddress {
+pub(crate) struct BucketAddress {
     pub bucket: String,
     /// The folder of the repository in the bucket, without slashes at its ends; may be empty.
     pub prefix: String,
@@ -38,7 +38,7 @@ pub struct BucketAddress {
 
 impl BucketAddress {
     /// Parses `s3://BUCKET[/PREFIX]`; `None` when `text` is not an `s3://` address at all.
-    pub fn parse(text: &str) -> Option<Result<BucketAddress, String>> {
+    pub(crate) fn parse(text: &str) -> Option<Result<BucketAddress, String>> {
         let rest = text.strip_prefix("s3://")?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let prefix = prefix.trim_matches('/');
@@ -109,7 +109,7 @@ async fn run<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) 
 }
 
 /// A repository in a bucket.
-pub struct Bucket {
+pub(crate) struct Bucket {
     location: String,
     store: Arc<PrefixStore<AmazonS3>>,
 }
@@ -130,7 +130,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 impl Bucket {
     /// Connects to the bucket of `address` with the endpoint, region and credentials from
     /// `config`, else from the usual `AWS_*` environment variables.
-    pub fn open(address: &BucketAddress, config: &StorageConfig) -> anyhow::Result<Bucket> {
+    pub(crate) fn open(address: &BucketAddress, config: &StorageConfig) -> anyhow::Result<Bucket> {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&address.bucket)
             .with_client_options(
@@ -181,13 +181,13 @@ impl Bucket {
     }
 
     /// The file's size, date and ETag; `None` when there is none.
-    pub async fn head(&self, relative: &str) -> io::Result<Option<ObjectMeta>> {
+    pub(crate) async fn head(&self, relative: &str) -> io::Result<Option<ObjectMeta>> {
         not_found_as_none(run(head_of(self.at(relative)?)).await?)
     }
 
     /// The whole file, or the bytes `range` of it, with its metadata; `None` when there is none.
     /// With `if_match`, a file whose ETag is no longer that fails instead.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         relative: &str,
         range: Option<Range<u64>>,
@@ -208,13 +208,13 @@ impl Bucket {
     }
 
     /// The whole file read into memory; `None` when there is none.
-    pub async fn read_all(&self, relative: &str) -> io::Result<Option<(ObjectMeta, Bytes)>> {
+    pub(crate) async fn read_all(&self, relative: &str) -> io::Result<Option<(ObjectMeta, Bytes)>> {
         not_found_as_none(run(read_of(self.at(relative)?)).await?)
     }
 
     /// A URL that lets whoever holds it GET the file for `ttl`, and nothing else: the store
     /// checks the signature over method, path and expiry.
-    pub async fn presigned_url(&self, relative: &str, ttl: Duration) -> io::Result<String> {
+    pub(crate) async fn presigned_url(&self, relative: &str, ttl: Duration) -> io::Result<String> {
         let (store, key) = self.at(relative)?;
         let url = run(async move {
             store
@@ -241,7 +241,7 @@ async fn read_of((store, key): Target) -> object_store::Result<(ObjectMeta, Byte
 }
 
 /// A file's body as it arrives from the store.
-pub type BodyStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+pub(crate) type BodyStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 fn not_found_as_none<T>(result: object_store::Result<T>) -> io::Result<Option<T>> {
     match result {

@@ -23,7 +23,7 @@ use serde::Deserialize;
 /// The client a limit counts against: its IPv4 address (also when written as an IPv4-mapped
 /// IPv6 address), or its IPv6 /64, which is what one client usually holds (one customer's
 /// network gets a /64 or more, and picks addresses in it at will).
-pub fn limit_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn limit_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
@@ -34,7 +34,7 @@ pub fn limit_key(ip: IpAddr) -> IpAddr {
 /// (`10.0.0.0/8`, `2001:db8::/32`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub struct ProxyNet(IpNet);
+pub(crate) struct ProxyNet(IpNet);
 
 impl TryFrom<String> for ProxyNet {
     type Error = String;
@@ -62,7 +62,7 @@ impl TryFrom<String> for ProxyNet {
 /// Which header a trusted proxy says the client's address in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum ForwardedHeader {
+pub(crate) enum ForwardedHeader {
     /// `X-Forwarded-For: client, proxy1, proxy2`, which nginx, HAProxy, Caddy, Envoy and most
     /// others write.
     #[default]
@@ -90,14 +90,14 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The reverse proxies whose forwarding header is believed, and which header that is.
 #[derive(Debug, Clone, Default)]
-pub struct Proxies {
+pub(crate) struct Proxies {
     trusted: Vec<ProxyNet>,
     header: ForwardedHeader,
 }
 
 /// Who a request is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Client {
+pub(crate) struct Client {
     /// The connection's address, or the one a trusted proxy forwarded.
     pub ip: IpAddr,
     /// Whether the request carries a forwarding header, whoever sent it.
@@ -106,24 +106,24 @@ pub struct Client {
 
 impl Client {
     /// Whether the request comes from this machine itself, not through any proxy.
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         !self.forwarded && self.ip.is_loopback()
     }
 }
 
 impl Proxies {
-    pub fn new(trusted: Vec<ProxyNet>, header: ForwardedHeader) -> Proxies {
+    pub(crate) fn new(trusted: Vec<ProxyNet>, header: ForwardedHeader) -> Proxies {
         Proxies { trusted, header }
     }
 
     /// Whether connections from `ip` are from a trusted proxy.
-    pub fn trusts(&self, ip: IpAddr) -> bool {
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.trusted.iter().any(|net| net.0.contains(&ip))
     }
 
     /// Who a request on a connection from `peer` with `headers` is from.
-    pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> Client {
+    pub(crate) fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> Client {
         let peer = peer.ip().to_canonical();
         let forwarded = FORWARDING_HEADERS
             .iter()

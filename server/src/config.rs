@@ -46,7 +46,7 @@ use crate::secrets::Secret;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Config {
+pub(crate) struct Config {
     /// Ref patterns (`*` any run of characters, `?` one) whose refs are gated.
     #[serde(default)]
     pub gated_refs: Vec<RefPattern>,
@@ -75,7 +75,7 @@ pub struct Config {
 
 /// Whether `url` is an http or https address without user, query or fragment: one that can be
 /// handed to clients as a server's address.
-pub fn is_http_address(url: &str) -> bool {
+pub(crate) fn is_http_address(url: &str) -> bool {
     let Some(rest) = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
@@ -89,7 +89,7 @@ pub fn is_http_address(url: &str) -> bool {
 /// Who may read `/metrics`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct MetricsConfig {
+pub(crate) struct MetricsConfig {
     /// A file holding a bearer token that scrapes must present (mode 0600); without one,
     /// `/metrics` answers loopback clients only.
     pub token_file: Option<PathBuf>,
@@ -98,7 +98,7 @@ pub struct MetricsConfig {
 /// How many connections the server keeps open.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct LimitsConfig {
+pub(crate) struct LimitsConfig {
     /// Open connections in all. Past it the server stops accepting, and new connections wait
     /// in the kernel's queue until one closes.
     #[serde(default = "default_max_connections")]
@@ -124,7 +124,7 @@ fn default_max_ref_objects() -> usize {
     crate::index::DEFAULT_MAX_REF_OBJECTS
 }
 
-pub fn default_stall_timeout() -> u64 {
+pub(crate) fn default_stall_timeout() -> u64 {
     60
 }
 
@@ -151,7 +151,7 @@ impl Default for LimitsConfig {
 /// objects from there.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct StorageConfig {
+pub(crate) struct StorageConfig {
     /// The store's address, for stores other than AWS; `http://` is allowed (a store on the
     /// same machine or network). Else `AWS_ENDPOINT`, else AWS.
     pub endpoint: Option<String>,
@@ -199,7 +199,7 @@ impl Default for StorageConfig {
 /// How the entitlement service issues tokens and guards its APIs.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct EntitlementConfig {
+pub(crate) struct EntitlementConfig {
     /// Seconds an issued download token is valid (30 to 86400).
     #[serde(default = "default_token_ttl")]
     pub token_ttl: u64,
@@ -242,7 +242,7 @@ impl Default for EntitlementConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TokenConfig {
+pub(crate) struct TokenConfig {
     /// PEM files of Ed25519 public keys whose tokens are accepted.
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
@@ -258,7 +258,7 @@ pub struct TokenConfig {
 impl Config {
     /// Reads and checks `path`; a missing `path` means the defaults (nothing gated by name, only
     /// the data directory's keys, no flat-manager tokens).
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         let Some(path) = path else {
             return Ok(Config::default());
         };
@@ -413,7 +413,7 @@ impl Config {
 
     /// The admin API's token: `TOLLGATE_ADMIN_TOKEN`, else the configuration's. `None` keeps
     /// the admin API closed.
-    pub fn admin_token(&self) -> anyhow::Result<Option<Secret>> {
+    pub(crate) fn admin_token(&self) -> anyhow::Result<Option<Secret>> {
         let token = match std::env::var_os("TOLLGATE_ADMIN_TOKEN") {
             Some(token) => Some(
                 token
@@ -438,7 +438,7 @@ impl Config {
     }
 
     /// The token `/metrics` asks for, from `[metrics] token-file`; `None`: loopback only.
-    pub fn metrics_token(&self) -> anyhow::Result<Option<Secret>> {
+    pub(crate) fn metrics_token(&self) -> anyhow::Result<Option<Secret>> {
         let Some(path) = &self.metrics.token_file else {
             return Ok(None);
         };
@@ -453,12 +453,12 @@ impl Config {
     }
 
     /// The trusted reverse proxies, and the header they say the client in.
-    pub fn proxies(&self) -> Proxies {
+    pub(crate) fn proxies(&self) -> Proxies {
         Proxies::new(self.trusted_proxies.clone(), self.forwarded_header)
     }
 
     /// Whether `ref_name` is gated by one of the `gated-refs` patterns.
-    pub fn gates_by_name(&self, ref_name: &str) -> bool {
+    pub(crate) fn gates_by_name(&self, ref_name: &str) -> bool {
         self.gated_refs.iter().any(|p| p.matches(ref_name))
     }
 }

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 /// `$XDG_DATA_HOME/tollgate`, or `~/.local/share/tollgate`.
-pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(data_home()?.join("tollgate"))
 }
 
 /// The user's data folder: `$XDG_DATA_HOME`, or `~/.local/share`.
-pub fn data_home() -> anyhow::Result<PathBuf> {
+pub(crate) fn data_home() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
@@ -21,7 +21,7 @@ pub fn data_home() -> anyhow::Result<PathBuf> {
 }
 
 /// Creates the data directory (mode 0700) if it does not exist yet.
-pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -31,7 +31,7 @@ const LIMITER_CAPACITY: usize = 100_000;
 
 /// A credential as the request presents it.
 #[derive(Debug)]
-pub enum Credential {
+pub(crate) enum Credential {
     License(LicenseKey),
     Account {
         name: String,
@@ -43,7 +43,7 @@ pub enum Credential {
 
 impl Credential {
     /// Reads `Authorization: Bearer tg_...` or `Authorization: Basic <name:password>`.
-    pub fn from_header(value: &str) -> Credential {
+    pub(crate) fn from_header(value: &str) -> Credential {
         let Some((scheme, rest)) = value.trim().split_once(' ') else {
             return Credential::Unreadable;
         };
@@ -81,7 +81,7 @@ impl Credential {
 
 /// Whether a ref needs a token, as the repository's index says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefKind {
+pub(crate) enum RefKind {
     Public,
     Gated,
     Unknown,
@@ -90,7 +90,7 @@ pub enum RefKind {
 /// The answer, in the shape the Flatpak authenticator hands to flatpak: token → refs (`""` for
 /// refs that need no token), and the refs denied, with why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub tokens: BTreeMap<String, Vec<String>>,
     pub denied: BTreeMap<String, &'static str>,
     pub expires_in: u64,
@@ -99,7 +99,7 @@ pub struct Answer {
 /// What a right credential opens: its products (with their ref patterns), and when it expires.
 /// Never the license's id or key: only what its holder may know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Entitled {
+pub(crate) struct Entitled {
     /// `license` or `account`.
     pub kind: &'static str,
     /// The account's name, for an account.
@@ -111,7 +111,7 @@ pub struct Entitled {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EntitledProduct {
+pub(crate) struct EntitledProduct {
     pub slug: String,
     pub name: String,
     pub refs: Vec<String>,
@@ -119,7 +119,7 @@ pub struct EntitledProduct {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum IssueError {
+pub(crate) enum IssueError {
     #[error("no credentials")]
     NoCredentials,
     #[error("invalid credentials")]
@@ -145,7 +145,7 @@ struct Holder {
 }
 
 #[derive(Debug)]
-pub struct Entitlements {
+pub(crate) struct Entitlements {
     store: Store,
     signer: ArcSwap<SigningKey>,
     ttl: u64,
@@ -158,7 +158,7 @@ pub struct Entitlements {
 }
 
 impl Entitlements {
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         signer: SigningKey,
         ttl: u64,
@@ -177,30 +177,30 @@ impl Entitlements {
         }
     }
 
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
-    pub fn ttl(&self) -> u64 {
+    pub(crate) fn ttl(&self) -> u64 {
         self.ttl
     }
 
     /// How long the client address is still refused the admin API after wrong admin tokens.
-    pub fn admin_blocked(&self, client: IpAddr) -> Option<Duration> {
+    pub(crate) fn admin_blocked(&self, client: IpAddr) -> Option<Duration> {
         self.admin_by_address.blocked(&limit_key(client))
     }
 
     /// Counts a wrong admin token against the client address.
-    pub fn admin_failed(&self, client: IpAddr) {
+    pub(crate) fn admin_failed(&self, client: IpAddr) {
         self.admin_by_address.fail(&limit_key(client));
     }
 
     /// Signs with `key` from now on (after a rotation).
-    pub fn set_signer(&self, key: SigningKey) {
+    pub(crate) fn set_signer(&self, key: SigningKey) {
         self.signer.store(Arc::new(key));
     }
 
-    pub fn signer_kid(&self) -> String {
+    pub(crate) fn signer_kid(&self) -> String {
         self.signer.load().kid().to_owned()
     }
 
@@ -247,7 +247,7 @@ impl Entitlements {
 
     /// What a credential opens, without issuing anything: for a client checking a credential
     /// before keeping it. Wrong credentials count as for [`Entitlements::issue`].
-    pub async fn entitled(
+    pub(crate) async fn entitled(
         &self,
         credential: Option<Credential>,
         client: IpAddr,
@@ -281,7 +281,7 @@ impl Entitlements {
     /// cover (`sole_repo`: whether `repo` is the only repository served, which products made
     /// without a repository belong to). `refs` are the refs asked for, each with what the
     /// repository's index says of it.
-    pub async fn issue(
+    pub(crate) async fn issue(
         &self,
         credential: Option<Credential>,
         repo: &str,

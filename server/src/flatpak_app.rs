@@ -20,15 +20,16 @@ use crate::authenticator::{AUTHENTICATOR_NAME, SHIPPED_PROVIDERS, provider_libra
 use crate::process::{run, write_file as write};
 
 /// The branch flatpak installs an authenticator from.
-pub const BRANCH: &str = "autoinstall";
+pub(crate) const BRANCH: &str = "autoinstall";
 /// Where the app's providers are, inside the sandbox.
-pub const PROVIDERS_DIR: &str = "/app/lib/tollgate/providers";
+pub(crate) const PROVIDERS_DIR: &str = "/app/lib/tollgate/providers";
 /// The permissions the app is given: `flatpak build-finish` arguments.
-pub const PERMISSIONS: [&str; 2] = ["--share=network", "--talk-name=org.freedesktop.secrets"];
+pub(crate) const PERMISSIONS: [&str; 2] =
+    ["--share=network", "--talk-name=org.freedesktop.secrets"];
 
 /// What to build the app from and on.
 #[derive(Debug)]
-pub struct AppSpec<'a> {
+pub(crate) struct AppSpec<'a> {
     /// The folder holding `tollgate-authenticator` and the providers' libraries.
     pub binaries: &'a Path,
     /// The runtime: `ID/BRANCH` without the architecture.
@@ -38,7 +39,7 @@ pub struct AppSpec<'a> {
 }
 
 /// Builds the app and commits it to `repo` as [`BRANCH`]; returns its ref.
-pub fn publish(repo: &Path, spec: &AppSpec<'_>) -> anyhow::Result<String> {
+pub(crate) fn publish(repo: &Path, spec: &AppSpec<'_>) -> anyhow::Result<String> {
     let authenticator = spec.binaries.join("tollgate-authenticator");
     let libraries: Vec<PathBuf> = SHIPPED_PROVIDERS
         .iter()

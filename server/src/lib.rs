@@ -11,6 +11,10 @@
 //! The server must never serve a file outside the closed grammar of repository paths, never
 //! follow a symlink out of a repository, and never answer 5xx for a client's mistake.
 
+// Only the entry point and the fuzzing hooks are exported: rustc's dead-code check sees every
+// other item, and `unreachable_pub` keeps `pub` for what is really exported.
+#![warn(unreachable_pub)]
+
 mod audit;
 mod authenticator;
 mod bucket;

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug)]
-pub struct FailureLimiter<K> {
+pub(crate) struct FailureLimiter<K> {
     max_failures: u32,
     window: Duration,
     capacity: usize,
@@ -86,12 +86,12 @@ enum Place {
 
 /// One check's turn; it ends when dropped.
 #[derive(Debug)]
-pub struct Turn {
+pub(crate) struct Turn {
     _permit: OwnedSemaphorePermit,
 }
 
 impl<K: Hash + Eq + Clone> FailureLimiter<K> {
-    pub fn new(max_failures: u32, window: Duration, capacity: usize) -> FailureLimiter<K> {
+    pub(crate) fn new(max_failures: u32, window: Duration, capacity: usize) -> FailureLimiter<K> {
         let max_failures = max_failures.max(1);
         let now = Instant::now();
         FailureLimiter {
@@ -119,7 +119,7 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
     }
 
     /// How long `key` is still blocked, if it is.
-    pub fn blocked(&self, key: &K) -> Option<Duration> {
+    pub(crate) fn blocked(&self, key: &K) -> Option<Duration> {
         let mut table = self.lock();
         let now = Instant::now();
         let place = self.place(&mut table, key, false, now);
@@ -133,7 +133,7 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
 
     /// Waits for a turn to check a credential of `key`; refuses, with how long it is blocked,
     /// when it is blocked (also after waiting).
-    pub async fn turn(&self, key: &K) -> Result<Turn, Duration> {
+    pub(crate) async fn turn(&self, key: &K) -> Result<Turn, Duration> {
         let turns = {
             let mut table = self.lock();
             let now = Instant::now();
@@ -154,7 +154,7 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
     }
 
     /// Counts one failure for `key`; the first of a window starts it.
-    pub fn fail(&self, key: &K) {
+    pub(crate) fn fail(&self, key: &K) {
         let mut table = self.lock();
         let now = Instant::now();
         let entry = self.entry(&mut table, key, now);
@@ -244,7 +244,7 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
 
     /// Keys tracked now.
     #[cfg(test)]
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.lock().entries.len()
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// What a request was for, as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     Object,
     Delta,
     Summary,
@@ -43,7 +43,7 @@ const ROUTES: [Route; 12] = [
 
 impl Route {
     /// The class of a request path (as sent; repository names in front are allowed for).
-    pub fn of(path: &str) -> Route {
+    pub(crate) fn of(path: &str) -> Route {
         if path.starts_with("/api/v1/admin/") {
             Route::Admin
         } else if path == "/api/v1/tokens" {
@@ -71,7 +71,7 @@ impl Route {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Route::Object => "object",
             Route::Delta => "delta",
@@ -120,7 +120,7 @@ impl PerRoute {
 }
 
 /// Every counter of the process.
-pub struct Metrics {
+pub(crate) struct Metrics {
     routes: [PerRoute; ROUTES.len()],
     token_cache_hits: AtomicU64,
     token_cache_misses: AtomicU64,
@@ -133,7 +133,7 @@ pub struct Metrics {
 }
 
 /// The process's counters.
-pub static METRICS: Metrics = Metrics {
+pub(crate) static METRICS: Metrics = Metrics {
     routes: [const { PerRoute::new() }; ROUTES.len()],
     token_cache_hits: AtomicU64::new(0),
     token_cache_misses: AtomicU64::new(0),
@@ -147,7 +147,7 @@ pub static METRICS: Metrics = Metrics {
 
 impl Metrics {
     /// Counts one answered request.
-    pub fn request(&self, route: Route, status: u16, bytes: u64, took: Duration) {
+    pub(crate) fn request(&self, route: Route, status: u16, bytes: u64, took: Duration) {
         let r = &self.routes[route as usize];
         r.by_status[usize::from(status).min(STATUSES - 1)].fetch_add(1, Relaxed);
         r.bytes.fetch_add(bytes, Relaxed);
@@ -163,41 +163,41 @@ impl Metrics {
     }
 
     /// A token check answered from the verification cache (`hit`), or by verifying.
-    pub fn token_check(&self, hit: bool) {
+    pub(crate) fn token_check(&self, hit: bool) {
         count_hit(&self.token_cache_hits, &self.token_cache_misses, hit);
     }
 
     /// A content-addressed file answered from memory (`hit`), or read from disk.
-    pub fn file_cache(&self, hit: bool) {
+    pub(crate) fn file_cache(&self, hit: bool) {
         count_hit(&self.file_cache_hits, &self.file_cache_misses, hit);
     }
 
-    pub fn tokens_issued(&self, n: u64) {
+    pub(crate) fn tokens_issued(&self, n: u64) {
         self.tokens_issued.fetch_add(n, Relaxed);
     }
 
     /// A request refused with 429 because its client or credential failed too often.
-    pub fn rate_limited(&self) {
+    pub(crate) fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Relaxed);
     }
 
     /// A connection closed unanswered: its address already had as many open as it may.
-    pub fn connection_refused(&self) {
+    pub(crate) fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Relaxed);
     }
 
     /// A connection taken in, and one ended.
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Relaxed);
     }
 
-    pub fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
     }
 
     /// Everything, in Prometheus' text format; `indexes` are each served repository's name
     /// (`""` for the one at `/`) and figures.
-    pub fn render(&self, indexes: &[IndexFigures]) -> String {
+    pub(crate) fn render(&self, indexes: &[IndexFigures]) -> String {
         let mut out = String::with_capacity(8192);
         let used: Vec<(Route, &PerRoute)> = ROUTES
             .iter()
@@ -376,7 +376,7 @@ type Gauge = (&'static str, &'static str, fn(&IndexFigures) -> f64);
 
 /// What `/metrics` says of one repository's index.
 #[derive(Debug, Clone)]
-pub struct IndexFigures {
+pub(crate) struct IndexFigures {
     pub repo: String,
     pub objects: usize,
     pub public_objects: usize,

@@ -2,7 +2,7 @@
 //! errors go to stderr, never here.
 
 /// Prints one line on stdout.
-pub fn print_line(text: &str) {
+pub(crate) fn print_line(text: &str) {
     #[allow(clippy::print_stdout)]
     {
         println!("{text}");
@@ -10,7 +10,7 @@ pub fn print_line(text: &str) {
 }
 
 /// Prints `rows` under `headers`, each column as wide as its widest cell.
-pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -31,6 +31,6 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 /// Prints `value` as pretty JSON.
-pub fn print_json(value: &serde_json::Value) {
+pub(crate) fn print_json(value: &serde_json::Value) {
     print_line(&serde_json::to_string_pretty(value).unwrap_or_default());
 }

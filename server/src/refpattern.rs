@@ -8,17 +8,17 @@ use serde::Deserialize;
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub struct RefPattern(String);
+pub(crate) struct RefPattern(String);
 
 impl RefPattern {
-    pub fn new(pattern: &str) -> Result<RefPattern, String> {
+    pub(crate) fn new(pattern: &str) -> Result<RefPattern, String> {
         if pattern.is_empty() || pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("{pattern:?} is not a ref pattern"));
         }
         Ok(RefPattern(pattern.to_owned()))
     }
 
-    pub fn matches(&self, name: &str) -> bool {
+    pub(crate) fn matches(&self, name: &str) -> bool {
         glob_match(self.0.as_bytes(), name.as_bytes())
     }
 }

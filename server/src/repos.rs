@@ -24,14 +24,14 @@ use crate::config::StorageConfig;
 /// One `--repo` argument: where the repository is, optionally prefixed by the name it is served
 /// under.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepoArg {
+pub(crate) struct RepoArg {
     pub name: Option<String>,
     pub location: RepoLocation,
 }
 
 /// Where a repository is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RepoLocation {
+pub(crate) enum RepoLocation {
     Local(PathBuf),
     Bucket(BucketAddress),
 }
@@ -98,7 +98,7 @@ impl FromStr for RepoArg {
 }
 
 /// Repository names are one URL path segment of letters, digits, `-`, `_` and `.`.
-pub fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
@@ -109,7 +109,7 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// A repository being served.
 #[derive(Debug)]
-pub struct ServedRepo {
+pub(crate) struct ServedRepo {
     /// `None` for the repository served at `/`.
     pub name: Option<String>,
     pub repo: Repo,
@@ -118,7 +118,7 @@ pub struct ServedRepo {
 
 /// Redirect mode (`redirect = true` in `[storage]`), for a repository in a bucket.
 #[derive(Debug, Clone)]
-pub struct Redirect {
+pub(crate) struct Redirect {
     /// How long a presigned URL stays valid.
     pub ttl: std::time::Duration,
     /// Where public objects and deltas go instead of a presigned URL: the public objects URL
@@ -128,7 +128,7 @@ pub struct Redirect {
 
 /// How a repository's files are reached.
 #[derive(Debug)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// A handle on the local folder, which every file is opened beneath.
     Local(OwnedFd),
     Bucket {
@@ -139,7 +139,7 @@ pub enum Backend {
 }
 
 impl ServedRepo {
-    pub fn open(arg: &RepoArg, storage: &StorageConfig) -> anyhow::Result<ServedRepo> {
+    pub(crate) fn open(arg: &RepoArg, storage: &StorageConfig) -> anyhow::Result<ServedRepo> {
         let (repo, backend) = match &arg.location {
             RepoLocation::Local(path) => {
                 let repo = Repo::open(path)?;
@@ -181,7 +181,7 @@ impl ServedRepo {
     }
 
     /// The repository's bucket, when it is in object storage.
-    pub fn bucket(&self) -> Option<&Arc<Bucket>> {
+    pub(crate) fn bucket(&self) -> Option<&Arc<Bucket>> {
         match &self.backend {
             Backend::Bucket { bucket, .. } => Some(bucket),
             Backend::Local(_) => None,
@@ -189,7 +189,7 @@ impl ServedRepo {
     }
 
     /// The bucket and how to redirect to it, when this repository is served in redirect mode.
-    pub fn redirect(&self) -> Option<(&Bucket, &Redirect)> {
+    pub(crate) fn redirect(&self) -> Option<(&Bucket, &Redirect)> {
         match &self.backend {
             Backend::Bucket {
                 bucket,
@@ -212,7 +212,7 @@ impl ServedRepo {
     /// Opens `relative` (a path rebuilt from a parsed `RepoPath`) for reading, with its metadata,
     /// refusing to leave the repository. `Ok(None)` means there is nothing to serve there:
     /// missing, not a regular file, or reached through a symlink.
-    pub fn open_file(&self, relative: &str) -> io::Result<Option<(File, Metadata)>> {
+    pub(crate) fn open_file(&self, relative: &str) -> io::Result<Option<(File, Metadata)>> {
         self.open_with(relative, ResolveFlags::empty())
     }
 
@@ -220,7 +220,7 @@ impl ServedRepo {
     /// cache (`RESOLVE_CACHED`): an error of kind `WouldBlock` otherwise, and on kernels older
     /// than 5.12, which do not know the flag. For an async worker, which must not wait on the
     /// disk: on `WouldBlock`, open the file in the blocking pool instead.
-    pub fn open_file_cached(&self, relative: &str) -> io::Result<Option<(File, Metadata)>> {
+    pub(crate) fn open_file_cached(&self, relative: &str) -> io::Result<Option<(File, Metadata)>> {
         use rustix::io::Errno;
         self.open_with(relative, ResolveFlags::CACHED)
             .map_err(|e| match Errno::from_io_error(&e) {
@@ -238,7 +238,7 @@ impl ServedRepo {
     /// device and inode, with its size and times unchanged), never lets another one be served.
     /// Attributes are taken from the kernel's caches (`AT_STATX_DONT_SYNC`), so a network file
     /// system is not asked each time.
-    pub fn file_id(&self, relative: &str) -> io::Result<Option<FileId>> {
+    pub(crate) fn file_id(&self, relative: &str) -> io::Result<Option<FileId>> {
         use rustix::fs::{AtFlags, FileType, StatxFlags};
         use rustix::io::Errno;
         let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC | AtFlags::NO_AUTOMOUNT;
@@ -314,7 +314,7 @@ impl ServedRepo {
 /// with. The change time cannot be set back from user space, so an inode number reused by
 /// a new file does not pass for the old one either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileId {
+pub(crate) struct FileId {
     dev: u64,
     ino: u64,
     size: u64,
@@ -324,7 +324,7 @@ pub struct FileId {
 
 impl FileId {
     /// The identity of an opened file, from its metadata.
-    pub fn of(meta: &Metadata) -> FileId {
+    pub(crate) fn of(meta: &Metadata) -> FileId {
         use std::os::unix::fs::MetadataExt;
         let nanos = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
         FileId {
@@ -338,7 +338,10 @@ impl FileId {
 }
 
 /// Opens every repository, checking that names are unique and at most one is served at `/`.
-pub fn open_all(args: &[RepoArg], storage: &StorageConfig) -> anyhow::Result<Vec<ServedRepo>> {
+pub(crate) fn open_all(
+    args: &[RepoArg],
+    storage: &StorageConfig,
+) -> anyhow::Result<Vec<ServedRepo>> {
     if args.is_empty() {
         bail!("no repository to serve: give one with --repo PATH (or --repo NAME=PATH)");
     }

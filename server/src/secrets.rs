@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 
 /// The contents of `path`, trimmed, refusing a file that others can read or write. `what` names
 /// the secret in errors ("the admin token").
-pub fn read_private(path: &Path, what: &str) -> anyhow::Result<String> {
+pub(crate) fn read_private(path: &Path, what: &str) -> anyhow::Result<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .with_context(|| format!("reading {what} from {}", path.display()))?
@@ -29,14 +29,14 @@ pub fn read_private(path: &Path, what: &str) -> anyhow::Result<String> {
 /// (a configuration, a credential) can carry it into a log.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(secret: String) -> Secret {
+    pub(crate) fn new(secret: String) -> Secret {
         Secret(secret)
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

@@ -25,7 +25,7 @@ use crate::tokens::{KeyDir, LEEWAY_SECS, TrustedKeys, Verifier};
 
 /// What `tollgate serve` is given.
 #[derive(Debug)]
-pub struct Options {
+pub(crate) struct Options {
     /// The repositories, each with the name it is served at.
     pub repos: Vec<RepoArg>,
     pub listen: SocketAddr,
@@ -37,7 +37,7 @@ pub struct Options {
 }
 
 /// Checks everything `options` names, then serves until SIGINT or SIGTERM.
-pub fn serve(options: Options) -> anyhow::Result<()> {
+pub(crate) fn serve(options: Options) -> anyhow::Result<()> {
     let config = Config::load(options.config.as_deref())?;
     let trusted = TrustedKeys::load(&config.tokens)?;
     let repos = repos::open_all(&options.repos, &config.storage)?;
@@ -55,7 +55,7 @@ pub fn serve(options: Options) -> anyhow::Result<()> {
 }
 
 /// Binds the listening socket, with an error that says what to do when the address is taken.
-pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr).map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::AddrInUse => {
@@ -80,7 +80,7 @@ const KEY_REFRESH: Duration = Duration::from_secs(10);
 
 /// Indexes `repos`, prepares the data directory, its signing key and the database, and serves
 /// until SIGINT or SIGTERM. `ready` runs once the server accepts connections, with its address.
-pub fn run(
+pub(crate) fn run(
     listener: std::net::TcpListener,
     repos: Vec<ServedRepo>,
     data_dir: &Path,

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// RFC 3339 (`2027-01-31T00:00:00Z`), or an age (`24h`, `7days`) counted back from now.
-pub fn parse_time(text: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_time(text: &str) -> anyhow::Result<i64> {
     let at = match humantime::parse_rfc3339_weak(text) {
         Ok(at) => at,
         Err(_) => {
@@ -21,7 +21,7 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
 }
 
 /// RFC 3339 (`2027-01-31T00:00:00Z`) as seconds since the epoch.
-pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
     let at = humantime::parse_rfc3339_weak(text)
         .map_err(|_| anyhow::anyhow!("{text:?} is not an RFC 3339 time (2027-01-31T00:00:00Z)"))?;
     Ok(at
@@ -31,7 +31,7 @@ pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
 
 /// Seconds since the epoch as RFC 3339; as the plain number past the year 9999, where RFC 3339
 /// ends.
-pub fn time(secs: i64) -> String {
+pub(crate) fn time(secs: i64) -> String {
     match u64::try_from(secs) {
         Ok(s) if s < 253_402_300_800 => {
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()

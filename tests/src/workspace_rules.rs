@@ -74,10 +74,10 @@ fn only_the_ffi_places_declare_extern_c_or_allow_unsafe_code() {
 }
 
 /// The crates whose command line sits in a `commands/` layer over a library core.
-const LAYERED: [&str; 1] = ["server/src/"];
+const LAYERED: [&str; 2] = ["server/src/", "client-helper/src/"];
 
-/// The core files of a layered crate (all but `commands/` and the binaries' `main.rs`) that name
-/// `needle`.
+/// The core files of a layered crate (all but `commands/` and the crate roots, `lib.rs` and
+/// `main.rs`, which declare it and call its entry point) that name `needle`.
 fn core_files_with(needle: &str) -> Vec<String> {
     let root = workspace_root();
     files_under(&root)
@@ -86,7 +86,8 @@ fn core_files_with(needle: &str) -> Vec<String> {
         .filter_map(|f| {
             let src = LAYERED.iter().find(|src| f.starts_with(*src))?;
             let inner = &f[src.len()..];
-            let is_core = !inner.starts_with("commands/") && inner != "main.rs";
+            let is_core =
+                !inner.starts_with("commands/") && !["lib.rs", "main.rs"].contains(&inner);
             is_core.then_some(f)
         })
         .filter(|f| {

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    tollgate_helper::authenticator::main()
+    tollgate_helper::authenticator_main()
 }

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    tollgate_helper::cli::main()
+    tollgate_helper::helper_main()
 }

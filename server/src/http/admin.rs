@@ -40,7 +40,7 @@ const MAX_ADMIN_REQUEST: usize = 256 * 1024;
 const FAILURE_DELAY: Duration = Duration::from_millis(250);
 
 /// Handles a request under `/api/v1/admin/`; `rest` is the path after that prefix.
-pub async fn handle(
+pub(super) async fn handle(
     state: &AppState,
     method: &Method,
     rest: &str,

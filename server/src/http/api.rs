@@ -22,7 +22,7 @@ use crate::store::now;
 use crate::tokens::{LEEWAY_SECS, SubsetError, SubsetRequest};
 
 /// A request body, not yet read, and when it must have arrived whole.
-pub struct Body {
+pub(super) struct Body {
     pub stream: Pin<Box<dyn Stream<Item = Result<Bytes, hyper::Error>> + Send>>,
     pub deadline: tokio::time::Instant,
 }
@@ -36,7 +36,7 @@ const MAX_SUBSET_DURATION: i64 = 10 * 366 * 24 * 3600;
 
 /// Reads a body of at most `limit` bytes, which must arrive by its deadline: a body sent a
 /// byte at a time would otherwise hold its connection for hours.
-pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, HttpError> {
+pub(super) async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, HttpError> {
     let mut out = BytesMut::new();
     loop {
         let next = tokio::time::timeout_at(body.deadline, body.stream.next())
@@ -54,7 +54,7 @@ pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, HttpError>
 }
 
 /// A JSON answer.
-pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+pub(super) fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
@@ -78,7 +78,7 @@ struct TokenRequest {
 }
 
 /// Shows a client's own input in an error without letting it grow the answer.
-pub fn quote(text: &str) -> String {
+pub(super) fn quote(text: &str) -> String {
     let short: String = text.chars().take(100).collect();
     if short.len() < text.len() {
         format!("{short:?}…")
@@ -87,7 +87,7 @@ pub fn quote(text: &str) -> String {
     }
 }
 
-pub async fn tokens(
+pub(super) async fn tokens(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
@@ -183,7 +183,7 @@ fn issue_error(e: IssueError, doing: &str) -> HttpError {
 /// What the presented credential opens: `{kind, account?, products: [{slug, name, refs,
 /// active}], expires}`. Wrong credentials get the same answers, and count the same, as at
 /// `/api/v1/tokens`.
-pub async fn entitlements(
+pub(super) async fn entitlements(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
@@ -204,7 +204,7 @@ pub async fn entitlements(
 /// flat-manager's `POST /api/v1/token_subset`: a flat-manager token (Bearer) and
 /// `{sub, scope, duration, prefixes?, apps?, repos?, name}` in, `{token}` out, the new token a
 /// subset of the presented one and expiring no later.
-pub async fn token_subset(
+pub(super) async fn token_subset(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
@@ -247,7 +247,7 @@ pub async fn token_subset(
 }
 
 /// The Ed25519 keys that tokens still valid can be signed with, as a JSON Web Key Set.
-pub async fn jwks(state: &AppState, method: &Method) -> Result<Response, HttpError> {
+pub(super) async fn jwks(state: &AppState, method: &Method) -> Result<Response, HttpError> {
     super::get_or_head(method)?;
     let overlap = state.entitlements.ttl() + LEEWAY_SECS;
     let since = now().saturating_sub(i64::try_from(overlap).unwrap_or(i64::MAX));

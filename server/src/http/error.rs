@@ -8,7 +8,7 @@ use http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     /// Not a file this server serves: unknown, outside the grammar, or not there.
     NotFound,
     MethodNotAllowed(&'static str),
@@ -56,7 +56,7 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             HttpError::NotFound | HttpError::UnknownRepo | HttpError::UnknownRefs => {
                 StatusCode::NOT_FOUND
@@ -87,7 +87,7 @@ impl HttpError {
         }
     }
 
-    pub fn error_type(&self) -> &'static str {
+    pub(crate) fn error_type(&self) -> &'static str {
         match self {
             HttpError::NotFound | HttpError::Missing(_) => "not-found",
             HttpError::MethodNotAllowed(_) => "method-not-allowed",
@@ -183,7 +183,7 @@ impl HttpError {
         }
     }
 
-    pub fn into_response(self) -> Response {
+    pub(crate) fn into_response(self) -> Response {
         if matches!(self, HttpError::TooManyFailures(_)) {
             crate::metrics::METRICS.rate_limited();
         }

@@ -15,9 +15,9 @@ use super::{AppState, HttpError, Served};
 use crate::authenticator::AUTHENTICATOR_NAME;
 
 /// The file's name inside each repository's URL.
-pub const FILE_NAME: &str = "repo.flatpakrepo";
+pub(super) const FILE_NAME: &str = "repo.flatpakrepo";
 
-pub async fn serve(
+pub(super) async fn serve(
     state: &AppState,
     served: &Arc<Served>,
     headers: &HeaderMap,

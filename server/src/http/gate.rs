@@ -25,7 +25,7 @@ use crate::tokens::{Grant, TokenError, Verifier};
 
 /// The answer to "may this request have this file".
 #[derive(Debug)]
-pub enum Decision {
+pub(super) enum Decision {
     Public,
     /// Gated, and the token covers `ref_name`.
     Allowed {
@@ -73,7 +73,7 @@ fn subject(path: &RepoPath) -> Subject<'_> {
 
 /// Decides with the index as it is; `None` when the index does not know the file's subject
 /// (the caller then brings the index up to date and asks again, or refuses).
-pub fn decide(
+pub(super) fn decide(
     index: &RepoIndex,
     path: &RepoPath,
     repo_name: &str,

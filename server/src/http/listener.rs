@@ -171,7 +171,7 @@ impl ConnectionThreads {
 
 /// Serves `state`'s routes on `listener` until `shutdown` completes, then drains open
 /// connections.
-pub async fn run(
+pub(crate) async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     limits: LimitsConfig,

@@ -12,7 +12,7 @@ mod error;
 mod files;
 mod flatpakrepo;
 mod gate;
-pub mod listener;
+pub(crate) mod listener;
 mod stall;
 
 use std::sync::Arc;
@@ -34,7 +34,7 @@ use crate::repos::ServedRepo;
 use crate::secrets::Secret;
 use crate::tokens::Verifier;
 use api::Body;
-pub use error::HttpError;
+pub(crate) use error::HttpError;
 use files::{Conditions, Disk};
 use gate::Decision;
 
@@ -50,7 +50,7 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
 /// A served repository and its live reachability index.
 #[derive(Debug)]
-pub struct Served {
+pub(crate) struct Served {
     pub repo: ServedRepo,
     pub index: Arc<LiveIndex>,
     /// Content-addressed files read whole, by path in the repository.
@@ -62,7 +62,7 @@ pub struct Served {
 }
 
 impl Served {
-    pub fn new(repo: ServedRepo, index: Arc<LiveIndex>) -> Served {
+    pub(crate) fn new(repo: ServedRepo, index: Arc<LiveIndex>) -> Served {
         let files = Arc::new(files::file_cache(files::FILE_CACHE_BYTES));
         let watched = repo.repo.local_root().and_then(|root| {
             changes::watch(root, &files)
@@ -91,7 +91,7 @@ impl Served {
 
 /// What every request handler can see.
 #[derive(Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     repos: Vec<Arc<Served>>,
     /// Replaced whole when the trusted keys change (a rotation).
     pub verifier: ArcSwap<Verifier>,
@@ -110,7 +110,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         repos: Vec<Served>,
         verifier: Verifier,
         entitlements: Arc<Entitlements>,
@@ -133,13 +133,13 @@ impl AppState {
     }
 
     /// Believes the forwarding header of `proxies` (`trusted-proxies`).
-    pub fn with_proxies(mut self, proxies: Proxies) -> AppState {
+    pub(crate) fn with_proxies(mut self, proxies: Proxies) -> AppState {
         self.proxies = proxies;
         self
     }
 
     /// How long a request body may take to arrive whole.
-    pub fn with_body_timeout(mut self, timeout: Duration) -> AppState {
+    pub(crate) fn with_body_timeout(mut self, timeout: Duration) -> AppState {
         self.body_timeout = timeout;
         self
     }
@@ -170,7 +170,7 @@ impl AppState {
 /// The request goes straight from hyper to the route table: the table is one `match` on the
 /// path, so a framework's filter chain in front of it would only cost (it cloned the headers of
 /// every request).
-pub async fn handle(
+pub(crate) async fn handle(
     state: &AppState,
     request: http::Request<hyper::body::Incoming>,
     client: Client,

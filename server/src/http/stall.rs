@@ -19,7 +19,7 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use tokio::time::{Instant, Sleep};
 
 #[derive(Debug)]
-pub struct StallLimit<T> {
+pub(super) struct StallLimit<T> {
     inner: T,
     limit: Duration,
     /// When to look whether anything moved.
@@ -31,7 +31,7 @@ pub struct StallLimit<T> {
 }
 
 impl<T> StallLimit<T> {
-    pub fn new(inner: T, limit: Duration) -> StallLimit<T> {
+    pub(super) fn new(inner: T, limit: Duration) -> StallLimit<T> {
         StallLimit {
             inner,
             limit,

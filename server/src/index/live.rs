@@ -33,10 +33,10 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 const MIN_REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 /// Decides whether a ref is gated by its name, shared with the rebuild thread.
-pub type SharedPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+pub(crate) type SharedPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// The current index of one repository, rebuilt in the background when its refs change.
-pub struct LiveIndex {
+pub(crate) struct LiveIndex {
     shared: Arc<Shared>,
 }
 
@@ -72,7 +72,7 @@ struct Shared {
 impl LiveIndex {
     /// Builds the index of `repo` now, then keeps it current in a background thread.
     /// `max_ref_objects`: see [`Rules::max_ref_objects`].
-    pub fn start(
+    pub(crate) fn start(
         repo: Repo,
         policy: SharedPolicy,
         max_ref_objects: usize,
@@ -125,18 +125,18 @@ impl LiveIndex {
     }
 
     /// The current index, without locking.
-    pub fn load(&self) -> Guard<Arc<RepoIndex>> {
+    pub(crate) fn load(&self) -> Guard<Arc<RepoIndex>> {
         self.shared.current.load()
     }
 
     /// A number that moves on every change of the index (a publish seen, or a failed rebuild):
     /// what was read from a bucket while it had one value may be stale once it has another.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.shared.generation.load(Ordering::SeqCst)
     }
 
     /// How long the current index has been in use.
-    pub fn age(&self) -> Duration {
+    pub(crate) fn age(&self) -> Duration {
         self.shared
             .swapped_at
             .lock()
@@ -148,7 +148,7 @@ impl LiveIndex {
     /// has finished (and any rebuild it needed is in place), or for a bound: three times the
     /// last build's time, and at least 10 seconds. Returns whether the index is now known to
     /// be current.
-    pub async fn refresh(&self) -> bool {
+    pub(crate) async fn refresh(&self) -> bool {
         let last_build = Duration::from_millis(self.shared.last_build_ms.load(Ordering::Relaxed));
         let timeout = MIN_REFRESH_WAIT.max(last_build * 3);
         let mut served = self.shared.served.subscribe();

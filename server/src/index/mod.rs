@@ -27,7 +27,7 @@
 //! a ref deleted, moved to an unrelated commit, or switched between public and gated, or an old
 //! index that met missing objects — rebuilds in full, because access can then shrink.
 
-pub mod live;
+pub(crate) mod live;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ const MAX_THREADS: usize = 4;
 /// the configuration says otherwise (`[limits] max-ref-objects`): far more than any real tree
 /// (a whole OS is about a million), few enough that one publisher's ref cannot hold the index
 /// thread or its memory (about 40 bytes a walked object).
-pub const DEFAULT_MAX_REF_OBJECTS: usize = 20_000_000;
+pub(crate) const DEFAULT_MAX_REF_OBJECTS: usize = 20_000_000;
 
 /// (checksum, access id).
 type Entry = ([u8; 32], u32);
@@ -60,7 +60,7 @@ type Pair = Entry;
 /// reached as: a commit named as some tree's dirmeta opens a `.dirmeta` of that name, never
 /// the `.commit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Commits, and their detached metadata (`.commitmeta`), reached as a ref's history.
     Commit,
     DirTree,
@@ -76,7 +76,7 @@ impl Kind {
 
     /// The kind an object file is judged as; `None` for tombstones, which the index does not
     /// hold (they are public).
-    pub fn of(object: ObjectType) -> Option<Kind> {
+    pub(crate) fn of(object: ObjectType) -> Option<Kind> {
         match object {
             ObjectType::Commit | ObjectType::CommitMeta => Some(Kind::Commit),
             ObjectType::DirTree => Some(Kind::DirTree),
@@ -93,7 +93,7 @@ impl Kind {
 
 /// What the index says about an object or a ref.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access<'a> {
+pub(crate) enum Access<'a> {
     Public,
     /// Reached only by these gated refs (ids into [`RepoIndex::ref_name`]).
     Gated(&'a [u32]),
@@ -102,11 +102,11 @@ pub enum Access<'a> {
 }
 
 /// Decides whether a ref is gated by its name (the `gated-refs` patterns).
-pub type NamePolicy<'a> = &'a (dyn Fn(&str) -> bool + Sync);
+pub(crate) type NamePolicy<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 
 /// What an index is built by, besides the repository.
 #[derive(Clone, Copy)]
-pub struct Rules<'a> {
+pub(crate) struct Rules<'a> {
     pub gated_by_name: NamePolicy<'a>,
     /// Objects one ref's history may reach before the ref is left out as hostile.
     pub max_ref_objects: usize,
@@ -115,7 +115,7 @@ pub struct Rules<'a> {
 impl<'a> Rules<'a> {
     /// `gated_by_name`, and the default limit on a ref's objects.
     #[cfg(test)]
-    pub fn by_name(gated_by_name: NamePolicy<'a>) -> Rules<'a> {
+    pub(crate) fn by_name(gated_by_name: NamePolicy<'a>) -> Rules<'a> {
         Rules {
             gated_by_name,
             max_ref_objects: DEFAULT_MAX_REF_OBJECTS,
@@ -124,7 +124,7 @@ impl<'a> Rules<'a> {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum IndexError {
+pub(crate) enum IndexError {
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error("walking ref {name}")]
@@ -137,7 +137,7 @@ pub enum IndexError {
 
 /// Counts that describe an index, for logs, metrics and benchmarks.
 #[derive(Debug, Clone, Default)]
-pub struct IndexStats {
+pub(crate) struct IndexStats {
     /// Objects, each kind counted apart (a checksum reached as two kinds counts twice).
     pub objects: usize,
     pub public_objects: usize,
@@ -171,7 +171,7 @@ struct Tip {
 
 /// An immutable reachability index of one repository.
 #[derive(Debug)]
-pub struct RepoIndex {
+pub(crate) struct RepoIndex {
     /// Per [`Kind`]: (checksum, access id), sorted by checksum; shared with the indexes
     /// updated from this one.
     objects: [Arc<Table>; KINDS],
@@ -218,7 +218,7 @@ struct Walked {
 impl RepoIndex {
     /// An index that knows nothing, so that every file is refused: what a failed rebuild
     /// leaves in place.
-    pub fn closed() -> RepoIndex {
+    pub(crate) fn closed() -> RepoIndex {
         RepoIndex {
             objects: std::array::from_fn(|_| Arc::new(Table::new(Vec::new()))),
             recent: Default::default(),
@@ -235,7 +235,7 @@ impl RepoIndex {
 
     /// Builds the index of `repo`. `progress` is called now and then with the number of objects
     /// walked so far, so that a long build can say how it is going.
-    pub fn build(
+    pub(crate) fn build(
         repo: &Repo,
         rules: Rules<'_>,
         progress: &mut dyn FnMut(usize),
@@ -245,7 +245,7 @@ impl RepoIndex {
 
     /// The index of `repo` as it is now, made from this one by walking only what is new when
     /// the refs have only been added or moved forward; built anew otherwise.
-    pub fn update(
+    pub(crate) fn update(
         &self,
         repo: &Repo,
         rules: Rules<'_>,
@@ -514,12 +514,12 @@ impl RepoIndex {
         }))
     }
 
-    pub fn stats(&self) -> &IndexStats {
+    pub(crate) fn stats(&self) -> &IndexStats {
         &self.stats
     }
 
     /// Who may have the object of this kind with this checksum.
-    pub fn object(&self, kind: Kind, checksum: &Checksum) -> Access<'_> {
+    pub(crate) fn object(&self, kind: Kind, checksum: &Checksum) -> Access<'_> {
         self.lookup(kind, checksum.as_bytes())
     }
 
@@ -541,20 +541,20 @@ impl RepoIndex {
     }
 
     /// Who may read the ref file `refs/heads/<name>` (or a mirror of that name).
-    pub fn ref_file(&self, name: &str) -> Access<'_> {
+    pub(crate) fn ref_file(&self, name: &str) -> Access<'_> {
         self.refs
             .get(name)
             .map_or(Access::Unknown, |id| self.access(*id))
     }
 
     /// The name of the gated ref with this id.
-    pub fn ref_name(&self, id: u32) -> &str {
+    pub(crate) fn ref_name(&self, id: u32) -> &str {
         self.gated_refs.get(id as usize).map_or("", String::as_str)
     }
 
     /// Gated refs whose commits do not say `xa.token-type`: flatpak will not ask for a token
     /// for them, so flatpak clients cannot install them.
-    pub fn gated_by_name_only(&self) -> &[String] {
+    pub(crate) fn gated_by_name_only(&self) -> &[String] {
         &self.gated_by_name_only
     }
 

@@ -9,7 +9,7 @@ use super::{BeginWrite, Result, Store, StoreError, on_pool};
 
 /// One issued token, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IssuedToken {
+pub(crate) struct IssuedToken {
     /// Order of recording; pass the last one seen as `after` to page.
     pub seq: i64,
     pub jti: String,
@@ -26,7 +26,7 @@ pub struct IssuedToken {
 
 /// One gated download, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DownloadRow {
+pub(crate) struct DownloadRow {
     pub seq: i64,
     pub at: i64,
     pub repo: String,
@@ -40,7 +40,7 @@ pub struct DownloadRow {
 
 /// Which audit records to read: newest first, `limit` at most, older than `before` (a `seq`).
 #[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
+pub(crate) struct AuditFilter {
     pub since: Option<i64>,
     pub license: Option<String>,
     pub ref_name: Option<String>,
@@ -66,7 +66,7 @@ const ROWS_PER_INSERT: usize = 64;
 
 impl Store {
     /// Records issued tokens in one transaction.
-    pub async fn record_issued(&self, tokens: &[IssuedToken]) -> Result<()> {
+    pub(crate) async fn record_issued(&self, tokens: &[IssuedToken]) -> Result<()> {
         if tokens.is_empty() {
             return Ok(());
         }
@@ -98,7 +98,7 @@ impl Store {
     }
 
     /// Records gated downloads in one transaction.
-    pub async fn record_downloads(&self, rows: &[DownloadRow]) -> Result<()> {
+    pub(crate) async fn record_downloads(&self, rows: &[DownloadRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -128,7 +128,7 @@ impl Store {
     }
 
     /// Issued tokens, newest first. The ref filter matches a ref in the token exactly.
-    pub async fn issued_tokens(&self, filter: &AuditFilter) -> Result<Vec<IssuedToken>> {
+    pub(crate) async fn issued_tokens(&self, filter: &AuditFilter) -> Result<Vec<IssuedToken>> {
         filter.check()?;
         type Row = (
             i64,
@@ -190,7 +190,7 @@ impl Store {
     }
 
     /// Gated downloads, newest first.
-    pub async fn downloads(&self, filter: &AuditFilter) -> Result<Vec<DownloadRow>> {
+    pub(crate) async fn downloads(&self, filter: &AuditFilter) -> Result<Vec<DownloadRow>> {
         filter.check()?;
         type Row = (
             i64,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{Result, Store, on_pool};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PublishedKey {
+pub(crate) struct PublishedKey {
     pub kid: String,
     /// The raw Ed25519 public key.
     pub public_key: Vec<u8>,
@@ -17,7 +17,12 @@ pub struct PublishedKey {
 
 impl Store {
     /// Records a key's public half, unless it is recorded already.
-    pub async fn key_publish(&self, kid: &str, public_key: &[u8], created: i64) -> Result<()> {
+    pub(crate) async fn key_publish(
+        &self,
+        kid: &str,
+        public_key: &[u8],
+        created: i64,
+    ) -> Result<()> {
         on_pool!(self, write, pool => {
             sqlx::query(
                 "INSERT INTO signing_keys (kid, public_key, created, retired) \
@@ -35,7 +40,7 @@ impl Store {
     /// Marks the keys `kids` retired at `at` (keys retired earlier keep their time). Only the
     /// keys of one data directory are ever named, so that instances sharing a database never
     /// retire each other's signing keys.
-    pub async fn keys_retire(&self, kids: &[String], at: i64) -> Result<()> {
+    pub(crate) async fn keys_retire(&self, kids: &[String], at: i64) -> Result<()> {
         for kid in kids {
             on_pool!(self, write, pool => {
                 sqlx::query("UPDATE signing_keys SET retired = $1 WHERE kid = $2 AND retired IS NULL")
@@ -49,7 +54,7 @@ impl Store {
     }
 
     /// Keys that may still have valid tokens: signing ones, and ones retired after `since`.
-    pub async fn keys_valid_since(&self, since: i64) -> Result<Vec<PublishedKey>> {
+    pub(crate) async fn keys_valid_since(&self, since: i64) -> Result<Vec<PublishedKey>> {
         let rows: Vec<(String, Vec<u8>, i64, Option<i64>)> = on_pool!(self, read, pool => {
             sqlx::query_as(
                 "SELECT kid, public_key, created, retired FROM signing_keys \

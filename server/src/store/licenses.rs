@@ -22,7 +22,7 @@ const ID_LEN: usize = 10;
 const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct License {
+pub(crate) struct License {
     pub id: String,
     pub products: Vec<String>,
     pub active: bool,
@@ -34,14 +34,14 @@ pub struct License {
 
 /// What a new license holds.
 #[derive(Debug, Clone, Default)]
-pub struct NewLicense {
+pub(crate) struct NewLicense {
     pub products: Vec<String>,
     pub expires: Option<i64>,
     pub note: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Account {
+pub(crate) struct Account {
     pub name: String,
     pub products: Vec<String>,
     pub active: bool,
@@ -50,7 +50,7 @@ pub struct Account {
 
 /// A license key as a client presents it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct LicenseKey {
+pub(crate) struct LicenseKey {
     pub id: String,
     secret: String,
 }
@@ -65,7 +65,7 @@ impl std::fmt::Debug for LicenseKey {
 
 impl LicenseKey {
     /// Parses `tg_<id>_<secret>`; `None` for anything else, without saying why.
-    pub fn parse(key: &str) -> Option<LicenseKey> {
+    pub(crate) fn parse(key: &str) -> Option<LicenseKey> {
         let rest = key.strip_prefix(KEY_PREFIX)?;
         let (id, secret) = rest.split_once('_')?;
         let id_ok = id.len() == ID_LEN && id.bytes().all(|b| ID_ALPHABET.contains(&b));
@@ -136,7 +136,7 @@ fn check_note(note: &str) -> Result<()> {
 /// spaces or `:` (which the Basic scheme uses as its separator).
 /// Whether `name` could be an account's name (1 to 64 characters, no spaces, control characters
 /// or ':').
-pub fn is_account_name(name: &str) -> bool {
+pub(crate) fn is_account_name(name: &str) -> bool {
     check_account_name(name).is_ok()
 }
 
@@ -226,7 +226,7 @@ fn product_set(products: &[String]) -> Vec<String> {
 
 impl Store {
     /// Creates a license; returns it with its key, which is never stored or shown again.
-    pub async fn license_add(&self, new: &NewLicense) -> Result<(License, String)> {
+    pub(crate) async fn license_add(&self, new: &NewLicense) -> Result<(License, String)> {
         check_note(&new.note)?;
         check_expires(new.expires)?;
         self.products_exist(&new.products).await?;
@@ -268,7 +268,7 @@ impl Store {
         Ok((license, key))
     }
 
-    pub async fn license_list(&self) -> Result<Vec<License>> {
+    pub(crate) async fn license_list(&self) -> Result<Vec<License>> {
         type Row = (String, bool, Option<i64>, String, i64);
         let (rows, pairs): (Vec<Row>, Vec<(String, String)>) = on_pool!(self, read, pool => {
             let rows = sqlx::query_as(
@@ -296,7 +296,7 @@ impl Store {
             .collect())
     }
 
-    pub async fn license_get(&self, id: &str) -> Result<License> {
+    pub(crate) async fn license_get(&self, id: &str) -> Result<License> {
         self.license_row(id)
             .await?
             .map(|(_, l)| l)
@@ -335,7 +335,7 @@ impl Store {
 
     /// The license this key opens, if the key is right; `None` for a wrong secret and an
     /// unknown id alike, in the same time.
-    pub async fn license_verify(&self, key: &LicenseKey) -> Result<Option<License>> {
+    pub(crate) async fn license_verify(&self, key: &LicenseKey) -> Result<Option<License>> {
         let row = self.license_row_recent(&key.id).await?;
         let presented = key.hash();
         // Compare against something of the same length, to take the same time.
@@ -346,7 +346,7 @@ impl Store {
     }
 
     /// Changes what a license holds; `None` leaves a field as it is.
-    pub async fn license_update(
+    pub(crate) async fn license_update(
         &self,
         id: &str,
         products: Option<&[String]>,
@@ -408,7 +408,7 @@ impl Store {
         self.license_get(id).await
     }
 
-    pub async fn license_remove(&self, id: &str) -> Result<()> {
+    pub(crate) async fn license_remove(&self, id: &str) -> Result<()> {
         let removed = on_pool!(self, change, pool => {
             sqlx::query("DELETE FROM licenses WHERE id = $1")
                 .bind(id)
@@ -422,7 +422,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn account_add(
+    pub(crate) async fn account_add(
         &self,
         name: &str,
         password: &str,
@@ -467,7 +467,7 @@ impl Store {
         })
     }
 
-    pub async fn account_list(&self) -> Result<Vec<Account>> {
+    pub(crate) async fn account_list(&self) -> Result<Vec<Account>> {
         type Row = (String, bool, i64);
         let (rows, pairs): (Vec<Row>, Pairs) = on_pool!(self, read, pool => {
             let rows = sqlx::query_as("SELECT name, active, created FROM accounts ORDER BY name")
@@ -491,7 +491,7 @@ impl Store {
             .collect())
     }
 
-    pub async fn account_get(&self, name: &str) -> Result<Account> {
+    pub(crate) async fn account_get(&self, name: &str) -> Result<Account> {
         self.account_row(name)
             .await?
             .map(|(_, a)| a)
@@ -528,7 +528,11 @@ impl Store {
 
     /// The account, if the password is right; `None` for a wrong password and an unknown name
     /// alike, with an Argon2 verification either way. Runs the hash on the blocking pool.
-    pub async fn account_verify(&self, name: &str, password: &str) -> Result<Option<Account>> {
+    pub(crate) async fn account_verify(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<Account>> {
         let row = if check_account_name(name).is_ok() {
             self.account_row(name).await?
         } else {
@@ -547,7 +551,7 @@ impl Store {
         Ok(account.filter(|_| ok))
     }
 
-    pub async fn account_update(
+    pub(crate) async fn account_update(
         &self,
         name: &str,
         products: Option<&[String]>,
@@ -606,7 +610,7 @@ impl Store {
         self.account_get(name).await
     }
 
-    pub async fn account_remove(&self, name: &str) -> Result<()> {
+    pub(crate) async fn account_remove(&self, name: &str) -> Result<()> {
         let removed = on_pool!(self, change, pool => {
             sqlx::query("DELETE FROM accounts WHERE name = $1")
                 .bind(name)

@@ -22,16 +22,16 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use audit::{AuditFilter, DownloadRow, IssuedToken};
-pub use licenses::{Account, License, LicenseKey, NewLicense, is_account_name};
-pub use products::Product;
+pub(crate) use audit::{AuditFilter, DownloadRow, IssuedToken};
+pub(crate) use licenses::{Account, License, LicenseKey, NewLicense, is_account_name};
+pub(crate) use products::Product;
 
 /// How long a writer waits for SQLite's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What can go wrong with a stored thing, by what the caller should answer.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -64,12 +64,12 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-pub type Result<T> = std::result::Result<T, StoreError>;
+pub(crate) type Result<T> = std::result::Result<T, StoreError>;
 
 /// Which database, as the command line names it. Shown (`Display`, `Debug`) without the
 /// PostgreSQL URL's password.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     /// `DATA_DIR/tollgate.db`.
     Sqlite(std::path::PathBuf),
     /// `postgres://...`
@@ -77,7 +77,7 @@ pub enum Location {
 }
 
 impl Location {
-    pub fn new(data_dir: &Path, database_url: Option<&str>) -> Location {
+    pub(crate) fn new(data_dir: &Path, database_url: Option<&str>) -> Location {
         match database_url {
             Some(url) => Location::Postgres(url.to_owned()),
             None => Location::Sqlite(data_dir.join("tollgate.db")),
@@ -107,7 +107,7 @@ impl std::fmt::Debug for Location {
 /// password, in the user part or as a `password` parameter, is replaced by `***`; a URL that
 /// does not parse is not shown at all, since where its password starts is anyone's guess (an
 /// unencoded `@` or `/` in it, say).
-pub fn shown_url(url: &str) -> String {
+pub(crate) fn shown_url(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return "(a PostgreSQL URL that does not parse; not shown, as it may hold a password)"
             .to_owned();
@@ -227,7 +227,7 @@ pub(crate) use insert_rows;
 
 /// The entitlement database.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     db: Db,
     /// Licenses and products as issuance last read them (see `recent`).
     recent: std::sync::Arc<recent::Recent>,
@@ -235,7 +235,7 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating it if needed) and migrates the database at `location`.
-    pub async fn open(location: &Location) -> Result<Store> {
+    pub(crate) async fn open(location: &Location) -> Result<Store> {
         let db = match location {
             Location::Sqlite(path) => {
                 let options = SqliteConnectOptions::new()
@@ -286,7 +286,7 @@ impl Store {
     }
 
     /// Waits for queued writes and closes the connections.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         match &self.db {
             Db::Sqlite { write, read } => {
                 read.close().await;
@@ -311,7 +311,7 @@ fn restrict_mode(path: &Path) {
 }
 
 /// Seconds since the epoch.
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

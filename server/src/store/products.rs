@@ -6,7 +6,7 @@ use super::{BeginWrite, Result, Store, StoreError, insert_rows, now, on_pool};
 use crate::refpattern::RefPattern;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Product {
+pub(crate) struct Product {
     pub slug: String,
     pub name: String,
     /// Ref patterns, sorted.
@@ -21,7 +21,7 @@ pub struct Product {
 
 impl Product {
     /// Whether any of the product's patterns covers `ref_name`.
-    pub fn covers(&self, ref_name: &str) -> bool {
+    pub(crate) fn covers(&self, ref_name: &str) -> bool {
         self.refs
             .iter()
             .filter_map(|p| RefPattern::new(p).ok())
@@ -30,7 +30,7 @@ impl Product {
 
     /// Whether the product covers refs of the repository `repo` (its name in tokens), when
     /// `sole` says whether that is the only repository served.
-    pub fn in_repo(&self, repo: &str, sole: bool) -> bool {
+    pub(crate) fn in_repo(&self, repo: &str, sole: bool) -> bool {
         match &self.repo {
             Some(own) => own == repo,
             None => sole,
@@ -52,7 +52,7 @@ fn check_repo(repo: Option<&str>) -> Result<()> {
 }
 
 /// Slugs are short identifiers: lowercase letters, digits and `-`, starting with a letter.
-pub fn check_slug(slug: &str) -> Result<()> {
+pub(super) fn check_slug(slug: &str) -> Result<()> {
     let ok = (1..=64).contains(&slug.len())
         && slug.starts_with(|c: char| c.is_ascii_lowercase())
         && slug
@@ -99,7 +99,7 @@ fn check_patterns(patterns: &[String]) -> Result<Vec<String>> {
 }
 
 impl Store {
-    pub async fn product_add(
+    pub(crate) async fn product_add(
         &self,
         slug: &str,
         name: &str,
@@ -145,7 +145,7 @@ impl Store {
         })
     }
 
-    pub async fn product_list(&self) -> Result<Vec<Product>> {
+    pub(crate) async fn product_list(&self) -> Result<Vec<Product>> {
         type Rows = (
             Vec<(String, String, bool, i64, Option<String>)>,
             Vec<(String, String)>,
@@ -183,7 +183,7 @@ impl Store {
             .collect())
     }
 
-    pub async fn product_get(&self, slug: &str) -> Result<Product> {
+    pub(crate) async fn product_get(&self, slug: &str) -> Result<Product> {
         type Rows = (Option<(String, bool, i64, Option<String>)>, Vec<(String,)>);
         let (row, refs): Rows = on_pool!(self, read, pool => {
             let row = sqlx::query_as(
@@ -214,7 +214,7 @@ impl Store {
 
     /// Changes a product's name, patterns, whether it is active, or its repository
     /// (`Some(None)`: none, the only one served); `None` leaves a field as it is.
-    pub async fn product_update(
+    pub(crate) async fn product_update(
         &self,
         slug: &str,
         name: Option<&str>,
@@ -278,7 +278,7 @@ impl Store {
     }
 
     /// Removes a product that no license or account holds.
-    pub async fn product_remove(&self, slug: &str) -> Result<()> {
+    pub(crate) async fn product_remove(&self, slug: &str) -> Result<()> {
         on_pool!(self, change, pool => {
             let mut tx = pool.begin_write().await?;
             let (holders,): (i64,) = sqlx::query_as(

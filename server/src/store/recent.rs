@@ -119,7 +119,7 @@ impl Store {
     }
 
     /// The products named, from memory when it is fresh; an unknown slug is not found.
-    pub async fn products_named(&self, slugs: &[String]) -> Result<Vec<Product>> {
+    pub(crate) async fn products_named(&self, slugs: &[String]) -> Result<Vec<Product>> {
         self.recent_checked().await?;
         let mut all = match self.recent.products.load_full() {
             Some(all) => all,

@@ -14,7 +14,7 @@ use super::keys::SigningKey;
 
 /// The claims of a token tollgate signs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NativeClaims {
+pub(crate) struct NativeClaims {
     pub iss: String,
     /// Who the token was issued to, e.g. `license:<id>` or `operator`.
     pub sub: String,
@@ -31,7 +31,7 @@ pub struct NativeClaims {
 
 /// The claims of a flat-manager token, as far as downloads are concerned.
 #[derive(Debug, Clone, Deserialize)]
-pub struct FlatManagerClaims {
+pub(crate) struct FlatManagerClaims {
     pub sub: String,
     pub exp: i64,
     #[serde(default)]
@@ -51,7 +51,7 @@ pub struct FlatManagerClaims {
 
 /// What a verified token allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
+pub(crate) struct Grant {
     pub subject: String,
     pub token_id: Option<String>,
     /// Seconds since the epoch.
@@ -74,7 +74,7 @@ enum Scope {
 }
 
 impl Grant {
-    pub fn from_native(claims: NativeClaims) -> Grant {
+    pub(crate) fn from_native(claims: NativeClaims) -> Grant {
         let NativeClaims {
             sub,
             exp,
@@ -93,7 +93,7 @@ impl Grant {
         }
     }
 
-    pub fn from_flat_manager(claims: FlatManagerClaims) -> Grant {
+    pub(crate) fn from_flat_manager(claims: FlatManagerClaims) -> Grant {
         let FlatManagerClaims {
             sub,
             exp,
@@ -118,7 +118,7 @@ impl Grant {
     }
 
     /// Whether the token grants names anything at all.
-    pub fn names_anything(&self) -> bool {
+    pub(crate) fn names_anything(&self) -> bool {
         match &self.scope {
             Scope::Refs { repos, refs } => !repos.is_empty() && !refs.is_empty(),
             Scope::FlatManager {
@@ -131,7 +131,7 @@ impl Grant {
     }
 
     /// Whether the token opens `ref_name` in the repository named `repo`.
-    pub fn covers(&self, repo: &str, ref_name: &str) -> bool {
+    pub(crate) fn covers(&self, repo: &str, ref_name: &str) -> bool {
         match &self.scope {
             Scope::Refs { repos, refs } => {
                 repos.binary_search_by(|r| r.as_str().cmp(repo)).is_ok()
@@ -186,13 +186,13 @@ fn id_matches_prefix(id: &str, prefix: &str) -> bool {
 
 /// A token just signed, with its id.
 #[derive(Debug, Clone)]
-pub struct Issued {
+pub(crate) struct Issued {
     pub token: String,
     pub jti: String,
 }
 
 /// Signs a native download token for `refs` in `repos`, valid for `ttl_secs` from now.
-pub fn issue(
+pub(crate) fn issue(
     key: &SigningKey,
     subject: &str,
     repos: &[String],

@@ -18,7 +18,7 @@ use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 
 /// An Ed25519 key pair that signs tokens.
-pub struct SigningKey {
+pub(crate) struct SigningKey {
     kid: String,
     created: u64,
     pkcs8: Vec<u8>,
@@ -52,7 +52,7 @@ struct KeyFile {
 }
 
 impl SigningKey {
-    pub fn generate() -> anyhow::Result<SigningKey> {
+    pub(crate) fn generate() -> anyhow::Result<SigningKey> {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
             .map_err(|_| anyhow::anyhow!("generating an Ed25519 key failed"))?;
         let created = SystemTime::now()
@@ -74,22 +74,22 @@ impl SigningKey {
         })
     }
 
-    pub fn kid(&self) -> &str {
+    pub(crate) fn kid(&self) -> &str {
         &self.kid
     }
 
-    pub fn created(&self) -> u64 {
+    pub(crate) fn created(&self) -> u64 {
         self.created
     }
 
     /// The raw 32-byte public key.
-    pub fn public_key(&self) -> &[u8] {
+    pub(crate) fn public_key(&self) -> &[u8] {
         &self.public
     }
 
     /// The public key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo), the form another server's
     /// `trusted-keys` setting reads.
-    pub fn public_pem(&self) -> String {
+    pub(crate) fn public_pem(&self) -> String {
         // The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), then the 32-byte key.
         const SPKI_PREFIX: [u8; 12] = [
             0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
@@ -102,14 +102,14 @@ impl SigningKey {
     }
 
     #[cfg(test)]
-    pub fn encoding_key(&self) -> EncodingKey {
+    pub(crate) fn encoding_key(&self) -> EncodingKey {
         EncodingKey::from_ed_der(&self.pkcs8)
     }
 
     /// A compact JWS of `claims`: header `{"typ":"JWT","alg":"EdDSA","kid":…}`, signed with this
     /// key. (jsonwebtoken's `encode` parses the key again for every token, which costs as much
     /// as the signature itself.)
-    pub fn sign_jwt(&self, claims: &impl Serialize) -> anyhow::Result<String> {
+    pub(crate) fn sign_jwt(&self, claims: &impl Serialize) -> anyhow::Result<String> {
         #[derive(Serialize)]
         struct JwtHeader<'a> {
             typ: &'static str,
@@ -125,7 +125,7 @@ impl SigningKey {
     }
 
     /// A compact JWS of these header and payload bytes, as they are, signed with this key.
-    pub fn sign_parts(&self, header: &[u8], payload: &[u8]) -> String {
+    pub(crate) fn sign_parts(&self, header: &[u8], payload: &[u8]) -> String {
         let mut token = URL_SAFE_NO_PAD.encode(header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut token);
@@ -136,13 +136,13 @@ impl SigningKey {
     }
 
     #[cfg(test)]
-    pub fn decoding_key(&self) -> DecodingKey {
+    pub(crate) fn decoding_key(&self) -> DecodingKey {
         DecodingKey::from_ed_der(&self.public)
     }
 }
 
 /// RFC 7638 thumbprint of an Ed25519 public key: SHA-256 of its canonical JWK, base64url.
-pub fn thumbprint(public: &[u8]) -> String {
+pub(super) fn thumbprint(public: &[u8]) -> String {
     let jwk = format!(
         r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
         URL_SAFE_NO_PAD.encode(public)
@@ -153,24 +153,24 @@ pub fn thumbprint(public: &[u8]) -> String {
 
 /// The `keys/` folder of a data directory.
 #[derive(Debug, Clone)]
-pub struct KeyDir {
+pub(crate) struct KeyDir {
     dir: PathBuf,
 }
 
 impl KeyDir {
-    pub fn new(data_dir: &Path) -> KeyDir {
+    pub(crate) fn new(data_dir: &Path) -> KeyDir {
         KeyDir {
             dir: data_dir.join("keys"),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.dir
     }
 
     /// Every key in the folder, newest first (the first one signs). A file that others can read
     /// or write is refused: a leaked signing key opens every gated ref.
-    pub fn load_all(&self) -> anyhow::Result<Vec<SigningKey>> {
+    pub(crate) fn load_all(&self) -> anyhow::Result<Vec<SigningKey>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -192,7 +192,7 @@ impl KeyDir {
     }
 
     /// Makes a new key, which signs from now on (it is the newest). Returns it.
-    pub fn add(&self) -> anyhow::Result<SigningKey> {
+    pub(crate) fn add(&self) -> anyhow::Result<SigningKey> {
         let newest = self.load_all()?.first().map_or(0, SigningKey::created);
         let mut key = SigningKey::generate()?;
         // Newest by its creation time, even within the second the last one was made in.
@@ -202,7 +202,7 @@ impl KeyDir {
     }
 
     /// The signing key, made first if the folder has none. Returns it and whether it is new.
-    pub fn ensure(&self) -> anyhow::Result<(SigningKey, bool)> {
+    pub(crate) fn ensure(&self) -> anyhow::Result<(SigningKey, bool)> {
         if let Some(key) = self.load_all()?.into_iter().next() {
             return Ok((key, false));
         }

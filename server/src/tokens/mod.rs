@@ -10,6 +10,8 @@ mod claims;
 mod keys;
 mod verify;
 
-pub use claims::{Grant, issue};
-pub use keys::{KeyDir, SigningKey};
-pub use verify::{LEEWAY_SECS, SubsetError, SubsetRequest, TokenError, TrustedKeys, Verifier};
+pub(crate) use claims::{Grant, issue};
+pub(crate) use keys::{KeyDir, SigningKey};
+pub(crate) use verify::{
+    LEEWAY_SECS, SubsetError, SubsetRequest, TokenError, TrustedKeys, Verifier,
+};

@@ -24,16 +24,16 @@ use super::keys::thumbprint;
 use crate::config::TokenConfig;
 
 /// Clock skew allowed on `exp` and `nbf`.
-pub const LEEWAY_SECS: u64 = 60;
+pub(crate) const LEEWAY_SECS: u64 = 60;
 /// The shortest flat-manager secret accepted, in bytes: HS256 wants a key at least as long as
 /// its hash (RFC 7518, 3.2), and a short or empty one lets anyone sign tokens.
-pub const MIN_FLAT_MANAGER_SECRET: usize = 32;
+pub(super) const MIN_FLAT_MANAGER_SECRET: usize = 32;
 /// How many verified tokens are remembered; each is a few hundred bytes.
 const CACHE_CAPACITY: usize = 16_384;
 
 /// Why a token was refused. The client is told only that it is invalid; the kind is for logs.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("not a JSON Web Token")]
     Malformed(#[source] jsonwebtoken::errors::Error),
     #[error("algorithm {0:?} is not accepted")]
@@ -55,7 +55,7 @@ pub enum TokenError {
 }
 
 /// Checks tokens against the keys the server trusts.
-pub struct Verifier {
+pub(crate) struct Verifier {
     native: HashMap<String, DecodingKey>,
     /// flat-manager's secret, to check its tokens and to sign subsets of them.
     flat_manager: Option<(DecodingKey, EncodingKey)>,
@@ -75,7 +75,7 @@ impl std::fmt::Debug for Verifier {
 
 impl Verifier {
     /// `keys`: Ed25519 public keys by key id; `flat_manager_secret`: the HMAC key itself.
-    pub fn new(
+    pub(crate) fn new(
         keys: impl IntoIterator<Item = (String, DecodingKey)>,
         flat_manager_secret: Option<&[u8]>,
     ) -> Verifier {
@@ -90,7 +90,10 @@ impl Verifier {
     /// The configured keys and secret (`trusted`) plus the data directory's own keys. Two
     /// different keys under one key id are refused: which one a token meant would be a guess.
     #[cfg(test)]
-    pub fn with_local_keys(trusted: TrustedKeys, local: &[SigningKey]) -> anyhow::Result<Verifier> {
+    pub(crate) fn with_local_keys(
+        trusted: TrustedKeys,
+        local: &[SigningKey],
+    ) -> anyhow::Result<Verifier> {
         let published = local
             .iter()
             .map(|k| (k.kid().to_owned(), k.decoding_key()))
@@ -100,7 +103,7 @@ impl Verifier {
 
     /// The configured keys and secret (`trusted`) plus `published` keys (by key id). Two
     /// different keys under one key id are refused: which one a token meant would be a guess.
-    pub fn with_keys(
+    pub(crate) fn with_keys(
         trusted: &TrustedKeys,
         published: Vec<(String, DecodingKey)>,
     ) -> anyhow::Result<Verifier> {
@@ -123,13 +126,13 @@ impl Verifier {
     }
 
     /// Whether flat-manager tokens are accepted.
-    pub fn accepts_flat_manager(&self) -> bool {
+    pub(crate) fn accepts_flat_manager(&self) -> bool {
         self.flat_manager.is_some()
     }
 
     /// flat-manager's `token_subset`: checks `parent` (a flat-manager token) and signs a child
     /// that is a subset of it, by flat-manager's rules.
-    pub fn flat_manager_subset(
+    pub(crate) fn flat_manager_subset(
         &self,
         parent: &str,
         request: &SubsetRequest,
@@ -200,12 +203,12 @@ impl Verifier {
     }
 
     /// The key ids this verifier accepts.
-    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn key_ids(&self) -> impl Iterator<Item = &str> {
         self.native.keys().map(String::as_str)
     }
 
     /// Checks `token` and returns what it grants.
-    pub fn verify(&self, token: &str) -> Result<Arc<Grant>, TokenError> {
+    pub(crate) fn verify(&self, token: &str) -> Result<Arc<Grant>, TokenError> {
         let now = now();
         if let Some(grant) = self.cache.get(token) {
             if grant.expires.saturating_add(LEEWAY_SECS) > now {
@@ -309,7 +312,7 @@ fn now() -> u64 {
 /// What `POST /api/v1/token_subset` asks for, as flat-manager defines it.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SubsetRequest {
+pub(crate) struct SubsetRequest {
     pub sub: String,
     pub scope: Vec<String>,
     /// Seconds from now.
@@ -321,7 +324,7 @@ pub struct SubsetRequest {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SubsetError {
+pub(crate) enum SubsetError {
     #[error("no flat-manager secret is configured")]
     NotConfigured,
     #[error("the parent token: {0}")]
@@ -373,7 +376,7 @@ fn fm_prefix_matches(id: &str, prefix: &str) -> bool {
 /// The keys and secret the configuration file names, read and checked before the server
 /// writes anything.
 #[derive(Clone)]
-pub struct TrustedKeys {
+pub(crate) struct TrustedKeys {
     keys: Vec<(String, DecodingKey)>,
     flat_manager_secret: Option<Vec<u8>>,
 }
@@ -389,7 +392,7 @@ impl std::fmt::Debug for TrustedKeys {
 }
 
 impl TrustedKeys {
-    pub fn load(config: &TokenConfig) -> anyhow::Result<TrustedKeys> {
+    pub(crate) fn load(config: &TokenConfig) -> anyhow::Result<TrustedKeys> {
         let mut keys = Vec::new();
         for path in &config.trusted_keys {
             let pem = std::fs::read(path)
