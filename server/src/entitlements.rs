@@ -118,20 +118,54 @@ pub(crate) struct EntitledProduct {
     pub active: bool,
 }
 
+/// Why the right credentials get no tokens now. Each owns its stable `error-type` and the
+/// message its holder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    LicenseInactive,
+    LicenseExpired,
+    AccountInactive,
+}
+
+impl Refusal {
+    #[cfg(test)]
+    pub(crate) const ALL: [Refusal; 3] = [
+        Refusal::LicenseInactive,
+        Refusal::LicenseExpired,
+        Refusal::AccountInactive,
+    ];
+
+    pub(crate) fn error_type(self) -> &'static str {
+        match self {
+            Refusal::LicenseInactive => "license-inactive",
+            Refusal::LicenseExpired => "license-expired",
+            Refusal::AccountInactive => "account-inactive",
+        }
+    }
+
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Refusal::LicenseInactive => "this license has been deactivated: ask the vendor",
+            Refusal::LicenseExpired => "this license has expired: renew it with the vendor",
+            Refusal::AccountInactive => "this account has been deactivated: ask the vendor",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum IssueError {
     #[error("no credentials")]
     NoCredentials,
     #[error("invalid credentials")]
     InvalidCredentials,
-    #[error("refused: {0}")]
-    Refused(&'static str),
+    #[error("refused: {}", .0.error_type())]
+    Refused(Refusal),
     #[error("too many failures")]
     TooManyFailures(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("signing: {0}")]
-    Signing(String),
+    #[error("signing the token")]
+    Signing(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Who a token is for, as recorded.
@@ -335,7 +369,7 @@ impl Entitlements {
         if !granted.is_empty() {
             let signer = self.signer.load();
             let signed = issue(&signer, &holder.subject, &[repo.to_owned()], &granted, ttl)
-                .map_err(|e| IssueError::Signing(e.to_string()))?;
+                .map_err(|e| IssueError::Signing(e.into()))?;
             crate::metrics::METRICS.tokens_issued(1);
             self.audit
                 .issued(IssuedToken {
@@ -364,10 +398,10 @@ impl Entitlements {
                     return Ok(None);
                 };
                 if !license.active {
-                    return Err(IssueError::Refused("license-inactive"));
+                    return Err(IssueError::Refused(Refusal::LicenseInactive));
                 }
                 if license.expires.is_some_and(|e| e <= now()) {
-                    return Err(IssueError::Refused("license-expired"));
+                    return Err(IssueError::Refused(Refusal::LicenseExpired));
                 }
                 Ok(Some(Holder {
                     subject: format!("license:{}", license.id),
@@ -383,7 +417,7 @@ impl Entitlements {
                     return Ok(None);
                 };
                 if !account.active {
-                    return Err(IssueError::Refused("account-inactive"));
+                    return Err(IssueError::Refused(Refusal::AccountInactive));
                 }
                 Ok(Some(Holder {
                     subject: format!("account:{}", account.name),

@@ -169,7 +169,7 @@ fn issue_error(e: IssueError, doing: &str) -> HttpError {
     match e {
         IssueError::NoCredentials => HttpError::CredentialsRequired,
         IssueError::InvalidCredentials => HttpError::InvalidCredentials,
-        IssueError::Refused(code) => HttpError::CredentialsRefused(code),
+        IssueError::Refused(refusal) => HttpError::CredentialsRefused(refusal),
         IssueError::TooManyFailures(left) => {
             HttpError::TooManyFailures(left.as_secs() + u64::from(left.subsec_nanos() > 0))
         }

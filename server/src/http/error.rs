@@ -7,6 +7,8 @@
 use http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
+use crate::entitlements::Refusal;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HttpError {
     /// Not a file this server serves: unknown, outside the grammar, or not there.
@@ -30,9 +32,8 @@ pub(crate) enum HttpError {
     CredentialsRequired,
     /// Credentials that are wrong: one answer for a wrong secret and an unknown key alike.
     InvalidCredentials,
-    /// The right credentials, for a license or account that cannot get tokens now; the code
-    /// says why (`license-inactive`, `license-expired`, `account-inactive`).
-    CredentialsRefused(&'static str),
+    /// The right credentials, for a license or account that cannot get tokens now.
+    CredentialsRefused(Refusal),
     /// Too many failed attempts; try again after this many seconds.
     TooManyFailures(u64),
     /// No repository served by that name.
@@ -101,7 +102,7 @@ impl HttpError {
             HttpError::BodyTooSlow => "request-timeout",
             HttpError::CredentialsRequired => "credentials-required",
             HttpError::InvalidCredentials => "invalid-credentials",
-            HttpError::CredentialsRefused(code) => code,
+            HttpError::CredentialsRefused(refusal) => refusal.error_type(),
             HttpError::TooManyFailures(_) => "too-many-failures",
             HttpError::UnknownRepo => "unknown-repo",
             HttpError::UnknownRefs => "unknown-refs",
@@ -144,15 +145,7 @@ impl HttpError {
             HttpError::InvalidCredentials => {
                 "the license key or the account's name and password are not right".to_owned()
             }
-            HttpError::CredentialsRefused("license-inactive") => {
-                "this license has been deactivated: ask the vendor".to_owned()
-            }
-            HttpError::CredentialsRefused("license-expired") => {
-                "this license has expired: renew it with the vendor".to_owned()
-            }
-            HttpError::CredentialsRefused(_) => {
-                "this account has been deactivated: ask the vendor".to_owned()
-            }
+            HttpError::CredentialsRefused(refusal) => refusal.message().to_owned(),
             HttpError::TooManyFailures(secs) => {
                 format!("too many failed attempts: try again in {secs} seconds")
             }
@@ -224,5 +217,132 @@ impl HttpError {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    /// One of each kind of error. The match below has no catch-all, so a new kind does not
+    /// compile until it is added there, and beside it here.
+    fn one_of_each() -> Vec<HttpError> {
+        let mut all = vec![
+            HttpError::NotFound,
+            HttpError::MethodNotAllowed("GET, HEAD"),
+            HttpError::UriTooLong,
+            HttpError::HeadTooLarge,
+            HttpError::TokenRequired,
+            HttpError::InvalidToken,
+            HttpError::NotEntitled,
+            HttpError::BadRequest("why".to_owned()),
+            HttpError::PayloadTooLarge,
+            HttpError::BodyTooSlow,
+            HttpError::CredentialsRequired,
+            HttpError::InvalidCredentials,
+            HttpError::TooManyFailures(7),
+            HttpError::UnknownRepo,
+            HttpError::UnknownRefs,
+            HttpError::AdminDisabled,
+            HttpError::AdminUnauthorized,
+            HttpError::MetricsRefused {
+                token_configured: true,
+            },
+            HttpError::MetricsRefused {
+                token_configured: false,
+            },
+            HttpError::Missing("no such product".to_owned()),
+            HttpError::Conflict("held".to_owned()),
+            HttpError::Internal,
+        ];
+        all.extend(Refusal::ALL.map(HttpError::CredentialsRefused));
+        for e in &all {
+            match e {
+                HttpError::NotFound
+                | HttpError::MethodNotAllowed(_)
+                | HttpError::UriTooLong
+                | HttpError::HeadTooLarge
+                | HttpError::TokenRequired
+                | HttpError::InvalidToken
+                | HttpError::NotEntitled
+                | HttpError::BadRequest(_)
+                | HttpError::PayloadTooLarge
+                | HttpError::BodyTooSlow
+                | HttpError::CredentialsRequired
+                | HttpError::InvalidCredentials
+                | HttpError::CredentialsRefused(_)
+                | HttpError::TooManyFailures(_)
+                | HttpError::UnknownRepo
+                | HttpError::UnknownRefs
+                | HttpError::AdminDisabled
+                | HttpError::AdminUnauthorized
+                | HttpError::MetricsRefused { .. }
+                | HttpError::Missing(_)
+                | HttpError::Conflict(_)
+                | HttpError::Internal => {}
+            }
+        }
+        all
+    }
+
+    /// The README's table of errors: (status, error-type) per row.
+    fn readme_table() -> Vec<(u16, String)> {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("\n### Errors\n")
+            .nth(1)
+            .expect("README.md has a section \"### Errors\"");
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let status = cells.get(1)?.trim_matches('`').parse().ok()?;
+                Some((status, cells.get(2)?.trim_matches('`').to_owned()))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_error_answers_as_the_readme_promises() {
+        let mut answered = Vec::new();
+        for e in one_of_each() {
+            let (status, error_type) = (e.status(), e.error_type());
+            assert!(
+                !status.is_server_error() || matches!(e, HttpError::Internal),
+                "{e:?} is a client's mistake and answers {status}"
+            );
+            let response = e.clone().into_response();
+            assert_eq!(response.status(), status, "{e:?}");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["status"], status.as_u16(), "{e:?}: {body}");
+            assert_eq!(body["error-type"], error_type, "{e:?}: {body}");
+            let message = body["message"].as_str().unwrap_or_default();
+            assert!(!message.is_empty(), "{e:?} has no message: {body}");
+            answered.push((status.as_u16(), error_type.to_owned()));
+        }
+        answered.sort();
+        answered.dedup();
+        let mut promised = readme_table();
+        promised.sort();
+        assert_eq!(
+            answered, promised,
+            "the server's errors (left) and README.md's table under \"### Errors\" (right) differ: \
+             an error-type is a promise to programs, so the table lists each one"
+        );
+    }
+
+    #[test]
+    fn each_refusal_has_its_own_type_and_message() {
+        let types: std::collections::BTreeSet<_> =
+            Refusal::ALL.iter().map(|r| r.error_type()).collect();
+        let messages: std::collections::BTreeSet<_> =
+            Refusal::ALL.iter().map(|r| r.message()).collect();
+        assert_eq!(types.len(), Refusal::ALL.len());
+        assert_eq!(messages.len(), Refusal::ALL.len());
     }
 }
