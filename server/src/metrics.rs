@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// What a request was for, as counted.
+/// What a request was for, as counted: the route table (`http::route`) tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
     Object,
@@ -42,35 +42,6 @@ const ROUTES: [Route; 12] = [
 ];
 
 impl Route {
-    /// The class of a request path (as sent; repository names in front are allowed for).
-    pub(crate) fn of(path: &str) -> Route {
-        if path.starts_with("/api/v1/admin/") {
-            Route::Admin
-        } else if path == "/api/v1/tokens" {
-            Route::Tokens
-        } else if path.starts_with("/api/") || path.starts_with("/.well-known/") {
-            Route::Api
-        } else if path == "/metrics" {
-            Route::Metrics
-        } else if path == "/healthz" {
-            Route::Health
-        } else if path.contains("/objects/") {
-            Route::Object
-        } else if path.contains("/deltas/") || path.contains("/delta-indexes/") {
-            Route::Delta
-        } else if path.contains("/summar") {
-            Route::Summary
-        } else if path.ends_with("/config") {
-            Route::Config
-        } else if path.contains("/refs/") {
-            Route::Refs
-        } else if path.ends_with("/repo.flatpakrepo") {
-            Route::Flatpakrepo
-        } else {
-            Route::Other
-        }
-    }
-
     pub(crate) fn name(self) -> &'static str {
         match self {
             Route::Object => "object",
@@ -407,32 +378,6 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_of_paths() {
-        for (path, route) in [
-            ("/objects/ab/cdef.filez", Route::Object),
-            ("/stable/objects/ab/cdef.commit", Route::Object),
-            ("/deltas/ab/cd-ef/0", Route::Delta),
-            ("/delta-indexes/ab/cd.index", Route::Delta),
-            ("/summary", Route::Summary),
-            ("/beta/summary.sig", Route::Summary),
-            ("/summaries/x.gz", Route::Summary),
-            ("/config", Route::Config),
-            ("/refs/heads/app/x", Route::Refs),
-            ("/repo.flatpakrepo", Route::Flatpakrepo),
-            ("/api/v1/tokens", Route::Tokens),
-            ("/api/v1/entitlements", Route::Api),
-            ("/.well-known/jwks.json", Route::Api),
-            ("/api/v1/admin/products", Route::Admin),
-            ("/metrics", Route::Metrics),
-            ("/healthz", Route::Health),
-            ("/", Route::Other),
-            ("/favicon.ico", Route::Other),
-        ] {
-            assert_eq!(Route::of(path), route, "{path}");
-        }
-    }
 
     #[test]
     fn renders_counts_buckets_and_labels() {

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::DataDirArg;
+use super::{DataDirArg, DatabaseArg};
 use crate::datadir::prepare_data_dir;
 use crate::output::{print_json, print_line, print_table};
 use crate::store::{Account, AuditFilter, License, Location, NewLicense, Product, Store};
@@ -18,14 +18,8 @@ use crate::times::{parse_rfc3339, parse_time, time};
 pub(super) struct AdminArgs {
     #[command(flatten)]
     data_dir: DataDirArg,
-    /// A PostgreSQL database instead of the SQLite one in the data directory.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "TOLLGATE_DATABASE_URL",
-        hide_env_values = true
-    )]
-    database_url: Option<String>,
+    #[command(flatten)]
+    database: DatabaseArg,
     /// Print JSON instead of tables, for scripts.
     #[arg(long, global = true)]
     json: bool,
@@ -190,7 +184,7 @@ pub(super) struct AuditArgs {
 
 pub(super) fn run(args: AdminArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.resolve()?;
-    let location = Location::new(&data_dir, args.database_url.as_deref());
+    let location = Location::new(&data_dir, args.database.url.as_deref());
     if matches!(location, Location::Sqlite(_)) {
         prepare_data_dir(&data_dir)?;
     }

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use super::DataDirArg;
+use super::{DataDirArg, DatabaseArg};
 use crate::datadir::prepare_data_dir;
 use crate::output::print_line;
 use crate::store::{Location, Store, now};
@@ -21,14 +21,8 @@ pub(super) enum KeysCommand {
     Rotate {
         #[command(flatten)]
         data_dir: DataDirArg,
-        /// The entitlement database, when it is PostgreSQL.
-        #[arg(
-            long,
-            value_name = "URL",
-            env = "TOLLGATE_DATABASE_URL",
-            hide_env_values = true
-        )]
-        database_url: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArg,
     },
 }
 
@@ -49,12 +43,12 @@ pub(super) fn run(command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Rotate {
             data_dir,
-            database_url,
+            database,
         } => {
             let data_dir = data_dir.resolve()?;
             prepare_data_dir(&data_dir)?;
             let keys = KeyDir::new(&data_dir);
-            let location = Location::new(&data_dir, database_url.as_deref());
+            let location = Location::new(&data_dir, database.url.as_deref());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

@@ -70,6 +70,20 @@ impl DataDirArg {
     }
 }
 
+/// `--database-url`, for the commands that use the entitlement database.
+#[derive(Debug, Args)]
+struct DatabaseArg {
+    /// The entitlement database: PostgreSQL at this URL (postgres://USER@HOST/DB), instead of
+    /// SQLite in the data directory (tollgate.db).
+    #[arg(
+        long = "database-url",
+        value_name = "URL",
+        env = "TOLLGATE_DATABASE_URL",
+        hide_env_values = true
+    )]
+    url: Option<String>,
+}
+
 /// `--listen`, for the commands that serve.
 #[derive(Debug, Args)]
 struct ListenArg {

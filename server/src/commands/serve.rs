@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{DataDirArg, ListenArg};
+use super::{DataDirArg, DatabaseArg, ListenArg};
 use crate::repos::RepoArg;
 
 #[derive(Debug, Args)]
@@ -23,15 +23,8 @@ pub(super) struct ServeArgs {
     /// secret whose tokens are accepted (see the README).
     #[arg(long, value_name = "FILE", env = "TOLLGATE_CONFIG")]
     config: Option<PathBuf>,
-    /// The entitlement database: PostgreSQL at this URL (postgres://USER@HOST/DB), instead of
-    /// SQLite in the data directory (tollgate.db).
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "TOLLGATE_DATABASE_URL",
-        hide_env_values = true
-    )]
-    database_url: Option<String>,
+    #[command(flatten)]
+    database: DatabaseArg,
 }
 
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -40,6 +33,6 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen.listen,
         data_dir: args.data_dir.resolve()?,
         config: args.config,
-        database_url: args.database_url,
+        database_url: args.database.url,
     })
 }

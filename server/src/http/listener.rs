@@ -243,8 +243,8 @@ pub(crate) async fn run(
             async move {
                 // Boxed: hyper's dispatcher moves the service's future by value, and `handle`'s
                 // is a few kilobytes; `perf` put that memmove at 2 to 4% of small answers.
-                let response = Box::pin(super::handle(&state, request, client)).await;
-                Ok::<_, Infallible>(log.attach(response))
+                let (route, response) = Box::pin(super::handle(&state, request, client)).await;
+                Ok::<_, Infallible>(log.attach(route, response))
             }
         });
         let builder = builder.clone();
@@ -290,6 +290,7 @@ struct AccessLog {
     user_agent: Option<http::HeaderValue>,
     /// The scheme of the request's `Authorization` header (never its value).
     auth: &'static str,
+    /// What the route table took the request for (until it answers, `Other`).
     route: Route,
     start: Instant,
     status: u16,
@@ -304,7 +305,7 @@ impl AccessLog {
             uri: request.uri().clone(),
             user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
             auth: auth_scheme(request.headers().get(http::header::AUTHORIZATION)),
-            route: Route::of(request.uri().path()),
+            route: Route::Other,
             start: Instant::now(),
             status: 0,
             bytes: 0,
@@ -313,8 +314,10 @@ impl AccessLog {
 
     fn attach<B: Body + Unpin>(
         mut self,
+        route: Route,
         response: http::Response<B>,
     ) -> http::Response<LoggedBody<B>> {
+        self.route = route;
         self.status = response.status().as_u16();
         response.map(|inner| LoggedBody { inner, log: self })
     }

@@ -15,6 +15,7 @@ mod gate;
 pub(crate) mod listener;
 mod stall;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use crate::audit::{AuditWriter, DownloadRecord};
 use crate::clients::{Client, Proxies};
 use crate::entitlements::Entitlements;
 use crate::index::live::LiveIndex;
-use crate::metrics::{IndexFigures, METRICS};
+use crate::metrics::{IndexFigures, METRICS, Route};
 use crate::repos::ServedRepo;
 use crate::secrets::Secret;
 use crate::tokens::Verifier;
@@ -165,7 +166,8 @@ impl AppState {
     }
 }
 
-/// Answers one request: its parts, as the route table wants them, handed to [`route`].
+/// Answers one request: its parts, as the route table wants them, handed to [`route`]; with
+/// the answer, the class of route `/metrics` counts it under.
 ///
 /// The request goes straight from hyper to the route table: the table is one `match` on the
 /// path, so a framework's filter chain in front of it would only cost (it cloned the headers of
@@ -174,16 +176,16 @@ pub(crate) async fn handle(
     state: &AppState,
     request: http::Request<hyper::body::Incoming>,
     client: Client,
-) -> Response {
+) -> (Route, Response) {
     let (parts, body) = request.into_parts();
     if head_len(&parts) > MAX_HEAD {
-        return HttpError::HeadTooLarge.into_response();
+        return (Route::Other, HttpError::HeadTooLarge.into_response());
     }
     let body = Body {
         stream: Box::pin(body.into_data_stream()),
         deadline: tokio::time::Instant::now() + state.body_timeout,
     };
-    route(
+    let (class, answer) = route(
         state,
         parts.method,
         parts.uri.path(),
@@ -192,8 +194,8 @@ pub(crate) async fn handle(
         client,
         body,
     )
-    .await
-    .unwrap_or_else(HttpError::into_response)
+    .await;
+    (class, answer.unwrap_or_else(HttpError::into_response))
 }
 
 /// About the bytes of a request's head as sent: its line and each `name: value` line.
@@ -209,7 +211,9 @@ fn head_len(parts: &http::request::Parts) -> usize {
     )
 }
 
-/// The route table: every endpoint of the server, in one place.
+/// The route table: every endpoint of the server, in one place. It also tells the class of
+/// route each request is counted under in `/metrics`, so that what is counted is what was
+/// routed: a repository file by what the grammar of repository paths made of it.
 async fn route(
     state: &AppState,
     method: Method,
@@ -218,34 +222,107 @@ async fn route(
     headers: HeaderMap,
     client: Client,
     body: Body,
-) -> Result<Response, HttpError> {
+) -> (Route, Result<Response, HttpError>) {
     // The API's handlers are boxed: their futures are large (the admin API's is 15 KB), and
     // an unboxed one would make every request's future as large, moved about by value.
     if let Some(rest) = path.strip_prefix("/api/v1/admin/") {
         // Products, licenses, accounts and the audit records: see admin.rs for the table.
-        return Box::pin(admin::handle(
+        let answer = Box::pin(admin::handle(
             state, &method, rest, query, &headers, client, body,
-        ))
-        .await;
+        ));
+        return (Route::Admin, answer.await);
     }
     match path {
         // POST: a credential and refs in, download tokens out.
-        "/api/v1/tokens" => Box::pin(api::tokens(state, &method, &headers, client, body)).await,
+        "/api/v1/tokens" => (
+            Route::Tokens,
+            Box::pin(api::tokens(state, &method, &headers, client, body)).await,
+        ),
         // GET: what a credential opens (checked before a client keeps it).
-        "/api/v1/entitlements" => {
-            Box::pin(api::entitlements(state, &method, &headers, client)).await
-        }
+        "/api/v1/entitlements" => (
+            Route::Api,
+            Box::pin(api::entitlements(state, &method, &headers, client)).await,
+        ),
         // POST: flat-manager's token_subset.
-        "/api/v1/token_subset" => Box::pin(api::token_subset(state, &method, &headers, body)).await,
+        "/api/v1/token_subset" => (
+            Route::Api,
+            Box::pin(api::token_subset(state, &method, &headers, body)).await,
+        ),
         // GET: the public keys of the signing keys.
-        "/.well-known/jwks.json" => api::jwks(state, &method).await,
+        "/.well-known/jwks.json" => (Route::Api, api::jwks(state, &method).await),
         // GET: the counters, in Prometheus' text format.
-        "/metrics" => metrics(state, &method, &headers, client),
+        "/metrics" => (Route::Metrics, metrics(state, &method, &headers, client)),
         // GET: 200 while the server serves.
-        "/healthz" => healthz(&method),
+        "/healthz" => (Route::Health, healthz(&method)),
         // GET, HEAD: /[NAME/]<repository file>, judged by the gate, and
         // /[NAME/]repo.flatpakrepo, made from the repository's config.
-        _ => repo_file(state, method, path, headers).await,
+        _ => {
+            let target = FileTarget::of(state, path);
+            let class = target.as_ref().map_or(Route::Other, FileTarget::route);
+            (class, repo_file(state, method, path, target, headers).await)
+        }
+    }
+}
+
+/// The repository file a request path names, decoded once and parsed.
+struct FileTarget<'s, 'p> {
+    served: &'s Arc<Served>,
+    /// The path inside the repository, decoded.
+    inside: Cow<'p, str>,
+    file: RepoFile,
+}
+
+enum RepoFile {
+    /// `repo.flatpakrepo`, made from the repository's config.
+    Flatpakrepo,
+    /// A file of the repository itself.
+    Path(RepoPath),
+}
+
+impl<'s, 'p> FileTarget<'s, 'p> {
+    /// The repository and file `raw_path` names: 414 when it is too long to name one, 404 when
+    /// it names none.
+    fn of(state: &'s AppState, raw_path: &'p str) -> Result<Self, HttpError> {
+        if raw_path.len() > MAX_PATH_LEN {
+            return Err(HttpError::UriTooLong);
+        }
+        let decoded = percent_decode_str(raw_path)
+            .decode_utf8()
+            .map_err(|_| HttpError::NotFound)?;
+        let (served, inside_len, file) = {
+            let relative = decoded.strip_prefix('/').ok_or(HttpError::NotFound)?;
+            let (served, inside) = state.resolve(relative).ok_or(HttpError::NotFound)?;
+            let file = if inside == flatpakrepo::FILE_NAME {
+                RepoFile::Flatpakrepo
+            } else {
+                RepoFile::Path(RepoPath::parse(inside).ok_or(HttpError::NotFound)?)
+            };
+            (served, inside.len(), file)
+        };
+        // The path inside is the decoded path's end; borrowed from the request when it was.
+        let inside = match decoded {
+            Cow::Borrowed(all) => Cow::Borrowed(&all[all.len() - inside_len..]),
+            Cow::Owned(all) => Cow::Owned(all[all.len() - inside_len..].to_owned()),
+        };
+        Ok(FileTarget {
+            served,
+            inside,
+            file,
+        })
+    }
+
+    /// The class of route `/metrics` counts a request for this file under.
+    fn route(&self) -> Route {
+        match &self.file {
+            RepoFile::Flatpakrepo => Route::Flatpakrepo,
+            RepoFile::Path(path) => match path {
+                RepoPath::Config => Route::Config,
+                RepoPath::Summary(_) | RepoPath::SubSummary(_) => Route::Summary,
+                RepoPath::Object(_) => Route::Object,
+                RepoPath::Delta { .. } | RepoPath::DeltaIndex(_) => Route::Delta,
+                RepoPath::Head(_) | RepoPath::Mirror(..) => Route::Refs,
+            },
+        }
     }
 }
 
@@ -337,21 +414,20 @@ async fn repo_file(
     state: &AppState,
     method: Method,
     raw_path: &str,
+    target: Result<FileTarget<'_, '_>, HttpError>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     get_or_head(&method)?;
-    if raw_path.len() > MAX_PATH_LEN {
-        return Err(HttpError::UriTooLong);
-    }
-    let decoded = percent_decode_str(raw_path)
-        .decode_utf8()
-        .map_err(|_| HttpError::NotFound)?;
-    let relative = decoded.strip_prefix('/').ok_or(HttpError::NotFound)?;
-    let (served, inside) = state.resolve(relative).ok_or(HttpError::NotFound)?;
-    if inside == flatpakrepo::FILE_NAME {
-        return flatpakrepo::serve(state, served, &headers).await;
-    }
-    let path = RepoPath::parse(inside).ok_or(HttpError::NotFound)?;
+    let FileTarget {
+        served,
+        inside,
+        file,
+    } = target?;
+    let path = match file {
+        RepoFile::Flatpakrepo => return flatpakrepo::serve(state, served, &headers).await,
+        RepoFile::Path(path) => path,
+    };
+    let inside = &*inside;
 
     let decision = decide(state, served, &path, &headers).await?;
     let allowed = match decision {
