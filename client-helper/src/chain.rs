@@ -69,11 +69,11 @@ pub(crate) struct Chain {
 }
 
 /// The provider files of `dir`, in name order; a directory that does not exist has none.
-fn provider_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+fn provider_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e),
     };
     let mut files: Vec<PathBuf> = entries
         .flatten()

@@ -33,7 +33,10 @@ pub(crate) struct Issued {
 pub(crate) enum ServiceError {
     /// The credential was refused (`invalid-credentials`), or is for a license or account that
     /// cannot get tokens now (`license-expired`, ...).
-    Credential { error_type: String, message: String },
+    Credential {
+        refused: CredentialRefused,
+        message: String,
+    },
     /// Too many failed attempts lately.
     TooMany { retry_after: Option<u64> },
     /// Another refusal (unknown repository or refs, a bad request).
@@ -46,33 +49,74 @@ pub(crate) enum ServiceError {
     Unreachable(String),
 }
 
+/// Why the service refused a credential, from the `error-type` of its 401 (the README's
+/// list). A type this helper does not know yet is kept as it came, and explained as what every
+/// refusal has in common.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CredentialRefused {
+    /// `invalid-credentials`: not a license key or account the service knows.
+    Invalid,
+    /// `license-inactive`: revoked or suspended.
+    LicenseInactive,
+    /// `license-expired`.
+    LicenseExpired,
+    /// `account-inactive`: the account is disabled.
+    AccountInactive,
+    /// Any other `error-type`.
+    Other(String),
+}
+
+impl CredentialRefused {
+    fn from_error_type(error_type: &str) -> CredentialRefused {
+        match error_type {
+            "invalid-credentials" => CredentialRefused::Invalid,
+            "license-inactive" => CredentialRefused::LicenseInactive,
+            "license-expired" => CredentialRefused::LicenseExpired,
+            "account-inactive" => CredentialRefused::AccountInactive,
+            other => CredentialRefused::Other(other.to_owned()),
+        }
+    }
+
+    /// What it means for the person holding the credential.
+    fn what(&self) -> &'static str {
+        match self {
+            CredentialRefused::Invalid => "the license key or account is not known",
+            CredentialRefused::LicenseInactive => "the license has been revoked or suspended",
+            CredentialRefused::LicenseExpired => "the license has expired",
+            CredentialRefused::AccountInactive => "the account has been disabled",
+            CredentialRefused::Other(_) => "the credential cannot get downloads now",
+        }
+    }
+}
+
 impl ServiceError {
     /// Whether asking the user for another credential could help.
     pub(crate) fn is_bad_credential(&self) -> bool {
-        matches!(self, ServiceError::Credential { error_type, .. } if error_type == "invalid-credentials")
+        matches!(
+            self,
+            ServiceError::Credential {
+                refused: CredentialRefused::Invalid,
+                ..
+            }
+        )
     }
 
     /// What happened, for the person at the terminal, with what to do about it.
     pub(crate) fn explain(&self, url: &str) -> String {
         match self {
-            ServiceError::Credential { error_type, .. } if error_type == "invalid-credentials" => {
+            ServiceError::Credential {
+                refused: CredentialRefused::Invalid,
+                ..
+            } => {
                 format!(
                     "{url} refused the license key or account: check it, and store the right one \
                      with `tollgate-helper login {url}`"
                 )
             }
-            ServiceError::Credential {
-                error_type,
-                message,
-            } => {
-                let what = match error_type.as_str() {
-                    "license-inactive" => "the license has been revoked or suspended",
-                    "license-expired" => "the license has expired",
-                    "account-inactive" => "the account has been disabled",
-                    _ => "the credential cannot get downloads now",
-                };
-                format!("{url}: {what} ({message}); contact the vendor to renew it")
-            }
+            ServiceError::Credential { refused, message } => format!(
+                "{url}: {} ({message}); contact the vendor to renew it",
+                refused.what()
+            ),
             ServiceError::TooMany { retry_after } => format!(
                 "{url} refuses for now after too many failed attempts; try again in {} seconds",
                 retry_after.unwrap_or(60)
@@ -229,7 +273,7 @@ async fn call<T: serde::de::DeserializeOwned>(
     };
     Err(match status {
         401 => ServiceError::Credential {
-            error_type: error.error_type,
+            refused: CredentialRefused::from_error_type(&error.error_type),
             message: error.message,
         },
         429 => ServiceError::TooMany { retry_after },
@@ -269,4 +313,55 @@ fn without_url(e: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal of a credential the README promises has its own explanation; an
+    /// `error-type` of a newer server is kept, and explained as a refusal all the same.
+    #[test]
+    fn each_credential_refusal_is_explained_as_itself() {
+        let readme = include_str!("../../README.md");
+        let known = [
+            "invalid-credentials",
+            "license-inactive",
+            "license-expired",
+            "account-inactive",
+        ];
+        let mut explained = Vec::new();
+        for error_type in known {
+            assert!(
+                readme.contains(&format!("`401` | `{error_type}`"))
+                    || readme.contains(&format!("`{error_type}`, ")),
+                "{error_type} is not in the README's errors"
+            );
+            let refused = CredentialRefused::from_error_type(error_type);
+            assert!(
+                !matches!(refused, CredentialRefused::Other(_)),
+                "{error_type}"
+            );
+            explained.push(refused.what());
+        }
+        explained.sort_unstable();
+        explained.dedup();
+        assert_eq!(explained.len(), known.len(), "{explained:?}");
+
+        let newer = ServiceError::Credential {
+            refused: CredentialRefused::from_error_type("license-on-hold"),
+            message: "on hold until paid".to_owned(),
+        };
+        assert!(!newer.is_bad_credential());
+        let told = newer.explain("https://shop.example");
+        assert!(
+            told.contains("cannot get downloads now") && told.contains("on hold until paid"),
+            "{told}"
+        );
+        let expired = ServiceError::Credential {
+            refused: CredentialRefused::LicenseExpired,
+            message: String::new(),
+        };
+        assert!(expired.explain("u").contains("the license has expired"));
+    }
 }

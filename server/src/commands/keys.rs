@@ -41,10 +41,7 @@ pub(super) fn run(command: KeysCommand) -> anyhow::Result<()> {
             );
             print_line(key.kid());
         }
-        KeysCommand::Rotate {
-            data_dir,
-            database,
-        } => {
+        KeysCommand::Rotate { data_dir, database } => {
             let data_dir = data_dir.resolve()?;
             prepare_data_dir(&data_dir)?;
             let keys = KeyDir::new(&data_dir);

@@ -195,13 +195,10 @@ async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) ->
     let slots = SLOTS.get_or_init(|| {
         tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
     });
-    let _slot = slots
-        .acquire()
-        .await
-        .map_err(|e| StoreError::Hashing(e.to_string()))?;
+    let _slot = slots.acquire().await.map_err(StoreError::HashingTurn)?;
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| StoreError::Hashing(e.to_string()))
+        .map_err(StoreError::Hashing)
 }
 
 /// (owner, product) rows.

@@ -42,8 +42,10 @@ pub(crate) enum StoreError {
     Db(sqlx::Error),
     #[error("migrating the database")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("hashing a password: {0}")]
-    Hashing(String),
+    #[error("hashing a password: no turn to hash in")]
+    HashingTurn(#[source] tokio::sync::AcquireError),
+    #[error("hashing a password: the hashing task did not finish")]
+    Hashing(#[source] tokio::task::JoinError),
 }
 
 impl From<sqlx::Error> for StoreError {
