@@ -1,10 +1,10 @@
 //! What the audit records as a download, against the real server: bytes of a gated commit or
 //! delta superblock sent to a token, and nothing else.
 
-use crate::entitlements::Service;
 use crate::fixture::Fixture;
-use crate::gating::gated_repo;
+use crate::gated_repo::gated_repo;
 use crate::http;
+use crate::service::Service;
 use crate::tokens;
 
 #[test]

@@ -7,139 +7,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::bus::SessionBus;
 use crate::cmd::Cmd;
-use crate::entitlements::{Service, license_for_paid};
+use crate::customer::{AUTHENTICATOR, Setup};
 use crate::fixture::Fixture;
-use crate::gating::{APP, GatedRepo, RUNTIME, gated_repo};
-use crate::keyring::Keyring;
-use crate::server::{Access, Server, tollgate_bin, workspace_bin};
-
-const AUTHENTICATOR: &str = "org.tollgate.Authenticator";
-
-/// A gated app and its public runtime served with the entitlement service, the repository
-/// pointed at tollgate's authenticator, the Secret Service provider installed for the user, and
-/// a private bus with gnome-keyring on it where flatpak can activate the authenticator.
-pub(crate) struct Setup {
-    pub(crate) fx: Fixture,
-    pub(crate) g: GatedRepo,
-    pub(crate) s: Service,
-    bus: SessionBus,
-    _keyring: Keyring,
-    pub(crate) key: String,
-}
-
-impl Setup {
-    pub(crate) fn new() -> Setup {
-        Setup::serving_as(None)
-    }
-
-    /// As [`Setup::new`], with the repository served as `--repo NAME=PATH` (at `/NAME/`) when
-    /// `name` is given.
-    pub(crate) fn serving_as(name: Option<&str>) -> Setup {
-        let fx = Fixture::new();
-        let g = gated_repo(&fx);
-        let s = match name {
-            None => Service::start(&fx, &g, None, ""),
-            Some(name) => Service::start_on(
-                &fx,
-                Path::new(&format!("{name}={}", g.repo.display())),
-                &g.data,
-                "[tokens]\nflat-manager-secret-file = \"flat-manager-secret\"\n",
-                None,
-                "",
-            ),
-        };
-        let key = license_for_paid(&s);
-        let mut authenticator = fx
-            .cmd(tollgate_bin().to_str().expect("UTF-8"))
-            .args(["authenticator", "--repo"])
-            .arg(&g.repo)
-            .args(["--url", &s.server.url()]);
-        if let Some(name) = name {
-            authenticator = authenticator.args(["--name", name]);
-        }
-        let said = authenticator.run();
-        assert!(
-            said.contains(&format!("flatpak clients now ask {AUTHENTICATOR}")),
-            "{said}"
-        );
-        // What flatpak remote-add will copy: the repository's config says it.
-        let config = std::fs::read_to_string(g.repo.join("config")).expect("config");
-        assert!(
-            config.contains(&format!("authenticator-name={AUTHENTICATOR}")),
-            "{config}"
-        );
-        assert!(
-            config.contains(&format!(
-                "authenticator-options.auth-server-url={}",
-                s.server.url()
-            )),
-            "{config}"
-        );
-        let providers = fx.join("home/.local/share/tollgate/providers");
-        std::fs::create_dir_all(&providers).expect("mkdir providers");
-        let library = "libtollgate_provider_secret_service.so";
-        std::os::unix::fs::symlink(workspace_bin(library), providers.join(library))
-            .expect("installing the provider");
-        let authenticator = workspace_bin("tollgate-authenticator");
-        let bus = SessionBus::start(&fx, &[(AUTHENTICATOR, authenticator.as_path())]);
-        let keyring = Keyring::start(&fx, &bus, "login-password");
-        Setup {
-            fx,
-            g,
-            s,
-            bus,
-            _keyring: keyring,
-            key,
-        }
-    }
-
-    fn env(&self) -> Vec<(String, PathBuf)> {
-        self.fx
-            .env()
-            .iter()
-            .cloned()
-            .chain([self.bus.env()])
-            .collect()
-    }
-
-    fn flatpak(&self) -> Cmd {
-        self.fx
-            .flatpak()
-            .envs(&self.env())
-            .timeout(Duration::from_secs(120))
-    }
-
-    pub(crate) fn helper(&self) -> Cmd {
-        let bin = workspace_bin("tollgate-helper");
-        self.fx
-            .cmd(bin.to_str().expect("UTF-8"))
-            .envs(&self.env())
-            .timeout(Duration::from_secs(60))
-    }
-
-    /// Token issuance records so far.
-    fn issued(&self) -> usize {
-        let page = self.s.admin_ok(200, "GET", "audit/tokens?limit=1000", None);
-        page["items"].as_array().map_or(0, Vec::len)
-    }
-
-    fn installed_app(&self) -> String {
-        self.fx.installed_app(APP)
-    }
-
-    /// `tollgate-helper login URL --key-stdin` with `key` on stdin, to run.
-    pub(crate) fn login(&self, url: &str, key: &str) -> Cmd {
-        self.helper()
-            .args(["login", url, "--key-stdin"])
-            .stdin(format!("{key}\n"))
-    }
-}
+use crate::gated_repo::{APP, RUNTIME};
+use crate::server::{Access, Server, tollgate_bin};
 
 #[test]
 fn flatpak_installs_updates_and_uninstalls_a_gated_app_with_the_key_in_the_keyring() {
-    let t = Setup::new();
+    let t = Setup::start();
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
     let stored = t.login(url, &t.key).run();
@@ -152,14 +28,7 @@ fn flatpak_installs_updates_and_uninstalls_a_gated_app_with_the_key_in_the_keyri
     );
 
     t.fx.flatpak_remote_add("shop", &t.s.server.url());
-    t.flatpak()
-        .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
-        .run();
-    let listed = t
-        .flatpak()
-        .args(["--user", "list", "--columns=application"])
-        .run();
-    assert!(listed.contains(APP) && listed.contains(RUNTIME), "{listed}");
+    t.fx.flatpak_install(&t.env(), "shop", APP);
     assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
     let issued = t.s.wait_for_audit("tokens", "limit=1000", 1).len();
     assert_eq!(issued, 1, "one token request for the install");
@@ -214,12 +83,9 @@ fn flatpak_installs_updates_and_uninstalls_a_gated_app_with_the_key_in_the_keyri
 
 #[test]
 fn without_a_stored_credential_a_noninteractive_install_fails_clearly() {
-    let t = Setup::new();
+    let t = Setup::start();
     t.fx.flatpak_remote_add("shop", &t.s.server.url());
-    let err = t
-        .flatpak()
-        .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
-        .run_fail();
+    let err = t.fx.flatpak_install_fails(&t.env(), "shop", APP);
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
     assert!(
@@ -235,7 +101,7 @@ fn without_a_stored_credential_a_noninteractive_install_fails_clearly() {
 
 #[test]
 fn tollgate_helper_pulls_a_gated_ref_with_its_token_and_the_public_one_without() {
-    let t = Setup::new();
+    let t = Setup::start();
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
     t.login(url, &t.key).run();
@@ -376,7 +242,7 @@ fn dead_url() -> String {
 
 #[test]
 fn a_plain_remote_add_from_the_flatpakrepo_and_flatpaks_own_prompt_in_a_terminal() {
-    let t = Setup::new();
+    let t = Setup::start();
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
 
@@ -451,15 +317,11 @@ fn a_plain_remote_add_from_the_flatpakrepo_and_flatpaks_own_prompt_in_a_terminal
 
 #[test]
 fn revoked_licenses_uncovered_refs_and_an_unreachable_service_each_fail_clearly() {
-    let t = Setup::new();
+    let t = Setup::start();
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
     t.fx.flatpak_remote_add("shop", &t.s.server.url());
-    let install = || {
-        t.flatpak()
-            .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
-            .run_fail()
-    };
+    let install = || t.fx.flatpak_install_fails(&t.env(), "shop", APP);
 
     // A license for another product: the app is not covered.
     t.s.admin_ok(
@@ -546,7 +408,7 @@ fn revoked_licenses_uncovered_refs_and_an_unreachable_service_each_fail_clearly(
 
 #[test]
 fn login_checks_the_credential_with_the_service_before_storing_it() {
-    let t = Setup::new();
+    let t = Setup::start();
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
     let err = t.login(url, "tg_0000000000000000_notakey").run_fail();
@@ -747,7 +609,7 @@ fn with_authorization(server: &Server) -> Vec<Access> {
 
 #[test]
 fn a_look_alike_remote_naming_the_real_service_gets_no_token_until_trusted() {
-    let t = Setup::new();
+    let t = Setup::start();
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
     t.login(url, &t.key).run();
@@ -769,17 +631,8 @@ fn a_look_alike_remote_naming_the_real_service_gets_no_token_until_trusted() {
         )),
         "{config}"
     );
-    let install = || {
-        t.flatpak().args([
-            "--user",
-            "install",
-            "-y",
-            "--noninteractive",
-            "look-alike",
-            APP,
-        ])
-    };
-    let err = install().run_fail();
+    let install = || t.fx.flatpak_install_fails(&t.env(), "look-alike", APP);
+    let err = install();
     assert!(
         err.contains(&format!(
             "refusing to send tokens of the entitlement service {url} to {other}"
@@ -802,7 +655,7 @@ fn a_look_alike_remote_naming_the_real_service_gets_no_token_until_trusted() {
     // Trusted, it is a mirror: the install works, with the token sent to it.
     let said = t.helper().args(["trust", "add", &look_alike.url()]).run();
     assert!(said.contains(&format!("trusted {other}")), "{said}");
-    install().run();
+    t.fx.flatpak_install(&t.env(), "look-alike", APP);
     assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
     assert!(
         with_authorization(&look_alike)
@@ -814,7 +667,7 @@ fn a_look_alike_remote_naming_the_real_service_gets_no_token_until_trusted() {
 
 #[test]
 fn tollgate_helper_pull_sends_no_token_to_a_remote_neither_the_service_nor_trusted() {
-    let t = Setup::new();
+    let t = Setup::start();
     let url = t.s.server.url();
     let url = url.trim_end_matches('/');
     t.login(url, &t.key).run();
@@ -884,9 +737,7 @@ fn a_repository_served_under_a_path_gets_tokens_from_the_service_at_its_origin()
     let url = url.trim_end_matches('/');
     t.login(url, &t.key).run();
     t.fx.flatpak_remote_add("shop", &format!("{url}/apps/"));
-    t.flatpak()
-        .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
-        .run();
+    t.fx.flatpak_install(&t.env(), "shop", APP);
     assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
     let cli = t.fx.ostree_client(&format!("{url}/apps/"));
     let out = t
@@ -942,8 +793,6 @@ fn a_remote_set_up_with_the_older_url_option_still_gets_its_tokens() {
             && !remote.contains("auth-server-url"),
         "{remote}"
     );
-    t.flatpak()
-        .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
-        .run();
+    t.fx.flatpak_install(&t.env(), "shop", APP);
     assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
 }

@@ -6,32 +6,13 @@ use std::time::Duration;
 
 use crate::cmd::Cmd;
 use crate::fixture::{Fixture, sample_tree};
-use crate::server::tollgate_bin;
-
-/// Runs `tollgate serve ARGS --data-dir DATA` expecting failure; returns its one error line.
-pub(crate) fn refused(fx: &Fixture, args: &[&str]) -> String {
-    let data = fx.join("data");
-    let stderr = Cmd::new(tollgate_bin())
-        .arg("serve")
-        .args(args)
-        .args(["--data-dir", data.to_str().unwrap()])
-        .envs(fx.env())
-        .timeout(Duration::from_secs(20))
-        .run_fail();
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one error line, got:\n{stderr}");
-    assert!(
-        !data.exists(),
-        "the data directory was created although serve failed"
-    );
-    lines[0].to_owned()
-}
+use crate::server::{serve_refused, tollgate_bin};
 
 #[test]
 fn unusable_repositories_are_named() {
     let fx = Fixture::new();
     let missing = fx.join("missing");
-    let line = refused(
+    let line = serve_refused(
         &fx,
         &[
             "--repo",
@@ -47,7 +28,7 @@ fn unusable_repositories_are_named() {
 
     let empty = fx.join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let line = refused(
+    let line = serve_refused(
         &fx,
         &["--repo", empty.to_str().unwrap(), "--listen", "127.0.0.1:0"],
     );
@@ -64,7 +45,7 @@ fn unusable_repositories_are_named() {
         fx.ostree(&repo)
             .args(["init", &format!("--mode={mode}")])
             .run();
-        let line = refused(
+        let line = serve_refused(
             &fx,
             &["--repo", repo.to_str().unwrap(), "--listen", "127.0.0.1:0"],
         );
@@ -87,7 +68,7 @@ fn an_address_in_use_is_named() {
     let (repo, _) = fx.archive_repo("repo", "test/a", &tree);
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let line = refused(&fx, &["--repo", repo.to_str().unwrap(), "--listen", &addr]);
+    let line = serve_refused(&fx, &["--repo", repo.to_str().unwrap(), "--listen", &addr]);
     assert!(
         line.starts_with(&format!("error: cannot listen on {addr} (another program")),
         "{line}"

@@ -197,6 +197,40 @@ impl Fixture {
         self.flatpak().arg("--default-arch").run().trim().to_owned()
     }
 
+    /// `flatpak --user install -y --noninteractive REMOTE ID` with `env` added (a session bus,
+    /// say), which must succeed; then `flatpak list` must show `id`. Returns what
+    /// [`Fixture::installed_app`] reads of it (`""` for a runtime).
+    pub fn flatpak_install(&self, env: &[(String, PathBuf)], remote: &str, id: &str) -> String {
+        self.flatpak_installing(env, remote, id).run();
+        let listed = self
+            .flatpak()
+            .envs(env)
+            .args(["--user", "list", "--columns=application"])
+            .run();
+        assert!(
+            listed.lines().any(|l| l.trim() == id),
+            "flatpak list after installing {id}:\n{listed}"
+        );
+        self.installed_app(id)
+    }
+
+    /// The same install, which must fail: what flatpak said on stderr.
+    pub fn flatpak_install_fails(
+        &self,
+        env: &[(String, PathBuf)],
+        remote: &str,
+        id: &str,
+    ) -> String {
+        self.flatpak_installing(env, remote, id).run_fail()
+    }
+
+    fn flatpak_installing(&self, env: &[(String, PathBuf)], remote: &str, id: &str) -> Cmd {
+        self.flatpak()
+            .envs(env)
+            .args(["--user", "install", "-y", "--noninteractive", remote, id])
+            .timeout(std::time::Duration::from_secs(180))
+    }
+
     /// The script `bin/app` of the user's installed `app` (branch `stable`), as the app
     /// builders write it; `""` when it is not installed.
     pub fn installed_app(&self, app: &str) -> String {

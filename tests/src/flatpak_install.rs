@@ -12,16 +12,7 @@ fn install_and_uninstall_a_runtime() {
     let server = Server::serve(&["--repo", repo.to_str().unwrap()], fx.env());
 
     fx.flatpak_remote_add("test", &server.url());
-    fx.flatpak()
-        .args([
-            "--user",
-            "install",
-            "-y",
-            "--noninteractive",
-            "test",
-            "org.example.Platform",
-        ])
-        .run();
+    fx.flatpak_install(&[], "test", "org.example.Platform");
     let listed = fx
         .flatpak()
         .args([

@@ -3,313 +3,20 @@
 //! every kind of token; `ostree pull` with and without tokens; `flatpak install` through
 //! flatpak's own test authenticator; and publishing while the server runs.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tollgate_ostree_format::{Checksum, ObjectType, RepoPath};
+use tollgate_ostree_format::Checksum;
 
 use crate::bus::{SessionBus, TEST_AUTHENTICATOR_NAME, test_authenticator};
 use crate::cmd::Cmd;
-use crate::fixture::{Fixture, files_under, set_mode, write_files};
-use crate::http::{Response, request};
+use crate::fixture::{Fixture, write_files};
+use crate::gated_repo::{APP, FLAT_MANAGER_SECRET, RUNTIME, gated_repo, serve, update_repo};
+use crate::http::request;
+use crate::model::{Expect, Presented, expectations, mismatches};
 use crate::server::{Server, tollgate_bin};
 use crate::tokens;
-
-pub(crate) const FLAT_MANAGER_SECRET: &[u8] = b"a flat-manager download secret for tests";
-pub(crate) const RUNTIME: &str = "org.example.Platform";
-pub(crate) const APP: &str = "org.example.Paid";
-
-/// A Flatpak repository with a public runtime and a gated app in two versions, deltas,
-/// appstream, and the test authenticator configured; plus the server's data directory with its
-/// key, and a configuration accepting flat-manager tokens.
-pub(crate) struct GatedRepo {
-    pub repo: PathBuf,
-    pub data: PathBuf,
-    pub config: PathBuf,
-    pub runtime_ref: String,
-    pub app_ref: String,
-}
-
-pub(crate) fn gated_repo(fx: &Fixture) -> GatedRepo {
-    let repo = fx.join("repo");
-    let runtime_ref = fx.flatpak_runtime(&repo, RUNTIME, 1, None);
-    fx.flatpak_app(&repo, APP, RUNTIME, 1, Some(2));
-    let app_ref = fx.flatpak_app(&repo, APP, RUNTIME, 2, Some(2));
-    update_repo(fx, &repo);
-    // A delta across refs, from the gated app to the public runtime: its patches are against
-    // gated content, so it goes only to a token for the app.
-    let from = fx.rev_parse(&repo, &app_ref);
-    let to = fx.rev_parse(&repo, &runtime_ref);
-    fx.ostree(&repo)
-        .args([
-            "static-delta",
-            "generate",
-            &format!("--from={from}"),
-            &format!("--to={to}"),
-        ])
-        .run();
-    let data = fx.join("data");
-    Cmd::new(tollgate_bin())
-        .args(["keys", "generate", "--data-dir"])
-        .arg(&data)
-        .run();
-    let secret_file = fx.join("flat-manager-secret");
-    use base64::Engine as _;
-    std::fs::write(
-        &secret_file,
-        base64::engine::general_purpose::STANDARD.encode(FLAT_MANAGER_SECRET),
-    )
-    .unwrap();
-    set_mode(&secret_file, 0o600);
-    let config = fx.join("tollgate.toml");
-    std::fs::write(
-        &config,
-        "[tokens]\nflat-manager-secret-file = \"flat-manager-secret\"\n",
-    )
-    .unwrap();
-    GatedRepo {
-        repo,
-        data,
-        config,
-        runtime_ref,
-        app_ref,
-    }
-}
-
-/// `flatpak build-update-repo` with static deltas, naming the test authenticator.
-pub(crate) fn update_repo(fx: &Fixture, repo: &Path) {
-    fx.flatpak()
-        .args([
-            "build-update-repo",
-            "--generate-static-deltas",
-            &format!("--authenticator-name={TEST_AUTHENTICATOR_NAME}"),
-            "--no-authenticator-install",
-        ])
-        .arg(repo)
-        .run();
-}
-
-pub(crate) fn serve(fx: &Fixture, g: &GatedRepo) -> Server {
-    Server::serve(
-        &[
-            "--repo",
-            g.repo.to_str().unwrap(),
-            "--data-dir",
-            g.data.to_str().unwrap(),
-            "--config",
-            g.config.to_str().unwrap(),
-        ],
-        fx.env(),
-    )
-}
-
-/// The kind under which the gate judges an object, as the rules name them: commits with their
-/// detached metadata, directory trees, directory metadata, and files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Kind {
-    Commit,
-    DirTree,
-    DirMeta,
-    File,
-}
-
-impl Kind {
-    fn of(t: ObjectType) -> Option<Kind> {
-        match t {
-            ObjectType::Commit | ObjectType::CommitMeta => Some(Kind::Commit),
-            ObjectType::DirTree => Some(Kind::DirTree),
-            ObjectType::DirMeta => Some(Kind::DirMeta),
-            ObjectType::File => Some(Kind::File),
-            ObjectType::TombstoneCommit => None,
-        }
-    }
-}
-
-/// Every commit of the ref's history, as `ostree log` shows it.
-pub(crate) fn history(fx: &Fixture, repo: &Path, r: &str) -> Vec<Checksum> {
-    let log = fx.ostree(repo).args(["log", r]).run();
-    log.lines()
-        .filter_map(|l| l.strip_prefix("commit "))
-        .map(|c| Checksum::from_hex(c.trim()).unwrap())
-        .collect()
-}
-
-/// What a commit holds, each object under the kind it is reached as: the commit itself, and
-/// every dirtree, dirmeta and file `ostree ls -R -C` shows for it.
-fn held_by(fx: &Fixture, repo: &Path, commit: &Checksum) -> HashSet<(Kind, Checksum)> {
-    let mut objects = HashSet::from([(Kind::Commit, *commit)]);
-    let listing = fx
-        .ostree(repo)
-        .args(["ls", "-R", "-C", &commit.to_string()])
-        .run();
-    for line in listing.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let sum = |i: usize| Checksum::from_hex(fields[i]).unwrap();
-        if line.starts_with('d') {
-            objects.insert((Kind::DirTree, sum(4)));
-            objects.insert((Kind::DirMeta, sum(5)));
-        } else {
-            objects.insert((Kind::File, sum(4)));
-        }
-    }
-    objects
-}
-
-/// Whether the real ostree finds a non-zero `xa.token-type` on the ref's commit.
-pub(crate) fn has_token_type(fx: &Fixture, repo: &Path, r: &str) -> bool {
-    let out = fx
-        .ostree(repo)
-        .args(["show", "--print-metadata-key=xa.token-type", r])
-        .output();
-    out.status.success() && String::from_utf8_lossy(&out.stdout).trim() != "0"
-}
-
-/// Who may have a file, as the real ostree's view of the repository says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Expect {
-    Public,
-    /// Reached only by these gated refs.
-    Gated(BTreeSet<String>),
-    /// A delta to a public commit from one of these gated refs' commits.
-    Withheld(BTreeSet<String>),
-    /// On disk, but no ref reaches it.
-    Unreachable,
-}
-
-/// Every servable file of the repository as it is now, with who may have it, by the rules (from
-/// the real ostree's view of each ref, not from the index's code):
-///
-/// - a ref is gated when its tip commit has a non-zero `xa.token-type`;
-/// - every commit of a gated ref's history (as `ostree log` shows it) is gated;
-/// - an object is public when a commit of a public ref's history that no gated ref reaches
-///   holds it, as the kind it is (`.commit`/`.commitmeta` for the commit, `.dirtree`/`.dirmeta`
-///   for directories, `.filez` for files): a checksum public as one kind opens nothing else;
-/// - otherwise it opens to a token of any gated ref whose history holds it; else nobody;
-/// - deltas and delta indexes are judged as the commits they join.
-pub(crate) fn expectations(fx: &Fixture, repo: &Path) -> Vec<(String, Expect)> {
-    let refs = files_under(&repo.join("refs/heads"));
-    let histories: HashMap<String, Vec<Checksum>> = refs
-        .iter()
-        .map(|r| (r.clone(), history(fx, repo, r)))
-        .collect();
-    let (gated_refs, public_refs): (Vec<String>, Vec<String>) =
-        refs.into_iter().partition(|r| has_token_type(fx, repo, r));
-    let mut holds: HashMap<Checksum, HashSet<(Kind, Checksum)>> = HashMap::new();
-    for c in histories.values().flatten() {
-        if !holds.contains_key(c) {
-            holds.insert(*c, held_by(fx, repo, c));
-        }
-    }
-    let gated_commits: HashSet<&Checksum> = gated_refs.iter().flat_map(|r| &histories[r]).collect();
-    let public: HashSet<(Kind, Checksum)> = public_refs
-        .iter()
-        .flat_map(|r| &histories[r])
-        .filter(|c| !gated_commits.contains(c))
-        .flat_map(|c| holds[c].iter().copied())
-        .collect();
-    let mut gated: HashMap<(Kind, Checksum), BTreeSet<String>> = HashMap::new();
-    for r in &gated_refs {
-        for o in histories[r].iter().flat_map(|c| &holds[c]) {
-            if !public.contains(o) {
-                gated.entry(*o).or_default().insert(r.clone());
-            }
-        }
-    }
-    let judge = |kind: Kind, c: &Checksum| {
-        let key = (kind, *c);
-        match (public.contains(&key), gated.get(&key)) {
-            (true, _) => Expect::Public,
-            (false, Some(refs)) => Expect::Gated(refs.clone()),
-            (false, None) => Expect::Unreachable,
-        }
-    };
-    let mut files = Vec::new();
-    for rel in files_under(repo) {
-        let expect = match RepoPath::parse(&rel) {
-            None => continue,
-            Some(RepoPath::Object(o)) => match Kind::of(o.kind) {
-                Some(kind) => judge(kind, &o.checksum),
-                None => Expect::Public,
-            },
-            // Open only when both the target and the source are open to the request.
-            Some(RepoPath::Delta { delta, .. }) => {
-                let to = judge(Kind::Commit, &delta.to);
-                match (to, delta.from.map(|f| judge(Kind::Commit, &f))) {
-                    (Expect::Unreachable, _) | (_, Some(Expect::Unreachable)) => {
-                        Expect::Unreachable
-                    }
-                    (Expect::Public, Some(Expect::Gated(source))) => Expect::Withheld(source),
-                    (to, _) => to,
-                }
-            }
-            Some(RepoPath::DeltaIndex(to)) => judge(Kind::Commit, &to),
-            Some(RepoPath::Head(name)) if gated_refs.iter().any(|r| r == name.as_str()) => {
-                Expect::Gated(BTreeSet::from([name.to_string()]))
-            }
-            Some(_) => Expect::Public,
-        };
-        files.push((rel, expect));
-    }
-    files
-}
-
-/// What a token does for a request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Presented<'a> {
-    /// No token, or one the server must refuse: 401 for anything gated.
-    Invalid,
-    /// A valid token that covers no ref of this repository: 403 for anything gated.
-    CoversNothing,
-    /// A valid token covering this ref.
-    Covers(&'a str),
-}
-
-/// The status `file` must get with `token`.
-pub(crate) fn wanted(expect: &Expect, token: Presented<'_>) -> u16 {
-    match (expect, token) {
-        (Expect::Public, _) => 200,
-        (Expect::Unreachable, _) => 404,
-        (Expect::Gated(_), Presented::Invalid) => 401,
-        (Expect::Gated(_), Presented::CoversNothing) => 403,
-        (Expect::Gated(refs), Presented::Covers(r)) => {
-            if refs.contains(r) {
-                200
-            } else {
-                403
-            }
-        }
-        (Expect::Withheld(refs), Presented::Covers(r)) if refs.contains(r) => 200,
-        (Expect::Withheld(_), _) => 404,
-    }
-}
-
-/// Asks for every file with `header` (an Authorization value) and compares with what `token`
-/// must get; returns the mismatches.
-pub(crate) fn mismatches(
-    server: &Server,
-    repo: &Path,
-    files: &[(String, Expect)],
-    header: Option<&str>,
-    token: Presented<'_>,
-) -> Vec<String> {
-    let headers: Vec<(&str, &str)> = header.iter().map(|h| ("Authorization", *h)).collect();
-    let mut wrong = Vec::new();
-    for (rel, expect) in files {
-        let r = request(server.addr, "GET", &format!("/{rel}"), &headers);
-        let want = wanted(expect, token);
-        if r.status != want {
-            wrong.push(format!(
-                "{rel} ({expect:?}): {} instead of {want}",
-                r.status
-            ));
-            continue;
-        }
-        check_answer(repo, rel, expect, &r);
-    }
-    wrong
-}
 
 #[test]
 fn every_file_answers_as_its_refs_say_for_every_token() {
@@ -462,32 +169,6 @@ fn every_file_answers_as_its_refs_say_for_every_token() {
     }
 }
 
-/// Checks the headers and body of one answer.
-fn check_answer(repo: &Path, rel: &str, expect: &Expect, r: &Response) {
-    if r.status == 200 {
-        if rel != "config" {
-            assert_eq!(r.body, std::fs::read(repo.join(rel)).unwrap(), "{rel}");
-        }
-        let private = r.header("cache-control") == Some("private, no-store");
-        assert_eq!(
-            private,
-            *expect != Expect::Public,
-            "{rel}: {:?}",
-            r.header("cache-control")
-        );
-        return;
-    }
-    if r.status == 401 {
-        assert!(
-            r.header("www-authenticate")
-                .is_some_and(|v| v.starts_with("Bearer")),
-            "{rel}"
-        );
-    }
-    let body = String::from_utf8_lossy(&r.body);
-    assert!(body.contains("\"error-type\""), "{rel}: {body}");
-}
-
 #[test]
 fn ostree_pull_needs_a_token_for_the_gated_ref() {
     let fx = Fixture::new();
@@ -564,22 +245,12 @@ fn flatpak_installs_the_gated_app_through_its_authenticator() {
     // A token that is not valid: flatpak reports the server's 401.
     let good = tokens::issue(&g.data, &[&g.app_ref], None, 600);
     std::fs::write(&required, tokens::tampered(&good)).unwrap();
-    let out = flatpak()
-        .args(["--user", "install", "-y", "--noninteractive", "test", APP])
-        .output();
-    assert!(!out.status.success(), "installed with an invalid token");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fx.flatpak_install_fails(&env, "test", APP);
     assert!(err.contains("401"), "{err}");
 
     // The right token: the app and its public runtime install.
     std::fs::write(&required, &good).unwrap();
-    flatpak()
-        .args(["--user", "install", "-y", "--noninteractive", "test", APP])
-        .run();
-    let listed = flatpak()
-        .args(["--user", "list", "--columns=application"])
-        .run();
-    assert!(listed.contains(APP) && listed.contains(RUNTIME), "{listed}");
+    fx.flatpak_install(&env, "test", APP);
     assert_eq!(fx.installed_app(APP), format!("#!/bin/sh\necho {APP} 2\n"));
     let asked = std::fs::read_to_string(fx.join("run/request")).unwrap();
     assert!(

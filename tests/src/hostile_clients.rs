@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::cmd::Cmd;
 use crate::fixture::{Fixture, StopOnDrop, write_files};
-use crate::gating::{self, Expect, Presented, wanted};
+use crate::gated_repo;
 use crate::http::{self, Response, connect_from, read_response};
+use crate::model::{Expect, Presented, wanted};
 use crate::server::tollgate_bin;
 use crate::tokens;
 
@@ -530,8 +531,8 @@ fn flood(addr: SocketAddr, from: IpAddr, stop: &AtomicBool) -> usize {
     opened
 }
 
-fn hostile_world(fx: &Fixture) -> (gating::GatedRepo, World) {
-    let g = gating::gated_repo(fx);
+fn hostile_world(fx: &Fixture) -> (gated_repo::GatedRepo, World) {
+    let g = gated_repo::gated_repo(fx);
     // Files that must never be served: outside the repository, and inside it but not for
     // clients.
     write_files(fx.path(), &[("secret.txt", MARKER.into())]);
@@ -543,7 +544,7 @@ fn hostile_world(fx: &Fixture) -> (gating::GatedRepo, World) {
             ("refs/remotes/origin/x", MARKER.into()),
         ],
     );
-    let files = gating::expectations(fx, &g.repo);
+    let files = crate::model::expectations(fx, &g.repo);
     let contents = files
         .iter()
         .map(|(rel, _)| (rel != "config").then(|| std::fs::read(g.repo.join(rel)).unwrap()))
@@ -556,9 +557,9 @@ fn hostile_world(fx: &Fixture) -> (gating::GatedRepo, World) {
         .run();
     let good = tokens::issue(&g.data, &[&app], None, 3600);
     let fm = tokens::flat_manager(
-        gating::FLAT_MANAGER_SECRET,
+        gated_repo::FLAT_MANAGER_SECRET,
         &serde_json::json!({"sub": "download", "exp": tokens::now() + 3600,
-                            "scope": ["download"], "apps": [gating::APP], "repos": [""]}),
+                            "scope": ["download"], "apps": [gated_repo::APP], "repos": [""]}),
     );
     let invalid = |t: String| Token {
         header: Some(format!("Bearer {t}")),
@@ -665,7 +666,7 @@ fn hostile_clients_get_nothing_and_pulls_go_on() {
     let fx = Fixture::new();
     let (g, world) = hostile_world(&fx);
     let world = Arc::new(world);
-    let server = gating::serve(&fx, &g);
+    let server = gated_repo::serve(&fx, &g);
     let addr = server.addr;
     let url = server.url();
     let token = tokens::issue(&g.data, &[&g.app_ref], None, 3600);
@@ -832,7 +833,7 @@ fn counter(server: &crate::server::Server, name: &str) -> u64 {
 #[test]
 fn connections_are_limited_per_address_and_in_all() {
     let fx = Fixture::new();
-    let g = gating::gated_repo(&fx);
+    let g = gated_repo::gated_repo(&fx);
     std::fs::write(
         &g.config,
         format!(
@@ -841,7 +842,7 @@ fn connections_are_limited_per_address_and_in_all() {
         ),
     )
     .unwrap();
-    let server = gating::serve(&fx, &g);
+    let server = gated_repo::serve(&fx, &g);
     let addr = server.addr;
 
     // One address gets 8 connections; the rest are closed unanswered.
@@ -885,8 +886,8 @@ fn connections_are_limited_per_address_and_in_all() {
 #[test]
 fn oversized_heads_get_431_and_the_server_goes_on() {
     let fx = Fixture::new();
-    let g = gating::gated_repo(&fx);
-    let server = gating::serve(&fx, &g);
+    let g = gated_repo::gated_repo(&fx);
+    let server = gated_repo::serve(&fx, &g);
     let too_many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
     let header = |len: usize| format!("X-Huge: {}\r\n", "h".repeat(len));
     // Heads over the limit, each several times: hyper alone refused one only when it outgrew

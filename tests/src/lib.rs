@@ -11,14 +11,18 @@
 
 pub mod bus;
 pub mod cmd;
+pub mod customer;
 pub mod fixture;
 pub mod fuzz;
+pub mod gated_repo;
 pub mod gpg;
 pub mod http;
 pub mod keyring;
+pub mod model;
 pub mod postgres;
 pub mod s3;
 pub mod server;
+pub mod service;
 pub mod synth;
 pub mod tokens;
 
@@ -31,9 +35,11 @@ mod bad_input;
 #[cfg(test)]
 mod changed_files;
 #[cfg(test)]
+mod credential_limits;
+#[cfg(test)]
 mod demo;
 #[cfg(test)]
-mod entitlements;
+mod entitlement_api;
 #[cfg(test)]
 mod flatpak_install;
 #[cfg(test)]
@@ -50,6 +56,8 @@ mod index_size;
 mod metrics;
 #[cfg(test)]
 mod object_storage;
+#[cfg(test)]
+mod one_service;
 #[cfg(test)]
 mod operator_checks;
 #[cfg(test)]
@@ -76,5 +84,7 @@ mod sandboxed_authenticator;
 mod several_repos;
 #[cfg(test)]
 mod signed_repos;
+#[cfg(test)]
+mod token_issuance;
 #[cfg(test)]
 mod workspace_rules;

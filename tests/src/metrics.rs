@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::entitlements::{Service, license_for_paid, signed_token};
 use crate::fixture::{Fixture, set_mode};
-use crate::gating::gated_repo;
+use crate::gated_repo::gated_repo;
 use crate::http::{Response, get, request};
+use crate::service::{Service, license_for_paid, signed_token};
 
 /// Series → value, from a scrape in Prometheus' text format.
 fn parse(text: &str) -> BTreeMap<String, f64> {

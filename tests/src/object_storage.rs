@@ -9,13 +9,11 @@ use serde_json::json;
 
 use crate::bus::{SessionBus, TEST_AUTHENTICATOR_NAME, test_authenticator};
 use crate::cmd::{Cmd, require_tool};
-use crate::entitlements::{
-    Service, deactivate_and_check_refused, fetch, license_for_paid, token_for,
-};
 use crate::fixture::{Fixture, set_mode};
-use crate::gating::{APP, RUNTIME, gated_repo, update_repo};
+use crate::gated_repo::{APP, RUNTIME, gated_repo, update_repo};
 use crate::postgres::Postgres;
 use crate::s3::{S3, SECRET_KEY};
+use crate::service::{Service, deactivate_and_check_refused, fetch, license_for_paid, token_for};
 
 const BUCKET: &str = "repos";
 const PREFIX: &str = "shop";
@@ -65,10 +63,7 @@ fn flatpak_install(fx: &Fixture, url: &str, token: &str) {
     let env: Vec<(String, PathBuf)> = fx.env().iter().cloned().chain([bus.env()]).collect();
     std::fs::write(fx.join("run/required-token"), token).unwrap();
     fx.flatpak_remote_add("shop", url);
-    fx.flatpak()
-        .envs(&env)
-        .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
-        .run();
+    fx.flatpak_install(&env, "shop", APP);
     assert_eq!(fx.installed_app(APP), format!("#!/bin/sh\necho {APP} 2\n"));
     fx.fsck(&fx.join("home/.local/share/flatpak/repo"));
 }
@@ -301,7 +296,7 @@ fn bad_storage_settings_are_named_before_anything_is_served() {
         let args = ["--repo", repo, "--listen", "127.0.0.1:0", "--config"];
         let mut args: Vec<&str> = args.to_vec();
         args.push(file.to_str().unwrap());
-        crate::bad_input::refused(&fx, &args)
+        crate::server::serve_refused(&fx, &args)
     };
     let streaming = deploy_config("streaming.toml", &[("@ENDPOINT@", &endpoint)]);
 

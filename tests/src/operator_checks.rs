@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::cmd::Cmd;
 use crate::fixture::{Fixture, sample_tree, set_mode};
-use crate::gating::{APP, FLAT_MANAGER_SECRET, gated_repo};
+use crate::gated_repo::{APP, FLAT_MANAGER_SECRET, gated_repo};
 use crate::http;
 use crate::server::{Server, tollgate_bin};
 use crate::tokens;

@@ -10,21 +10,21 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::authenticator::Setup;
 use crate::cmd::{Cmd, require_tool};
-use crate::entitlements::Service;
+use crate::customer::Setup;
+use crate::customer::{helper, provider_dir};
 use crate::fixture::{Fixture, pseudo_random, sample_tree, write_files};
-use crate::gating::{APP, RUNTIME};
+use crate::gated_repo::{APP, RUNTIME};
 use crate::gpg::SigningKey;
-use crate::providers::{helper, provider_dir};
 use crate::server::{Access, Server, tollgate_bin};
+use crate::service::Service;
 
 const MIRROR: &str = "http://mirror.test";
 const USB: &str = "file:///media/usb/.ostree/repo";
 
 #[test]
 fn p2p_options_give_the_token_only_to_the_origin_and_trusted_mirrors() {
-    let t = Setup::new();
+    let t = Setup::start();
     let origin = t.s.server.url();
     let origin = origin.trim_end_matches('/');
     t.login(origin, &t.key).run();

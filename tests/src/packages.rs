@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::bus::SessionBus;
 use crate::cmd::{Cmd, require_tool};
 use crate::fixture::Fixture;
-use crate::gating::{APP, gated_repo};
+use crate::gated_repo::{APP, gated_repo};
 use crate::keyring::Keyring;
 use crate::server::Server;
 
@@ -600,11 +600,7 @@ fn installed_packages_serve_and_install_a_paid_app_with_nothing_else_set_up() {
     assert_eq!(found["found"]["provider"], "secret-service", "{found}");
 
     fx.flatpak_remote_add("shop", &url);
-    fx.flatpak()
-        .envs(&user_env)
-        .args(["--user", "install", "-y", "--noninteractive", "shop", APP])
-        .timeout(std::time::Duration::from_secs(120))
-        .run();
+    fx.flatpak_install(&user_env, "shop", APP);
     assert_eq!(fx.installed_app(APP), format!("#!/bin/sh\necho {APP} 2\n"));
     // The key secret-tool stored is listed once the install used it.
     let status = helper(&["status"]).run();

@@ -10,24 +10,14 @@ use std::time::{Duration, Instant};
 
 use crate::bus::SessionBus;
 use crate::cmd::{Cmd, require_tool};
+use crate::customer::{helper, provider_dir};
 use crate::fixture::{Fixture, set_mode, write_files};
 use crate::keyring::{Answer, Keyring, StandInPrompter};
 use crate::server::workspace_bin;
 
 const INCLUDE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-api/include");
-const C_PROVIDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/c/provider.c");
 
-/// A provider directory for one test, with the workspace's providers `names` linked into it.
-pub(crate) fn provider_dir(fx: &Fixture, names: &[&str]) -> PathBuf {
-    let dir = fx.join("providers");
-    std::fs::create_dir_all(&dir).expect("mkdir providers");
-    for name in names {
-        let file = format!("libtollgate_provider_{name}.so");
-        std::os::unix::fs::symlink(workspace_bin(&file), dir.join(&file))
-            .expect("linking a provider");
-    }
-    dir
-}
+const C_PROVIDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/c/provider.c");
 
 /// Builds `tests/c/provider.c` with `defines` into `dir` as provider `file_name`.
 fn build_c_provider(dir: &Path, file_name: &str, defines: &[&str]) -> PathBuf {
@@ -44,14 +34,6 @@ fn build_c_provider(dir: &Path, file_name: &str, defines: &[&str]) -> PathBuf {
         .arg(C_PROVIDER)
         .run();
     out
-}
-
-/// `tollgate-helper` with providers from `dir` only.
-pub(crate) fn helper(fx: &Fixture, dir: &Path) -> Cmd {
-    let bin = workspace_bin("tollgate-helper");
-    fx.cmd(bin.to_str().expect("UTF-8 path"))
-        .env("TOLLGATE_PROVIDER_PATH", dir)
-        .timeout(Duration::from_secs(60))
 }
 
 /// One call through the helper's loader, in the environment `with` adds, answered as JSON

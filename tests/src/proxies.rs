@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::entitlements::{Service, license_for_paid};
 use crate::fixture::Fixture;
-use crate::gating::{GatedRepo, gated_repo};
+use crate::gated_repo::{GatedRepo, gated_repo};
 use crate::http::{self, Response, connect_from};
+use crate::service::{Service, license_for_paid};
 
 fn loopback(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))

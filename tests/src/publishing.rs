@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::bus::{SessionBus, TEST_AUTHENTICATOR_NAME, test_authenticator};
 use crate::fixture::{Fixture, StopOnDrop};
-use crate::gating::{APP, RUNTIME, gated_repo, serve, update_repo};
+use crate::gated_repo::{APP, RUNTIME, gated_repo, serve, update_repo};
 use crate::http::request;
 use crate::tokens;
 
@@ -89,10 +89,7 @@ fn publishing_under_load_breaks_no_pull_and_leaks_nothing() {
     let env: Vec<(String, PathBuf)> = fx.env().iter().cloned().chain([bus.env()]).collect();
     std::fs::write(fx.join("run/required-token"), &token).unwrap();
     fx.flatpak_remote_add("test", &server.url());
-    fx.flatpak()
-        .envs(&env)
-        .args(["--user", "install", "-y", "--noninteractive", "test", APP])
-        .run();
+    fx.flatpak_install(&env, "test", APP);
     let client = fx.ostree_client_named("puller", &server.url());
 
     // A ref that will switch between public and gated.

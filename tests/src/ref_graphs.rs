@@ -20,7 +20,7 @@ use tollgate_ostree_format::Checksum;
 
 use crate::cmd::Cmd;
 use crate::fixture::{Fixture, files_under, write_files};
-use crate::gating::{Expect, Presented, expectations, has_token_type, history, mismatches};
+use crate::model::{Expect, Presented, expectations, has_token_type, history, mismatches};
 use crate::server::{Server, tollgate_bin};
 use crate::synth::Objects;
 use crate::tokens;

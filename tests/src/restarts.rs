@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cmd::Cmd;
-use crate::entitlements::{Service, license_for_paid, token_for};
 use crate::fixture::Fixture;
-use crate::gating::gated_repo;
+use crate::gated_repo::gated_repo;
 use crate::http;
 use crate::server::{Server, tollgate_bin};
+use crate::service::{Service, license_for_paid, token_for};
 use crate::synth::{Shape, generate};
 use crate::tokens;
 
@@ -182,7 +182,7 @@ fn keys_rotate_under_load_and_no_pull_fails() {
                         ));
                     } else {
                         let answer: Value = serde_json::from_slice(&r.body).unwrap();
-                        kids.push(crate::entitlements::signed_token(&answer).unwrap().0);
+                        kids.push(crate::service::signed_token(&answer).unwrap().0);
                     }
                 }
                 (failures, kids)
@@ -237,7 +237,7 @@ fn keys_rotate_under_load_and_no_pull_fails() {
     // A token signed before any rotation still opens the app.
     let head = format!("/refs/heads/{}", g.app_ref);
     assert_eq!(
-        crate::entitlements::fetch(&s.server, &head, Some(&before)).status,
+        crate::service::fetch(&s.server, &head, Some(&before)).status,
         200
     );
 }

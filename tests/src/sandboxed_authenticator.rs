@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use crate::bus::SessionBus;
 use crate::cmd::{Cmd, require_tool};
-use crate::entitlements::{Service, license_for_paid};
 use crate::fixture::{Fixture, write_files};
-use crate::gating::{APP, gated_repo};
+use crate::gated_repo::{APP, gated_repo};
 use crate::keyring::Keyring;
 use crate::server::{tollgate_bin, workspace_bin};
+use crate::service::{Service, license_for_paid};
 
 const AUTHENTICATOR: &str = "org.tollgate.Authenticator";
 const RUNTIME_ID: &str = "org.tollgate.Test.HostPlatform";
@@ -243,8 +243,7 @@ fn stock_flatpak_installs_the_authenticator_from_the_repository_and_the_paid_app
     assert!(!fx.join("home/.cache/tollgate/tokens.json").exists());
     uninstall();
     std::fs::remove_dir_all(&sandbox_cache).ok();
-    let install = || flatpak().args(["--user", "install", "-y", "--noninteractive", "shop", APP]);
-    install().run();
+    fx.flatpak_install(&env, "shop", APP);
     assert_eq!(fx.installed_app(APP), format!("#!/bin/sh\necho {APP} 2\n"));
 
     // An update of the authenticator is an ordinary flatpak update.
@@ -291,7 +290,7 @@ fn stock_flatpak_installs_the_authenticator_from_the_repository_and_the_paid_app
     );
     uninstall();
     std::fs::remove_dir_all(&sandbox_cache).ok();
-    let err = install().run_fail();
+    let err = fx.flatpak_install_fails(&env, "shop", APP);
     assert!(
         err.contains(&format!(
             "{service}: the license has been revoked or suspended"

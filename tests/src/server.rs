@@ -8,6 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cmd::Cmd;
+use crate::fixture::Fixture;
+
 /// Path of a binary of this workspace, built into the same target directory as the test.
 /// Panics if it is missing or older than the workspace's sources, so that a test never runs
 /// yesterday's binary against today's expectations.
@@ -217,15 +220,6 @@ impl Server {
             .collect()
     }
 
-    /// The access log lines for requests whose path contains `needle`.
-    pub fn access_lines(&self, needle: &str) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains("tollgate::access") && l.contains(needle))
-            .map(str::to_owned)
-            .collect()
-    }
-
     /// Stops the server with SIGTERM and returns its exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -249,4 +243,23 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `tollgate serve ARGS --data-dir DATA` expecting failure; returns its one error line.
+pub fn serve_refused(fx: &Fixture, args: &[&str]) -> String {
+    let data = fx.join("data");
+    let stderr = Cmd::new(tollgate_bin())
+        .arg("serve")
+        .args(args)
+        .args(["--data-dir", data.to_str().unwrap()])
+        .envs(fx.env())
+        .timeout(Duration::from_secs(20))
+        .run_fail();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line, got:\n{stderr}");
+    assert!(
+        !data.exists(),
+        "the data directory was created although serve failed"
+    );
+    lines[0].to_owned()
 }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::cmd::Cmd;
-use crate::entitlements::ADMIN_TOKEN;
 use crate::fixture::{Fixture, write_files};
 use crate::http;
 use crate::server::{Server, tollgate_bin};
+use crate::service::ADMIN_TOKEN;
 
 const REF: &str = "app/org.example.Paid/x86_64/stable";
 

@@ -135,16 +135,7 @@ fn a_remote_added_from_a_signed_repositorys_flatpakrepo_verifies() {
         .run();
     assert!(listed.contains(RUNTIME), "{listed}");
     // And installs from it, checking the commit's signature.
-    fx.flatpak()
-        .args([
-            "--user",
-            "install",
-            "-y",
-            "--noninteractive",
-            "shop",
-            RUNTIME,
-        ])
-        .run();
+    fx.flatpak_install(&[], "shop", RUNTIME);
 
     // Another repository's summary served under this one's name is refused: its signature is
     // not the vendor's.
@@ -186,16 +177,7 @@ fn flatpak_gets_the_signature_of_the_summary_index_it_got() {
             .iter()
             .any(|l| l == "gpg-verify-summary=true")
     );
-    fx.flatpak()
-        .args([
-            "--user",
-            "install",
-            "-y",
-            "--noninteractive",
-            "shop",
-            RUNTIME,
-        ])
-        .run();
+    fx.flatpak_install(&[], "shop", RUNTIME);
 
     // flatpak asked for the signature named by the index it got, got it, and never needed the
     // fallback, which a publish can replace between its two requests.

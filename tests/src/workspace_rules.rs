@@ -257,3 +257,45 @@ fn the_architecture_lists_the_ffi_places_the_rule_enforces() {
         "ARCHITECTURE.md's FFI places against FFI_PLACES in workspace_rules.rs"
     );
 }
+
+/// The modules `tests/src/lib.rs` declares: the harness (`pub mod`) and the tests
+/// (`#[cfg(test)] mod`).
+fn test_crate_modules() -> (Vec<String>, Vec<String>) {
+    let lib = std::fs::read_to_string(workspace_root().join("tests/src/lib.rs")).unwrap();
+    let (mut harness, mut tests) = (Vec::new(), Vec::new());
+    for line in lib.lines() {
+        if let Some(name) = line.strip_prefix("pub mod ") {
+            harness.push(name.trim_end_matches(';').to_owned());
+        } else if let Some(name) = line.strip_prefix("mod ") {
+            tests.push(name.trim_end_matches(';').to_owned());
+        }
+    }
+    (harness, tests)
+}
+
+#[test]
+fn tests_use_the_harness_and_never_each_other() {
+    let (harness, tests) = test_crate_modules();
+    assert!(
+        harness.len() >= 10 && tests.len() >= 20,
+        "{harness:?} {tests:?}"
+    );
+    let src = workspace_root().join("tests/src");
+    for test in &tests {
+        let text = std::fs::read_to_string(src.join(format!("{test}.rs"))).unwrap();
+        for prefix in ["crate::", "super::"] {
+            for (at, _) in text.match_indices(prefix) {
+                let rest = &text[at + prefix.len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    name.is_empty() || harness.contains(&name),
+                    "tests/src/{test}.rs uses `{prefix}{name}`, which is not in the harness: \
+                     what tests share belongs in a `pub mod` of tests/src/lib.rs"
+                );
+            }
+        }
+    }
+}
