@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::cmd::Cmd;
 use crate::fixture::Fixture;
-use crate::gated_repo::{APP, FLAT_MANAGER_SECRET, gated_repo};
+use crate::gated_repo::{APP, FLAT_MANAGER_SECRET, GatedRepo, gated_repo};
 use crate::http::{self};
 use crate::postgres::Postgres;
 use crate::server::tollgate_bin;
@@ -18,6 +18,8 @@ use crate::service::{
 };
 use crate::tokens;
 
+/// The whole API on one service, subject by subject: each phase leaves what the next ones
+/// rely on (the licenses, the tokens issued and counted in the audit).
 fn the_whole_api(database_url: Option<&str>) {
     let fx = Fixture::new();
     let g = gated_repo(&fx);
@@ -27,11 +29,58 @@ fn the_whole_api(database_url: Option<&str>) {
         database_url,
         "max-failures = 1000\ntoken-ttl = 300",
     );
-    let app_ref = g.app_ref.as_str();
-    let runtime_ref = g.runtime_ref.as_str();
-    let nope_ref = "app/org.example.Nope/x86_64/stable";
+    let (app_ref, runtime_ref) = (g.app_ref.as_str(), g.runtime_ref.as_str());
+    let ask = json!({"refs": [app_ref, runtime_ref, NOPE_REF]});
+    products(&s);
+    let l = licenses_and_accounts(&s);
+    let t = tokens_open_exactly_what_is_licensed(&fx, &g, &s, &l, &ask);
+    one_answer_for_every_wrong_credential(&s, &l, &ask);
+    refusals_say_why(&s, &l, &ask);
+    audit_records_filter_and_page(&s, &l, &t, app_ref);
+    flat_managers_token_subset(&s, &t);
+    removing(&s, &l, &ask);
+    let (key, head) = (&l.key, &t.head);
 
-    // Products.
+    // Bad input: the right 4xx, a JSON error, and nothing stored changes.
+    let before = s.settled_snapshot();
+    bad_input(&s, key, app_ref);
+    assert_eq!(s.snapshot(), before, "bad input changed stored data");
+
+    // A restart keeps everything.
+    let s = s.restart();
+    assert_eq!(s.snapshot(), before, "data lost in a restart");
+    let (status, answer) = s.tokens(Some(&bearer(key)), &ask);
+    assert_eq!(status, 200, "{answer}");
+    let (jwt, _) = signed_token(&answer).unwrap();
+    assert_eq!(fetch(&s.server, head, Some(&jwt)).status, 200);
+}
+
+/// A gated ref no repository has.
+const NOPE_REF: &str = "app/org.example.Nope/x86_64/stable";
+/// Tokens the scenario has issued to the license `alice`, and to the account `bob`, when the
+/// audit is read.
+const ISSUED_TO_LICENSE: usize = 3;
+const ISSUED_TO_BOB: usize = 2;
+
+/// What [`licenses_and_accounts`] made.
+struct Licensed {
+    id: String,
+    key: String,
+    secret: String,
+    other: Value,
+    other_key: String,
+}
+
+/// The first token, for the license, and what it opened.
+struct Issued {
+    jwt: String,
+    claims: Value,
+    head: String,
+    commit: String,
+}
+
+/// Products: made, refused twice, listed, renamed, not found.
+fn products(s: &Service) {
     let paid = s.admin_ok(
         201,
         "POST",
@@ -69,8 +118,10 @@ fn the_whole_api(database_url: Option<&str>) {
     assert_eq!(s.admin_ok(200, "GET", "products/paid", None), renamed);
     let (status, err) = s.admin("GET", "products/nope", None);
     assert_eq!((status, error_type(&err)), (404, "not-found"), "{err}");
+}
 
-    // Licenses and accounts: the key is shown once, and never again.
+/// Licenses and accounts: the key is shown once, and never again.
+fn licenses_and_accounts(s: &Service) -> Licensed {
     let license = s.admin_ok(
         201,
         "POST",
@@ -103,10 +154,27 @@ fn the_whole_api(database_url: Option<&str>) {
         Some(json!({"name": "bob", "password": PASSWORD, "products": ["paid"]})),
     );
     assert!(!account.to_string().contains(PASSWORD), "{account}");
+    Licensed {
+        id,
+        key,
+        secret,
+        other,
+        other_key,
+    }
+}
 
-    // Tokens: exactly the licensed gated ref, "" for the public one, and why not for the rest.
-    let ask = json!({"refs": [app_ref, runtime_ref, nope_ref]});
-    let (status, answer) = s.tokens(Some(&bearer(&key)), &ask);
+/// Tokens: exactly the licensed gated ref, "" for the public one, and why not for the rest;
+/// for another license, a withdrawn product, and the account.
+fn tokens_open_exactly_what_is_licensed(
+    fx: &Fixture,
+    g: &GatedRepo,
+    s: &Service,
+    l: &Licensed,
+    ask: &Value,
+) -> Issued {
+    let (app_ref, runtime_ref, nope_ref) = (g.app_ref.as_str(), g.runtime_ref.as_str(), NOPE_REF);
+    let Licensed { key, other_key, .. } = l;
+    let (status, answer) = s.tokens(Some(&bearer(key)), ask);
     assert_eq!(status, 200, "{answer}");
     let (jwt, refs) = signed_token(&answer).expect("a signed token");
     assert_eq!(refs, [app_ref]);
@@ -125,9 +193,8 @@ fn the_whole_api(database_url: Option<&str>) {
     let commit = fx.rev_parse(&g.repo, app_ref);
     let object = format!("/objects/{}/{}.commit", &commit[..2], &commit[2..]);
     assert_eq!(fetch(&s.server, &object, Some(&jwt)).status, 200);
-    let mut issued_to_license = 1;
 
-    let (status, answer) = s.tokens(Some(&bearer(&other_key)), &ask);
+    let (status, answer) = s.tokens(Some(&bearer(other_key)), ask);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(signed_token(&answer), None, "{answer}");
     assert_eq!(
@@ -143,18 +210,29 @@ fn the_whole_api(database_url: Option<&str>) {
         Some(json!({"active": false})),
     );
     assert_eq!(off["active"], false);
-    let (status, answer) = s.tokens(Some(&bearer(&key)), &ask);
+    let (status, answer) = s.tokens(Some(&bearer(key)), ask);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(signed_token(&answer), None, "{answer}");
     assert_eq!(answer["denied"][app_ref], "product-inactive");
     s.admin_ok(200, "PATCH", "products/paid", Some(json!({"active": true})));
 
-    let (status, answer) = s.tokens(Some(&basic("bob", PASSWORD)), &ask);
+    let (status, answer) = s.tokens(Some(&basic("bob", PASSWORD)), ask);
     assert_eq!(status, 200, "{answer}");
     let (bob_jwt, _) = signed_token(&answer).expect("a token for the account");
     assert_eq!(fetch(&s.server, &head, Some(&bob_jwt)).status, 200);
+    Issued {
+        jwt,
+        claims: c,
+        head,
+        commit,
+    }
+}
 
-    // One answer for every wrong credential.
+/// One answer for every wrong credential.
+fn one_answer_for_every_wrong_credential(s: &Service, l: &Licensed, ask: &Value) {
+    let Licensed {
+        id, key, secret, ..
+    } = l;
     let mut near_miss = key.clone();
     let last = near_miss.pop().unwrap();
     near_miss.push(if last == 'A' { 'B' } else { 'A' });
@@ -175,7 +253,7 @@ fn the_whole_api(database_url: Option<&str>) {
         basic("nobody", PASSWORD),
         "Digest x".to_owned(),
     ] {
-        let (status, answer) = s.tokens(Some(&auth), &ask);
+        let (status, answer) = s.tokens(Some(&auth), ask);
         assert_eq!(status, 401, "{auth}: {answer}");
         wrong_answers.push(answer);
     }
@@ -184,19 +262,22 @@ fn the_whole_api(database_url: Option<&str>) {
         "{wrong_answers:?}"
     );
     assert_eq!(error_type(&wrong_answers[0]), "invalid-credentials");
-    let (status, answer) = s.tokens(None, &ask);
+    let (status, answer) = s.tokens(None, ask);
     assert_eq!((status, error_type(&answer)), (401, "credentials-required"));
+}
 
-    // Deactivated and expired licenses and accounts say so.
+/// Deactivated and expired licenses and accounts say so.
+fn refusals_say_why(s: &Service, l: &Licensed, ask: &Value) {
+    let Licensed { id, key, .. } = l;
     let refused = |auth: &str, code: &str| {
-        let (status, answer) = s.tokens(Some(auth), &ask);
+        let (status, answer) = s.tokens(Some(auth), ask);
         assert_eq!((status, error_type(&answer)), (401, code), "{answer}");
         assert!(answer["message"].as_str().unwrap().contains("vendor"));
     };
     let license_path = format!("licenses/{id}");
     let off = s.admin_ok(200, "PATCH", &license_path, Some(json!({"active": false})));
     assert_eq!(off["active"], false);
-    refused(&bearer(&key), "license-inactive");
+    refused(&bearer(key), "license-inactive");
     s.admin_ok(
         200,
         "PATCH",
@@ -207,7 +288,7 @@ fn the_whole_api(database_url: Option<&str>) {
         s.admin_ok(200, "GET", &license_path, None)["expires"],
         1_000_000_000
     );
-    refused(&bearer(&key), "license-expired");
+    refused(&bearer(key), "license-expired");
     // A license about to expire gets tokens that expire with it.
     s.admin_ok(
         200,
@@ -215,7 +296,7 @@ fn the_whole_api(database_url: Option<&str>) {
         &license_path,
         Some(json!({"expires": tokens::now() + 100})),
     );
-    let (status, answer) = s.tokens(Some(&bearer(&key)), &ask);
+    let (status, answer) = s.tokens(Some(&bearer(key)), ask);
     assert_eq!(status, 200, "{answer}");
     let expires_in = answer["expires_in"].as_i64().unwrap();
     assert!((90..=100).contains(&expires_in), "{answer}");
@@ -225,10 +306,8 @@ fn the_whole_api(database_url: Option<&str>) {
         short["exp"].as_i64().unwrap() - short["iat"].as_i64().unwrap(),
         expires_in
     );
-    issued_to_license += 1;
     s.admin_ok(200, "PATCH", &license_path, Some(json!({"expires": null})));
-    assert_eq!(s.tokens(Some(&bearer(&key)), &ask).0, 200);
-    issued_to_license += 1;
+    assert_eq!(s.tokens(Some(&bearer(key)), ask).0, 200);
     s.admin_ok(200, "PATCH", "accounts/bob", Some(json!({"active": false})));
     refused(&basic("bob", PASSWORD), "account-inactive");
     let accounts = s.admin_ok(200, "GET", "accounts", None);
@@ -242,25 +321,27 @@ fn the_whole_api(database_url: Option<&str>) {
         "accounts/bob",
         Some(json!({"active": true, "password": "a new password for bob"})),
     );
-    let (status, answer) = s.tokens(Some(&basic("bob", PASSWORD)), &ask);
+    let (status, answer) = s.tokens(Some(&basic("bob", PASSWORD)), ask);
     assert_eq!((status, error_type(&answer)), (401, "invalid-credentials"));
     assert_eq!(
-        s.tokens(Some(&basic("bob", "a new password for bob")), &ask)
+        s.tokens(Some(&basic("bob", "a new password for bob")), ask)
             .0,
         200
     );
-    let issued_to_bob = 2;
+}
 
-    // The audit records, with filters and paging.
-    let issued = s.wait_for_audit("tokens", &format!("license={id}"), issued_to_license);
-    assert_eq!(issued.len(), issued_to_license, "{issued:?}");
+/// The audit records, with filters and paging.
+fn audit_records_filter_and_page(s: &Service, l: &Licensed, t: &Issued, app_ref: &str) {
+    let (id, c, commit) = (&l.id, &t.claims, &t.commit);
+    let issued = s.wait_for_audit("tokens", &format!("license={id}"), ISSUED_TO_LICENSE);
+    assert_eq!(issued.len(), ISSUED_TO_LICENSE, "{issued:?}");
     assert!(
         issued.iter().all(|t| t["refs"] == json!([app_ref])),
         "{issued:?}"
     );
     assert!(issued.iter().any(|t| t["jti"] == c["jti"]), "{issued:?}");
-    let all = s.wait_for_audit("tokens", "limit=1000", issued_to_license + issued_to_bob);
-    assert_eq!(all.len(), issued_to_license + issued_to_bob, "{all:?}");
+    let all = s.wait_for_audit("tokens", "limit=1000", ISSUED_TO_LICENSE + ISSUED_TO_BOB);
+    assert_eq!(all.len(), ISSUED_TO_LICENSE + ISSUED_TO_BOB, "{all:?}");
     let downloads = s.wait_for_audit("downloads", &format!("ref={app_ref}"), 1);
     assert_eq!(
         (&downloads[0]["commit"], &downloads[0]["token_id"]),
@@ -285,10 +366,13 @@ fn the_whole_api(database_url: Option<&str>) {
     );
     assert_eq!(
         by_ref["items"].as_array().unwrap().len(),
-        issued_to_license + issued_to_bob
+        ISSUED_TO_LICENSE + ISSUED_TO_BOB
     );
+}
 
-    // flat-manager's token_subset.
+/// flat-manager's token_subset.
+fn flat_managers_token_subset(s: &Service, t: &Issued) {
+    let (head, jwt) = (&t.head, &t.jwt);
     let exp = tokens::now() + 3600;
     let parent = tokens::flat_manager(
         FLAT_MANAGER_SECRET,
@@ -314,7 +398,7 @@ fn the_whole_api(database_url: Option<&str>) {
     let child_claims = claims(child);
     assert_eq!(child_claims["name"], "parent/child");
     assert!((child_claims["exp"].as_i64().unwrap() - (tokens::now() + 600)).abs() <= 5);
-    assert_eq!(fetch(&s.server, &head, Some(child)).status, 200);
+    assert_eq!(fetch(&s.server, head, Some(child)).status, 200);
     for (why, token, body, status, kind) in [
         (
             "longer than the parent",
@@ -353,8 +437,13 @@ fn the_whole_api(database_url: Option<&str>) {
             "{why}: {answer}"
         );
     }
+}
 
-    // Removing: a product a license holds stays; the rest goes once.
+/// Removing: a product a license holds stays; the rest goes once.
+fn removing(s: &Service, l: &Licensed, ask: &Value) {
+    let Licensed {
+        other, other_key, ..
+    } = l;
     let (status, err) = s.admin("DELETE", "products/paid", None);
     assert_eq!((status, error_type(&err)), (409, "conflict"), "{err}");
     let other_path = format!("licenses/{}", other["id"].as_str().unwrap());
@@ -363,26 +452,13 @@ fn the_whole_api(database_url: Option<&str>) {
     assert_eq!(s.admin("DELETE", "products/other", None).0, 204);
     assert_eq!(s.admin("DELETE", "accounts/bob", None).0, 204);
     assert_eq!(s.admin("GET", "accounts/bob", None).0, 404);
-    let (status, answer) = s.tokens(Some(&basic("bob", "a new password for bob")), &ask);
+    let (status, answer) = s.tokens(Some(&basic("bob", "a new password for bob")), ask);
     assert_eq!((status, error_type(&answer)), (401, "invalid-credentials"));
     assert_eq!(
-        s.tokens(Some(&bearer(&other_key)), &ask).0,
+        s.tokens(Some(&bearer(other_key)), ask).0,
         401,
         "a removed license opens nothing"
     );
-
-    // Bad input: the right 4xx, a JSON error, and nothing stored changes.
-    let before = s.settled_snapshot();
-    bad_input(&s, &key, app_ref);
-    assert_eq!(s.snapshot(), before, "bad input changed stored data");
-
-    // A restart keeps everything.
-    let s = s.restart();
-    assert_eq!(s.snapshot(), before, "data lost in a restart");
-    let (status, answer) = s.tokens(Some(&bearer(&key)), &ask);
-    assert_eq!(status, 200, "{answer}");
-    let (jwt, _) = signed_token(&answer).unwrap();
-    assert_eq!(fetch(&s.server, &head, Some(&jwt)).status, 200);
 }
 
 /// Why, method, path, Authorization, body; the status and `error-type` it must get.
