@@ -21,6 +21,12 @@ pub const OTHER_APP: &str = "org.example.Other";
 /// The password of the tests' accounts.
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The fixture's environment with [`ADMIN_TOKEN`] as the admin token.
+pub fn with_admin_token(fx: &Fixture) -> Vec<(String, PathBuf)> {
+    let admin = ("TOLLGATE_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.into());
+    fx.env().iter().cloned().chain([admin]).collect()
+}
+
 /// A running service and how to start it again on the same data.
 #[derive(Debug)]
 pub struct Service {
@@ -76,12 +82,7 @@ impl Service {
         if let Some(url) = database_url {
             args.extend(["--database-url".into(), url.into()]);
         }
-        let env: Vec<(String, PathBuf)> = fx
-            .env()
-            .iter()
-            .cloned()
-            .chain([("TOLLGATE_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.into())])
-            .collect();
+        let env = with_admin_token(fx);
         let server = launch(&args, &env);
         Service { args, env, server }
     }

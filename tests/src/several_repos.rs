@@ -2,7 +2,7 @@
 //! gated ref of the same name: a product belongs to one repository, and a license for it never
 //! gets a token for the other's ref, whatever `"repo"` the token request names.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
@@ -10,7 +10,7 @@ use crate::cmd::Cmd;
 use crate::fixture::{Fixture, write_files};
 use crate::http;
 use crate::server::{Server, tollgate_bin};
-use crate::service::ADMIN_TOKEN;
+use crate::service::{ADMIN_TOKEN, with_admin_token};
 
 const REF: &str = "app/org.example.Paid/x86_64/stable";
 
@@ -80,13 +80,7 @@ fn serve(fx: &Fixture, repos: &[(&str, &Path)], data: &Path, config: &Path) -> S
         config.display().to_string(),
     ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let env: Vec<(String, PathBuf)> = fx
-        .env()
-        .iter()
-        .cloned()
-        .chain([("TOLLGATE_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.into())])
-        .collect();
-    Server::serve(&args, &env)
+    Server::serve(&args, &with_admin_token(fx))
 }
 
 #[test]
