@@ -6,7 +6,7 @@ use anyhow::Context;
 
 /// "machine: 2 cores, 24 GiB, Linux 6.18.0".
 pub(crate) fn describe() -> anyhow::Result<String> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     let meminfo = read("/proc/meminfo")?;
     let kib: f64 = meminfo
         .lines()

@@ -98,10 +98,11 @@ impl BenchRepo {
             &format!("app/{app_id}/{arch}/stable"),
             app_id,
         )?;
-        let (files, bytes) = files_and_bytes(&repo.join("objects"))?;
+        let (objects, _) = files_and_disk_usage(&repo.join("objects"))?;
+        let (_, disk) = files_and_disk_usage(&repo)?;
         note!(
-            "repository: {files} objects, {:.0} MB; {} only public, {} only gated",
-            bytes as f64 / 1e6,
+            "repository: {objects} objects, {:.0} MiB on disk; {} only public, {} only gated",
+            disk as f64 / 1_048_576.0,
             bench.public_paths.len(),
             bench.gated_paths.len()
         );
@@ -196,8 +197,11 @@ fn smallest(repo: &Path, paths: &[String]) -> anyhow::Result<String> {
         .with_context(|| format!("no objects to pick the smallest of in {}", repo.display()))
 }
 
-/// The files under `dir` and their total size.
-fn files_and_bytes(dir: &Path) -> anyhow::Result<(usize, u64)> {
+/// The files under `dir`, and the disk space it takes (as `du` counts it: blocks, folders
+/// included).
+fn files_and_disk_usage(dir: &Path) -> anyhow::Result<(usize, u64)> {
+    use std::os::unix::fs::MetadataExt;
+
     let (mut files, mut bytes) = (0, 0);
     let mut stack = vec![dir.to_owned()];
     while let Some(dir) = stack.pop() {
@@ -208,11 +212,11 @@ fn files_and_bytes(dir: &Path) -> anyhow::Result<(usize, u64)> {
             let meta = entry
                 .metadata()
                 .with_context(|| format!("reading {}", entry.path().display()))?;
+            bytes += meta.blocks() * 512;
             if meta.is_dir() {
                 stack.push(entry.path());
             } else {
                 files += 1;
-                bytes += meta.len();
             }
         }
     }

@@ -64,6 +64,39 @@ pub(crate) fn check_bytes(server: &str, path: &str, body: u64, run: &WrkRun) -> 
     Ok(())
 }
 
+/// What the four workloads ask for: the small objects (path, size), public then gated; the
+/// random-object scripts, public then gated; and the gated small object's `Authorization`.
+#[derive(Debug)]
+struct Workloads<'a> {
+    small: [(&'a str, u64); 2],
+    scripts: [&'a std::path::Path; 2],
+    authorization: &'a str,
+}
+
+/// wrk's load and URL for `workload` and `kind` on the server at `base`, and for small
+/// objects the object and its size, which every answer must carry.
+fn target<'a>(
+    workloads: &Workloads<'a>,
+    workload: &str,
+    kind: &str,
+    load: Load,
+    base: String,
+) -> (Load, String, Option<(&'a str, u64)>) {
+    let gated = usize::from(kind == "gated");
+    if workload == "small" {
+        let (path, size) = workloads.small[gated];
+        let load = if gated == 1 {
+            load.authorization(workloads.authorization)
+        } else {
+            load
+        };
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        (load, url, Some((path, size)))
+    } else {
+        (load.script(workloads.scripts[gated]), base, None)
+    }
+}
+
 pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
     say!("== serve: tollgate against nginx (sendfile) over the same files");
     let steal = StealMark::now()?;
@@ -85,6 +118,14 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
         repo.size_of(&repo.small_public)?,
         repo.size_of(&repo.small_gated)?,
     );
+    let workloads = Workloads {
+        small: [
+            (repo.small_public.as_str(), small_public_size),
+            (repo.small_gated.as_str(), small_gated_size),
+        ],
+        scripts: [public_lua.as_path(), gated_lua.as_path()],
+        authorization: &auth,
+    };
 
     let mut figures = Vec::new();
     for &level in &settings.levels {
@@ -102,21 +143,8 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
                         } else {
                             server.url()
                         };
-                        let load = Load::at(level);
-                        let (load, url, small) = match (workload, kind) {
-                            ("small", "public") => (
-                                load,
-                                format!("{}{}", base.trim_end_matches('/'), repo.small_public),
-                                Some((&repo.small_public, small_public_size)),
-                            ),
-                            ("small", _) => (
-                                load.authorization(&auth),
-                                format!("{}{}", base.trim_end_matches('/'), repo.small_gated),
-                                Some((&repo.small_gated, small_gated_size)),
-                            ),
-                            (_, "public") => (load.script(&public_lua), base, None),
-                            _ => (load.script(&gated_lua), base, None),
-                        };
+                        let (load, url, small) =
+                            target(&workloads, workload, kind, Load::at(level), base);
                         let measured = wrk::measure(&load, settings.seconds, &url)?;
                         if let Some((path, size)) = small {
                             check_bytes(name, path, size, &measured)?;
@@ -280,7 +308,53 @@ pub(crate) fn thousands(n: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+
+    #[test]
+    fn each_workload_asks_for_what_it_says() {
+        let workloads = Workloads {
+            small: [("/objects/aa/p.filez", 74), ("/objects/bb/g.dirtree", 1)],
+            scripts: [Path::new("/w/public.lua"), Path::new("/w/gated.lua")],
+            authorization: "Bearer T",
+        };
+        let check = |workload, kind, expected: &str, small: Option<(&str, u64)>| {
+            let (load, url, picked) = target(
+                &workloads,
+                workload,
+                kind,
+                Load::at(8),
+                "http://127.0.0.1:1/".to_owned(),
+            );
+            assert_eq!(load.args(4, &url).join(" "), expected, "{workload} {kind}");
+            assert_eq!(picked, small, "{workload} {kind}");
+        };
+        check(
+            "small",
+            "public",
+            "-t2 -c8 -d4s --latency http://127.0.0.1:1/objects/aa/p.filez",
+            Some(("/objects/aa/p.filez", 74)),
+        );
+        check(
+            "small",
+            "gated",
+            "-t2 -c8 -H Authorization: Bearer T -d4s --latency http://127.0.0.1:1/objects/bb/g.dirtree",
+            Some(("/objects/bb/g.dirtree", 1)),
+        );
+        check(
+            "mix",
+            "public",
+            "-t2 -c8 -s /w/public.lua -d4s --latency http://127.0.0.1:1/",
+            None,
+        );
+        check(
+            "mix",
+            "gated",
+            "-t2 -c8 -s /w/gated.lua -d4s --latency http://127.0.0.1:1/",
+            None,
+        );
+    }
 
     #[test]
     fn thousands_separators() {
