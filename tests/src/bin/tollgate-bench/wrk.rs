@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use tollgate_tests::cmd::{Cmd, require_tool};
 
 use crate::stats::WrkRun;
@@ -67,10 +67,18 @@ impl Load {
 pub(crate) fn measure(load: &Load, seconds: u32, url: &str) -> anyhow::Result<WrkRun> {
     require_tool("wrk", "wrk");
     let args = load.args(seconds, url);
-    let report = Cmd::new("wrk")
+    let output = Cmd::new("wrk")
         .args(&args)
         .timeout(Duration::from_secs(u64::from(seconds) + 120))
-        .run();
+        .output();
+    let report = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "wrk against {url} failed ({}): {}{report}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     WrkRun::parse(&report).with_context(|| format!("wrk {}", args.join(" ")))
 }
 
