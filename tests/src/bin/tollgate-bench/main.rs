@@ -60,12 +60,10 @@ mod wrk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, ValueEnum};
 use tollgate_tests::fixture::{Fixture, set_mode};
-use tollgate_tests::synth::{Shape, generate_from};
 
 use crate::repo::BenchRepo;
 use crate::tollgate::Tollgate;
@@ -74,7 +72,7 @@ use crate::tollgate::Tollgate;
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    tool: Option<Tool>,
+    tool: Option<tools::Tool>,
     /// The parts to run, in this order (default: serve pull tokens index).
     #[arg(value_enum)]
     parts: Vec<Part>,
@@ -87,66 +85,6 @@ enum Part {
     Tokens,
     Index,
     Sendfile,
-}
-
-#[derive(Subcommand)]
-enum Tool {
-    /// Generate an archive repository of about N objects.
-    Synth {
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long)]
-        objects: usize,
-        #[arg(long, default_value_t = 20)]
-        refs: usize,
-        /// Every Gth ref is gated (xa.token-type = 2); 0 for none.
-        #[arg(long, default_value_t = 2)]
-        gated_every: usize,
-        #[arg(long, default_value_t = 20)]
-        files_per_dir: usize,
-        #[arg(long, default_value_t = 4)]
-        fanout: usize,
-        /// Also write the content objects.
-        #[arg(long)]
-        content: bool,
-        /// Number the refs from this one on: with an existing repository at --out, adds refs
-        /// to it, as a publish does.
-        #[arg(long, default_value_t = 0)]
-        first_ref: usize,
-    },
-    /// Read every .commit, .dirtree and .dirmeta file of a repository once.
-    ReadMetadata {
-        #[arg(long)]
-        repo: PathBuf,
-    },
-    /// Write a tree of N files with the size mix of a Flatpak app (many small files, a few
-    /// large ones; about 27 KiB on average), half-compressible, in folders of 50.
-    Tree {
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long)]
-        files: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
-    /// Time one real `flatpak --user install` of APP from the repository at URL, in a new
-    /// home with its own session bus, where flatpak's test authenticator hands out TOKEN.
-    FlatpakInstall {
-        #[arg(long)]
-        url: String,
-        #[arg(long)]
-        token: String,
-        #[arg(long)]
-        app: String,
-    },
-    /// Sign a token-sized message with Ed25519 (aws-lc-rs, as the server does) on T threads
-    /// for S seconds: the bare signing rate token issuance is measured against.
-    Sign {
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-    },
 }
 
 /// The settings of a run, from the `BENCH_*` variables.
@@ -276,73 +214,11 @@ fn run_parts(parts: &[Part]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_tool(tool: Tool) -> serde_json::Value {
-    match tool {
-        Tool::Synth {
-            out,
-            objects,
-            refs,
-            gated_every,
-            files_per_dir,
-            fanout,
-            content,
-            first_ref,
-        } => {
-            let started = Instant::now();
-            let shape = Shape {
-                refs,
-                gated_every,
-                objects,
-                files_per_dir,
-                fanout,
-                content,
-            };
-            let generated = generate_from(&out, &shape, first_ref);
-            serde_json::json!({
-                "repo": out,
-                "objects": generated.objects,
-                "refs": generated.refs.len(),
-                "gated-refs": generated.refs.iter().filter(|r| r.2).count(),
-                "seconds": started.elapsed().as_secs_f64(),
-            })
-        }
-        Tool::Tree { out, files, seed } => {
-            let started = Instant::now();
-            let bytes = tools::write_tree(&out, files, seed);
-            serde_json::json!({
-                "files": files,
-                "bytes": bytes,
-                "seconds": started.elapsed().as_secs_f64(),
-            })
-        }
-        Tool::Sign { seconds, threads } => {
-            let signed = tools::sign_for(Duration::from_secs_f64(seconds), threads);
-            serde_json::json!({
-                "signatures": signed,
-                "threads": threads,
-                "per-second": signed as f64 / seconds,
-            })
-        }
-        Tool::FlatpakInstall { url, token, app } => {
-            serde_json::json!({ "seconds": tools::flatpak_install(&url, &token, &app) })
-        }
-        Tool::ReadMetadata { repo } => {
-            let started = Instant::now();
-            let (files, bytes) = tools::read_metadata(&repo.join("objects"));
-            serde_json::json!({
-                "files": files,
-                "bytes": bytes,
-                "seconds": started.elapsed().as_secs_f64(),
-            })
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.tool {
         Some(tool) => {
-            say!("{}", run_tool(tool));
+            say!("{}", tools::run(tool));
             ExitCode::SUCCESS
         }
         None => match run_parts(&cli.parts) {
@@ -378,7 +254,10 @@ mod tests {
             ]
         );
         let cli = parse("tollgate-bench sign --seconds 2 --threads 4").expect("a tool");
-        assert!(matches!(cli.tool, Some(Tool::Sign { threads: 4, .. })));
+        assert!(matches!(
+            cli.tool,
+            Some(tools::Tool::Sign { threads: 4, .. })
+        ));
         assert!(parse("tollgate-bench serve sign").is_err());
         assert!(parse("tollgate-bench servers").is_err());
         Cli::command().debug_assert();

@@ -5,8 +5,134 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use clap::Subcommand;
 use tollgate_tests::bus::{SessionBus, TEST_AUTHENTICATOR_NAME, test_authenticator};
 use tollgate_tests::fixture::Fixture;
+use tollgate_tests::synth::{Shape, generate_from};
+
+/// The tools, as subcommands.
+#[derive(Subcommand)]
+pub(crate) enum Tool {
+    /// Generate an archive repository of about N objects.
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        objects: usize,
+        #[arg(long, default_value_t = 20)]
+        refs: usize,
+        /// Every Gth ref is gated (xa.token-type = 2); 0 for none.
+        #[arg(long, default_value_t = 2)]
+        gated_every: usize,
+        #[arg(long, default_value_t = 20)]
+        files_per_dir: usize,
+        #[arg(long, default_value_t = 4)]
+        fanout: usize,
+        /// Also write the content objects.
+        #[arg(long)]
+        content: bool,
+        /// Number the refs from this one on: with an existing repository at --out, adds refs
+        /// to it, as a publish does.
+        #[arg(long, default_value_t = 0)]
+        first_ref: usize,
+    },
+    /// Read every .commit, .dirtree and .dirmeta file of a repository once.
+    ReadMetadata {
+        #[arg(long)]
+        repo: PathBuf,
+    },
+    /// Write a tree of N files with the size mix of a Flatpak app (many small files, a few
+    /// large ones; about 27 KiB on average), half-compressible, in folders of 50.
+    Tree {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        files: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Time one real `flatpak --user install` of APP from the repository at URL, in a new
+    /// home with its own session bus, where flatpak's test authenticator hands out TOKEN.
+    FlatpakInstall {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        app: String,
+    },
+    /// Sign a token-sized message with Ed25519 (aws-lc-rs, as the server does) on T threads
+    /// for S seconds: the bare signing rate token issuance is measured against.
+    Sign {
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+}
+
+/// Runs one tool; what it measured, as JSON.
+pub(crate) fn run(tool: Tool) -> serde_json::Value {
+    match tool {
+        Tool::Synth {
+            out,
+            objects,
+            refs,
+            gated_every,
+            files_per_dir,
+            fanout,
+            content,
+            first_ref,
+        } => {
+            let started = Instant::now();
+            let shape = Shape {
+                refs,
+                gated_every,
+                objects,
+                files_per_dir,
+                fanout,
+                content,
+            };
+            let generated = generate_from(&out, &shape, first_ref);
+            serde_json::json!({
+                "repo": out,
+                "objects": generated.objects,
+                "refs": generated.refs.len(),
+                "gated-refs": generated.refs.iter().filter(|r| r.2).count(),
+                "seconds": started.elapsed().as_secs_f64(),
+            })
+        }
+        Tool::Tree { out, files, seed } => {
+            let started = Instant::now();
+            let bytes = write_tree(&out, files, seed);
+            serde_json::json!({
+                "files": files,
+                "bytes": bytes,
+                "seconds": started.elapsed().as_secs_f64(),
+            })
+        }
+        Tool::Sign { seconds, threads } => {
+            let signed = sign_for(Duration::from_secs_f64(seconds), threads);
+            serde_json::json!({
+                "signatures": signed,
+                "threads": threads,
+                "per-second": signed as f64 / seconds,
+            })
+        }
+        Tool::FlatpakInstall { url, token, app } => {
+            serde_json::json!({ "seconds": flatpak_install(&url, &token, &app) })
+        }
+        Tool::ReadMetadata { repo } => {
+            let started = Instant::now();
+            let (files, bytes) = read_metadata(&repo.join("objects"));
+            serde_json::json!({
+                "files": files,
+                "bytes": bytes,
+                "seconds": started.elapsed().as_secs_f64(),
+            })
+        }
+    }
+}
 
 /// Seconds of one real `flatpak --user install` of `app` from the repository at `url`, in a new
 /// home with its own session bus, where flatpak's test authenticator hands out `token`.
