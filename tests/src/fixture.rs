@@ -330,6 +330,48 @@ impl Fixture {
             .arg(repo)
             .run();
     }
+
+    /// `flatpak build-export --runtime --files=files [--token-type=T] REPO BUILD stable`, for a
+    /// runtime whose `metadata` and `files/` the caller wrote into `build`; run it with `run`
+    /// (and a `timeout` for a large tree).
+    pub fn flatpak_export_runtime_dir(
+        &self,
+        repo: &Path,
+        build: &Path,
+        token_type: Option<i32>,
+    ) -> Cmd {
+        let export = self
+            .flatpak()
+            .args(["build-export", "--runtime", "--files=files"]);
+        let export = match token_type {
+            Some(t) => export.arg(format!("--token-type={t}")),
+            None => export,
+        };
+        export.arg(repo).arg(build).arg("stable")
+    }
+
+    /// For an application whose `metadata` and `files/` the caller wrote into `build`: runs
+    /// `flatpak build-finish --command=COMMAND BUILD`, and returns `flatpak build-export
+    /// [--token-type=T] REPO BUILD stable` to run.
+    pub fn flatpak_export_app_dir(
+        &self,
+        repo: &Path,
+        build: &Path,
+        command: &str,
+        token_type: Option<i32>,
+    ) -> Cmd {
+        self.flatpak()
+            .arg("build-finish")
+            .arg(format!("--command={command}"))
+            .arg(build)
+            .run();
+        let export = self.flatpak().arg("build-export");
+        let export = match token_type {
+            Some(t) => export.arg(format!("--token-type={t}")),
+            None => export,
+        };
+        export.arg(repo).arg(build).arg("stable")
+    }
 }
 
 /// A small tree with the kinds of entries OSTree handles: nested directories, an empty file,

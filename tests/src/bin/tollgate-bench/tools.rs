@@ -1,32 +1,18 @@
-//! Helpers for `scripts/bench`: generate a repository of a given size, a Flatpak-app-like tree
-//! of files, and time the baselines: reading every metadata object once, and bare Ed25519
-//! signing.
-//!
-//! ```text
-//! tollgate-bench synth --out DIR --objects N [--refs R] [--gated-every G] [--content] [--first-ref F]
-//! tollgate-bench read-metadata --repo DIR
-//! tollgate-bench tree --out DIR --files N [--seed S]
-//! tollgate-bench sign [--seconds S] [--threads T]
-//! tollgate-bench flatpak-install --url URL --token TOKEN --app APP
-//! ```
-//! Each prints one JSON object on stdout.
+//! The measuring tools the parts use, also run on their own as `tollgate-bench` subcommands
+//! (see `main.rs`): a Flatpak-app-like tree of files, the time to read every metadata object
+//! once, bare Ed25519 signing, and one timed `flatpak install`. They write only where told.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use tollgate_tests::bus::{SessionBus, TEST_AUTHENTICATOR_NAME, test_authenticator};
 use tollgate_tests::fixture::Fixture;
 use tollgate_tests::synth::{Shape, generate_from};
 
-#[derive(Parser)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
+/// The tools, as subcommands.
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Tool {
     /// Generate an archive repository of about N objects.
     Synth {
         #[arg(long)]
@@ -85,9 +71,10 @@ enum Command {
     },
 }
 
-fn main() {
-    let json = match Cli::parse().command {
-        Command::Synth {
+/// Runs one tool; what it measured, as JSON.
+pub(crate) fn run(tool: Tool) -> serde_json::Value {
+    match tool {
+        Tool::Synth {
             out,
             objects,
             refs,
@@ -115,7 +102,7 @@ fn main() {
                 "seconds": started.elapsed().as_secs_f64(),
             })
         }
-        Command::Tree { out, files, seed } => {
+        Tool::Tree { out, files, seed } => {
             let started = Instant::now();
             let bytes = write_tree(&out, files, seed);
             serde_json::json!({
@@ -124,7 +111,7 @@ fn main() {
                 "seconds": started.elapsed().as_secs_f64(),
             })
         }
-        Command::Sign { seconds, threads } => {
+        Tool::Sign { seconds, threads } => {
             let signed = sign_for(Duration::from_secs_f64(seconds), threads);
             serde_json::json!({
                 "signatures": signed,
@@ -132,28 +119,10 @@ fn main() {
                 "per-second": signed as f64 / seconds,
             })
         }
-        Command::FlatpakInstall { url, token, app } => {
-            let fx = Fixture::new();
-            let bus = SessionBus::start(&fx, &[(TEST_AUTHENTICATOR_NAME, test_authenticator())]);
-            let env: Vec<(String, PathBuf)> = fx.env().iter().cloned().chain([bus.env()]).collect();
-            std::fs::write(fx.join("run/required-token"), &token).expect("the token file");
-            fx.flatpak_remote_add("bench", &url);
-            let started = Instant::now();
-            fx.flatpak()
-                .envs(&env)
-                .timeout(Duration::from_secs(1800))
-                .args(["--user", "install", "-y", "--noninteractive", "bench", &app])
-                .run();
-            let seconds = started.elapsed().as_secs_f64();
-            let listed = fx
-                .flatpak()
-                .envs(&env)
-                .args(["--user", "list", "--columns=application"])
-                .run();
-            assert!(listed.contains(&app), "{app} is not installed: {listed}");
-            serde_json::json!({ "seconds": seconds })
+        Tool::FlatpakInstall { url, token, app } => {
+            serde_json::json!({ "seconds": flatpak_install(&url, &token, &app) })
         }
-        Command::ReadMetadata { repo } => {
+        Tool::ReadMetadata { repo } => {
             let started = Instant::now();
             let (files, bytes) = read_metadata(&repo.join("objects"));
             serde_json::json!({
@@ -162,14 +131,36 @@ fn main() {
                 "seconds": started.elapsed().as_secs_f64(),
             })
         }
-    };
-    #[allow(clippy::print_stdout)]
-    {
-        println!("{json}");
     }
 }
 
-fn read_metadata(objects: &Path) -> (usize, u64) {
+/// Seconds of one real `flatpak --user install` of `app` from the repository at `url`, in a new
+/// home with its own session bus, where flatpak's test authenticator hands out `token`.
+pub(crate) fn flatpak_install(url: &str, token: &str, app: &str) -> f64 {
+    let fx = Fixture::new();
+    let bus = SessionBus::start(&fx, &[(TEST_AUTHENTICATOR_NAME, test_authenticator())]);
+    let env: Vec<(String, PathBuf)> = fx.env().iter().cloned().chain([bus.env()]).collect();
+    std::fs::write(fx.join("run/required-token"), token).expect("the token file");
+    fx.flatpak_remote_add("bench", url);
+    let started = Instant::now();
+    fx.flatpak()
+        .envs(&env)
+        .timeout(Duration::from_secs(1800))
+        .args(["--user", "install", "-y", "--noninteractive", "bench", app])
+        .run();
+    let seconds = started.elapsed().as_secs_f64();
+    let listed = fx
+        .flatpak()
+        .envs(&env)
+        .args(["--user", "list", "--columns=application"])
+        .run();
+    assert!(listed.contains(app), "{app} is not installed: {listed}");
+    seconds
+}
+
+/// The `.commit`, `.dirtree` and `.dirmeta` files under `objects` read once: their count and
+/// bytes.
+pub(crate) fn read_metadata(objects: &Path) -> (usize, u64) {
     let (mut files, mut bytes) = (0, 0);
     for dir in std::fs::read_dir(objects).expect("objects/").flatten() {
         for entry in std::fs::read_dir(dir.path()).expect("objects/XX").flatten() {
@@ -208,7 +199,7 @@ impl Rng {
 /// Writes `files` files into `out` (folders of 50) and returns their total size. Sizes: 55%
 /// 64 B to 2 KiB, 30% 2 to 16 KiB, 12% 16 to 128 KiB, 2.8% 128 KiB to 1 MiB, 0.2% 1 to 8 MiB.
 /// Bytes are drawn from 16 values, so content compresses to about half, as real files do.
-fn write_tree(out: &Path, files: usize, seed: u64) -> u64 {
+pub(crate) fn write_tree(out: &Path, files: usize, seed: u64) -> u64 {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut total = 0;
     for i in 0..files {
@@ -239,7 +230,7 @@ fn write_tree(out: &Path, files: usize, seed: u64) -> u64 {
 }
 
 /// Ed25519 signatures of a token-sized message made on `threads` threads in `time`.
-fn sign_for(time: Duration, threads: usize) -> u64 {
+pub(crate) fn sign_for(time: Duration, threads: usize) -> u64 {
     use aws_lc_rs::signature::Ed25519KeyPair;
     let pkcs8 =
         Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("a key");
@@ -264,4 +255,37 @@ fn sign_for(time: Duration, threads: usize) -> u64 {
             .collect();
         workers.into_iter().map(|w| w.join().expect("signer")).sum()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_are_the_same_for_a_seed() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        let bytes = write_tree(&a, 120, 1);
+        assert_eq!(write_tree(&b, 120, 1), bytes);
+        assert_ne!(write_tree(&c, 120, 2), bytes);
+        let files = tollgate_tests::fixture::files_under(&a);
+        assert_eq!(files.len(), 120);
+        // Folders of 50, under files/ inside the folder given.
+        assert!(
+            files.contains(&"files/d0000/f0.dat".to_owned()),
+            "{files:?}"
+        );
+        assert!(
+            files.contains(&"files/d0002/f119.dat".to_owned()),
+            "{files:?}"
+        );
+        assert_eq!(
+            std::fs::read(a.join("files/d0001/f77.dat")).expect("a file"),
+            std::fs::read(b.join("files/d0001/f77.dat")).expect("the same file"),
+        );
+    }
 }
