@@ -65,6 +65,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use tollgate_tests::fixture::{Fixture, set_mode};
 
+use crate::nginx::Nginx;
 use crate::repo::BenchRepo;
 use crate::tollgate::Tollgate;
 
@@ -192,6 +193,14 @@ impl Bench {
             self.repo = Some(BenchRepo::build(&self.work, self.settings.app_files)?);
         }
         Ok(self.repo.clone().expect("built above"))
+    }
+
+    /// nginx serving `repo`, with `sendfile` on or off, in its own folder of the work folder.
+    pub(crate) fn nginx(&self, repo: &BenchRepo, sendfile: bool) -> anyhow::Result<Nginx> {
+        let dir = self
+            .work
+            .join(if sendfile { "nginx-on" } else { "nginx-off" });
+        Nginx::start(&dir, &repo.path, sendfile, &repo.public_commit)
     }
 }
 

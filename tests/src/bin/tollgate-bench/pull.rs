@@ -8,7 +8,6 @@ use anyhow::Context;
 use tollgate_tests::cmd::Cmd;
 
 use crate::machine::{self, StealMark};
-use crate::nginx::Nginx;
 use crate::repo::BenchRepo;
 use crate::stats::Spread;
 use crate::{Bench, tools};
@@ -76,12 +75,7 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let runs = bench.settings.runs;
     let data = bench.work.join("data");
     let server = bench.tollgate.serve(&repo.path, &data);
-    let nginx = Nginx::start(
-        &bench.work.join("nginx-on"),
-        &repo.path,
-        true,
-        &repo.public_commit,
-    )?;
+    let nginx = bench.nginx(&repo, true)?;
     let token = bench.tollgate.issue_token(&data, &repo.app_ref)?;
     crate::verify::workloads(server.addr, &[("nginx", nginx.addr)], &repo, &token)?;
     let (tollgate_url, nginx_url) = (server.url(), nginx.url());

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use crate::machine::{self, StealMark};
-use crate::nginx::Nginx;
 use crate::serve::{KINDS, random_scripts};
 use crate::stats::Spread;
 use crate::wrk::{self, Load};
@@ -20,18 +19,8 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let settings = bench.settings.clone();
     let data = bench.work.join("data");
     let server = bench.tollgate.serve(&repo.path, &data);
-    let off = Nginx::start(
-        &bench.work.join("nginx-off"),
-        &repo.path,
-        false,
-        &repo.public_commit,
-    )?;
-    let on = Nginx::start(
-        &bench.work.join("nginx-on"),
-        &repo.path,
-        true,
-        &repo.public_commit,
-    )?;
+    let off = bench.nginx(&repo, false)?;
+    let on = bench.nginx(&repo, true)?;
     let token = bench.tollgate.issue_token(&data, &repo.app_ref)?;
     verify::workloads(
         server.addr,

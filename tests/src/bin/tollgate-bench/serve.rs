@@ -8,7 +8,6 @@ use anyhow::{Context, ensure};
 
 use crate::chart::{self, Line};
 use crate::machine::{self, StealMark};
-use crate::nginx::Nginx;
 use crate::repo::BenchRepo;
 use crate::stats::{Spread, WrkRun};
 use crate::wrk::{self, Load};
@@ -104,12 +103,7 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let settings = bench.settings.clone();
     let data = bench.work.join("data");
     let server = bench.tollgate.serve(&repo.path, &data);
-    let nginx = Nginx::start(
-        &bench.work.join("nginx-on"),
-        &repo.path,
-        true,
-        &repo.public_commit,
-    )?;
+    let nginx = bench.nginx(&repo, true)?;
     let token = bench.tollgate.issue_token(&data, &repo.app_ref)?;
     let auth = format!("Bearer {token}");
     verify::workloads(server.addr, &[("nginx", nginx.addr)], &repo, &token)?;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 
 use crate::machine::{self, StealMark};
-use crate::nginx::Nginx;
 use crate::serve::check_bytes;
 use crate::stats::Spread;
 use crate::wrk::{self, Load};
@@ -53,12 +52,7 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
         .with_context(|| format!("no key in the new license: {license}"))?
         .to_owned();
     let server = bench.tollgate.serve(&repo.path, &data);
-    let nginx = Nginx::start(
-        &bench.work.join("nginx-on"),
-        &repo.path,
-        true,
-        &repo.public_commit,
-    )?;
+    let nginx = bench.nginx(&repo, true)?;
     crate::verify::serves("nginx", nginx.addr, &repo, &[&repo.small_public], None)?;
     let body = format!("{{\"refs\": [\"{}\"]}}", repo.app_ref);
     let (status, answer) = tollgate_tests::http::json(
