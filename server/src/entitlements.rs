@@ -22,12 +22,18 @@ use serde::Serialize;
 use crate::audit::AuditWriter;
 use crate::clients::limit_key;
 use crate::limiter::FailureLimiter;
+use crate::refpattern::RefPattern;
 use crate::secrets::Secret;
 use crate::store::{IssuedToken, LicenseKey, Store, StoreError, is_account_name, now};
-use crate::tokens::{SigningKey, issue};
+use crate::tokens::{Grant, SigningKey, issue};
 
 /// How many clients and identities the failure limiters remember at most.
 const LIMITER_CAPACITY: usize = 100_000;
+/// The longest `Authorization` value read as a credential (a license key, or an account's name
+/// and password, in base64, fit well within it); a longer one is wrong, undecoded.
+const MAX_CREDENTIAL: usize = 4096;
+/// How many verified Basic credentials are remembered at most.
+const REMEMBERED: usize = 10_000;
 
 /// A credential as the request presents it.
 #[derive(Debug)]
@@ -42,9 +48,17 @@ pub(crate) enum Credential {
 }
 
 impl Credential {
-    /// Reads `Authorization: Bearer tg_...` or `Authorization: Basic <name:password>`.
-    pub(crate) fn from_header(value: &str) -> Credential {
-        let Some((scheme, rest)) = value.trim().split_once(' ') else {
+    /// Reads `Authorization: Bearer tg_...` or `Authorization: Basic <name:password>`, where a
+    /// password of a license key's form is that license key, whatever the name (so that an
+    /// ostree remote's URL, which keeps only a user and a password, can carry one).
+    pub(crate) fn from_header(value: &[u8]) -> Credential {
+        if value.len() > MAX_CREDENTIAL {
+            return Credential::Unreadable;
+        }
+        let Some((scheme, rest)) = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.trim().split_once(' '))
+        else {
             return Credential::Unreadable;
         };
         let rest = rest.trim();
@@ -57,6 +71,9 @@ impl Credential {
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok());
             if let Some((name, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
+                if let Some(key) = LicenseKey::parse(password) {
+                    return Credential::License(key);
+                }
                 return Credential::Account {
                     name: name.to_owned(),
                     password: Secret::new(password.to_owned()),
@@ -189,6 +206,9 @@ pub(crate) struct Entitlements {
     /// nor the other way round.
     admin_by_address: FailureLimiter<IpAddr>,
     audit: Arc<AuditWriter>,
+    /// Basic credentials checked right, by a hash of the repository and the header (never the
+    /// secret), with the store's entitlement epoch they were checked at.
+    remembered: quick_cache::sync::Cache<[u8; 32], (u64, Arc<Grant>)>,
 }
 
 impl Entitlements {
@@ -208,6 +228,7 @@ impl Entitlements {
             by_identity: FailureLimiter::new(max_failures, failure_window, LIMITER_CAPACITY),
             admin_by_address: FailureLimiter::new(max_failures, failure_window, LIMITER_CAPACITY),
             audit,
+            remembered: quick_cache::sync::Cache::new(REMEMBERED),
         }
     }
 
@@ -277,6 +298,50 @@ impl Entitlements {
         }
         drop((identity_turn, address_turn));
         checked?.ok_or(IssueError::InvalidCredentials)
+    }
+
+    /// What an `Authorization: Basic` credential (the header's value) opens in the repository
+    /// `repo`, as a grant the gate reads like a token's. It is checked as at the token endpoint
+    /// (the same limiter, the same constant-time checks), then remembered by a hash of the
+    /// header until products, licenses or accounts change anywhere, so that a pull costs one
+    /// check and not one per object (nor an Argon2 hash per object, for an account).
+    pub(crate) async fn basic_grant(
+        &self,
+        header: &[u8],
+        repo: &str,
+        sole_repo: bool,
+        client: IpAddr,
+    ) -> Result<Arc<Grant>, IssueError> {
+        let key = remembered_key(repo, header);
+        // Read before the check: a change made while it runs leaves the result stale at once.
+        let epoch = self.store.entitlement_epoch().await?;
+        let unexpired = |grant: &Grant| grant.expires > u64::try_from(now()).unwrap_or(u64::MAX);
+        if let Some((at, grant)) = self.remembered.get(&key)
+            && at == epoch
+            && unexpired(&grant)
+        {
+            return Ok(grant);
+        }
+        let holder = self
+            .authenticate(Some(Credential::from_header(header)), client)
+            .await?;
+        let mut patterns = Vec::new();
+        for product in self.store.products_named(&holder.products).await? {
+            if product.active && product.in_repo(repo, sole_repo) {
+                patterns.extend(product.refs.iter().filter_map(|p| RefPattern::new(p).ok()));
+            }
+        }
+        let expires = holder
+            .expires
+            .map_or(u64::MAX, |e| u64::try_from(e).unwrap_or(0));
+        let grant = Arc::new(Grant::from_products(
+            holder.subject,
+            repo.to_owned(),
+            patterns,
+            expires,
+        ));
+        self.remembered.insert(key, (epoch, Arc::clone(&grant)));
+        Ok(grant)
     }
 
     /// What a credential opens, without issuing anything: for a client checking a credential
@@ -432,6 +497,17 @@ impl Entitlements {
     }
 }
 
+/// What a Basic credential is remembered by: a digest of the repository's name and the header.
+fn remembered_key(repo: &str, header: &[u8]) -> [u8; 32] {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(repo.as_bytes());
+    context.update(&[0]);
+    context.update(header);
+    let mut key = [0; 32];
+    key.copy_from_slice(context.finish().as_ref());
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,13 +521,37 @@ mod tests {
             )
         };
         assert!(matches!(
-            Credential::from_header(&basic("alice:pa:ss")),
+            Credential::from_header(basic("alice:pa:ss").as_bytes()),
                         Credential::Account { name, password } if name == "alice" && password.expose() == "pa:ss"
         ));
         let key = "tg_abcdefghij_0123456789012345678901234567890123456789012";
         assert!(matches!(
-            Credential::from_header(&format!("Bearer {key}")),
+            Credential::from_header(format!("Bearer {key}").as_bytes()),
             Credential::License(_)
+        ));
+        // A password of a license key's form is that key, whatever the user name.
+        for user in ["", "anyone", "tg"] {
+            assert!(matches!(
+                Credential::from_header(basic(&format!("{user}:{key}")).as_bytes()),
+                Credential::License(k) if k.id == "abcdefghij"
+            ));
+        }
+        let huge = basic(&format!("alice:{}", "x".repeat(MAX_CREDENTIAL)));
+        assert!(matches!(
+            Credential::from_header(huge.as_bytes()),
+            Credential::Unreadable
+        ));
+        assert!(matches!(
+            Credential::from_header(b"Basic \xff\xfe"),
+            Credential::Unreadable
+        ));
+        let not_utf8 = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(b"alice:\xff")
+        );
+        assert!(matches!(
+            Credential::from_header(not_utf8.as_bytes()),
+            Credential::Unreadable
         ));
         for bad in [
             "",
@@ -463,7 +563,10 @@ mod tests {
             key,
         ] {
             assert!(
-                matches!(Credential::from_header(bad), Credential::Unreadable),
+                matches!(
+                    Credential::from_header(bad.as_bytes()),
+                    Credential::Unreadable
+                ),
                 "{bad:?}"
             );
         }

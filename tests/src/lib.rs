@@ -33,6 +33,8 @@ mod authenticator;
 #[cfg(test)]
 mod bad_input;
 #[cfg(test)]
+mod basic_credentials;
+#[cfg(test)]
 mod changed_files;
 #[cfg(test)]
 mod credential_limits;

@@ -161,11 +161,11 @@ pub(super) async fn tokens(
 fn credential_and_client(headers: &HeaderMap, client: Client) -> (Option<Credential>, IpAddr) {
     let credential = headers
         .get(header::AUTHORIZATION)
-        .map(|v| Credential::from_header(v.to_str().unwrap_or_default()));
+        .map(|v| Credential::from_header(v.as_bytes()));
     (credential, client.ip)
 }
 
-fn issue_error(e: IssueError, doing: &str) -> HttpError {
+pub(super) fn issue_error(e: IssueError, doing: &str) -> HttpError {
     match e {
         IssueError::NoCredentials => HttpError::CredentialsRequired,
         IssueError::InvalidCredentials => HttpError::InvalidCredentials,

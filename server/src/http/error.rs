@@ -126,7 +126,8 @@ impl HttpError {
                 super::MAX_HEAD / 1024
             ),
             HttpError::TokenRequired => "this content needs a download token: configure the \
-                remote's authenticator, or pass one with --http-header='Authorization=Bearer TOKEN'"
+                remote's authenticator, or pass one with --http-header='Authorization=Bearer TOKEN', \
+                or put a license key in the remote's URL as its password (https://key:tg_...@host/)"
                 .to_owned(),
             HttpError::InvalidToken => "the download token is not valid (expired, or not issued \
                 for this server): get a new one"
@@ -193,17 +194,25 @@ impl HttpError {
             HttpError::MethodNotAllowed(allowed) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
             }
-            // RFC 6750: a challenge for the Bearer scheme, with the error when a token failed.
-            HttpError::TokenRequired | HttpError::CredentialsRequired => {
-                headers.insert(
+            // RFC 6750: a challenge for the Bearer scheme, with the error when a token failed;
+            // then one for Basic, which an ostree remote's URL can carry (a license key as the
+            // password, or an account's name and password).
+            HttpError::TokenRequired
+            | HttpError::CredentialsRequired
+            | HttpError::InvalidToken
+            | HttpError::InvalidCredentials
+            | HttpError::CredentialsRefused(_) => {
+                headers.append(
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"tollgate\""),
+                    HeaderValue::from_static(if self == HttpError::InvalidToken {
+                        "Bearer realm=\"tollgate\", error=\"invalid_token\""
+                    } else {
+                        "Bearer realm=\"tollgate\""
+                    }),
                 );
-            }
-            HttpError::InvalidToken => {
-                headers.insert(
+                headers.append(
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"tollgate\", error=\"invalid_token\""),
+                    HeaderValue::from_static("Basic realm=\"tollgate\", charset=\"UTF-8\""),
                 );
             }
             HttpError::TooManyFailures(secs) => {

@@ -40,6 +40,28 @@ pub(super) enum Decision {
     NotEntitled,
     /// A delta from a gated commit to a public one, without a token for the gated source.
     Withheld,
+    /// Gated, and the request presents HTTP Basic credentials not checked yet: the caller
+    /// checks them with the entitlement service and asks again with the grant.
+    CheckCredential,
+}
+
+/// What a request's `Authorization` header presents to the gate.
+enum Presented<'h> {
+    Nothing,
+    Bearer(&'h str),
+    Basic,
+}
+
+fn presented(headers: &HeaderMap) -> Presented<'_> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Presented::Nothing;
+    };
+    let bytes = value.as_bytes();
+    let scheme = bytes.split(|b| *b == b' ').next().unwrap_or_default();
+    if scheme.eq_ignore_ascii_case(b"basic") {
+        return Presented::Basic;
+    }
+    bearer_token(headers).map_or(Presented::Nothing, Presented::Bearer)
 }
 
 /// What a path's access depends on.
@@ -72,15 +94,17 @@ fn subject(path: &RepoPath) -> Subject<'_> {
 }
 
 /// Decides with the index as it is; `None` when the index does not know the file's subject
-/// (the caller then brings the index up to date and asks again, or refuses).
+/// (the caller then brings the index up to date and asks again, or refuses). `basic`: what the
+/// request's Basic credentials open, once checked.
 pub(super) fn decide(
     index: &RepoIndex,
     path: &RepoPath,
     repo_name: &str,
     headers: &HeaderMap,
     verifier: &Verifier,
+    basic: Option<&Arc<Grant>>,
 ) -> Option<Decision> {
-    let check = |refs: &[u32]| authorize(index, refs, repo_name, headers, verifier);
+    let check = |refs: &[u32]| authorize(index, refs, repo_name, headers, verifier, basic);
     match subject(path) {
         Subject::Public => Some(Decision::Public),
         Subject::Object(kind, checksum) => match index.object(kind, checksum) {
@@ -107,6 +131,7 @@ pub(super) fn decide(
                     if matches!(target, Decision::Public | Decision::Allowed { .. }) =>
                 {
                     Some(match (check(source_refs), target) {
+                        (Decision::CheckCredential, _) => Decision::CheckCredential,
                         (Decision::Allowed { .. }, target @ Decision::Allowed { .. }) => target,
                         (source @ Decision::Allowed { .. }, Decision::Public) => source,
                         _ => Decision::Withheld,
@@ -118,21 +143,26 @@ pub(super) fn decide(
     }
 }
 
-/// Checks the request's token against the gated refs `refs`, trying the `Flatpak-Ref` hint
-/// first.
+/// Checks the request's token (or checked Basic credentials) against the gated refs `refs`,
+/// trying the `Flatpak-Ref` hint first.
 fn authorize(
     index: &RepoIndex,
     refs: &[u32],
     repo_name: &str,
     headers: &HeaderMap,
     verifier: &Verifier,
+    basic: Option<&Arc<Grant>>,
 ) -> Decision {
-    let Some(token) = bearer_token(headers) else {
-        return Decision::TokenRequired;
-    };
-    let grant = match verifier.verify(token) {
-        Ok(grant) => grant,
-        Err(e) => return Decision::InvalidToken(e),
+    let grant = match presented(headers) {
+        Presented::Nothing => return Decision::TokenRequired,
+        Presented::Bearer(token) => match verifier.verify(token) {
+            Ok(grant) => grant,
+            Err(e) => return Decision::InvalidToken(e),
+        },
+        Presented::Basic => match basic {
+            Some(grant) => Arc::clone(grant),
+            None => return Decision::CheckCredential,
+        },
     };
     let hint = headers.get("flatpak-ref").and_then(|v| v.to_str().ok());
     let hinted = hint
@@ -195,6 +225,8 @@ mod tests {
         index: RepoIndex,
         key: SigningKey,
         verifier: Verifier,
+        /// What Basic credentials open, once checked.
+        basic: Option<Arc<Grant>>,
     }
 
     fn setup() -> Setup {
@@ -224,6 +256,7 @@ mod tests {
             index,
             key,
             verifier,
+            basic: None,
         }
     }
 
@@ -249,13 +282,22 @@ mod tests {
                     v.parse().unwrap(),
                 );
             }
-            decide(&self.index, path, "", &map, &self.verifier).map(|d| match d {
+            decide(
+                &self.index,
+                path,
+                "",
+                &map,
+                &self.verifier,
+                self.basic.as_ref(),
+            )
+            .map(|d| match d {
                 Decision::Public => "public",
                 Decision::Allowed { .. } => "allowed",
                 Decision::TokenRequired => "token required",
                 Decision::InvalidToken(_) => "invalid token",
                 Decision::NotEntitled => "not entitled",
                 Decision::Withheld => "withheld",
+                Decision::CheckCredential => "check credential",
             })
         }
     }
@@ -422,6 +464,54 @@ mod tests {
         for (what, path, headers, expected) in cases {
             assert_eq!(s.decide(&path, &headers), expected, "{what}");
         }
+    }
+
+    /// Basic credentials are checked only for a gated file, and once checked open what their
+    /// products' patterns cover, in their repository only.
+    #[test]
+    fn basic_credentials() {
+        let mut s = setup();
+        let ((app0, c0), (_, c1), (_, c2)) = (s.app(0), s.app(1), s.app(2));
+        let app0 = app0.to_owned();
+        let object = |c: Checksum| RepoPath::Object(ObjectName::new(c, ObjectType::Commit));
+        let delta_from_gated = RepoPath::Delta {
+            delta: DeltaName {
+                from: Some(c0),
+                to: c1,
+            },
+            file: DeltaFile::Superblock,
+        };
+        let basic = [("authorization", "Basic dXNlcjpwYXNz")];
+        assert_eq!(s.decide(&object(c1), &basic), Some("public"));
+        assert_eq!(s.decide(&object(c0), &basic), Some("check credential"));
+        assert_eq!(
+            s.decide(&delta_from_gated, &basic),
+            Some("check credential")
+        );
+        let pattern = |p: &str| crate::refpattern::RefPattern::new(p).unwrap();
+        let prefix = app0.rsplit_once('/').unwrap().0;
+        s.basic = Some(Arc::new(Grant::from_products(
+            "license:x".to_owned(),
+            String::new(),
+            vec![pattern(&format!("{prefix}/*"))],
+            u64::MAX,
+        )));
+        assert_eq!(s.decide(&object(c0), &basic), Some("allowed"));
+        assert_eq!(s.decide(&delta_from_gated, &basic), Some("allowed"));
+        assert_eq!(s.decide(&object(c2), &basic), Some("not entitled"));
+        // Another repository's grant opens nothing here.
+        s.basic = Some(Arc::new(Grant::from_products(
+            "license:x".to_owned(),
+            "other".to_owned(),
+            vec![pattern("*")],
+            u64::MAX,
+        )));
+        assert_eq!(s.decide(&object(c0), &basic), Some("not entitled"));
+        // A Bearer token is still read as a token, whatever was checked.
+        assert_eq!(
+            s.decide(&object(c0), &[("authorization", "Bearer x.y.z")]),
+            Some("invalid token")
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub(crate) mod listener;
 mod stall;
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ use crate::index::live::LiveIndex;
 use crate::metrics::{IndexFigures, METRICS, Route};
 use crate::repos::ServedRepo;
 use crate::secrets::Secret;
-use crate::tokens::Verifier;
+use crate::tokens::{Grant, Verifier};
 use api::Body;
 pub(crate) use error::HttpError;
 use files::{Conditions, Disk};
@@ -259,7 +260,10 @@ async fn route(
         _ => {
             let target = FileTarget::of(state, path);
             let class = target.as_ref().map_or(Route::Other, FileTarget::route);
-            (class, repo_file(state, method, path, target, headers).await)
+            (
+                class,
+                repo_file(state, method, path, target, headers, client.ip).await,
+            )
         }
     }
 }
@@ -416,6 +420,7 @@ async fn repo_file(
     raw_path: &str,
     target: Result<FileTarget<'_, '_>, HttpError>,
     headers: HeaderMap,
+    client: IpAddr,
 ) -> Result<Response, HttpError> {
     get_or_head(&method)?;
     let FileTarget {
@@ -428,8 +433,15 @@ async fn repo_file(
         RepoFile::Path(path) => path,
     };
     let inside = &*inside;
+    // Two credentials could each open something else: neither is guessed at.
+    let authorizations = headers.get_all(http::header::AUTHORIZATION).iter().count();
+    if authorizations > 1 {
+        return Err(HttpError::BadRequest(format!(
+            "the request has {authorizations} Authorization headers: send one"
+        )));
+    }
 
-    let decision = decide(state, served, &path, &headers).await?;
+    let decision = decide(state, served, &path, &headers, client).await?;
     let allowed = match decision {
         Decision::Public => None,
         Decision::Allowed { grant, ref_name } => Some((grant, ref_name)),
@@ -440,6 +452,10 @@ async fn repo_file(
         }
         Decision::NotEntitled => return Err(HttpError::NotEntitled),
         Decision::Withheld => return Err(HttpError::NotFound),
+        Decision::CheckCredential => {
+            tracing::error!("the gate asked for a credential check twice for {raw_path}");
+            return Err(HttpError::Internal);
+        }
     };
 
     let conditions = Conditions::from_request(&method, &headers);
@@ -628,15 +644,17 @@ async fn redirect(
     Ok(Some(response))
 }
 
-/// Asks the gate, bringing the index up to date first when it does not know the file. A file
-/// the index does not know even then is not reachable from any ref, and is refused.
-async fn decide(
+/// Asks the gate with the index as it is; when the file is gated and the request presents
+/// Basic credentials, checks them (see [`Entitlements::basic_grant`]) and asks again with what
+/// they open, so that public files never cost a check.
+async fn ask_gate(
     state: &AppState,
     served: &Arc<Served>,
     path: &RepoPath,
     headers: &HeaderMap,
-) -> Result<Decision, HttpError> {
-    let ask = || {
+    client: IpAddr,
+) -> Result<Option<Decision>, HttpError> {
+    let ask = |basic: Option<&Arc<Grant>>| {
         let index = served.index.load();
         gate::decide(
             &index,
@@ -644,9 +662,36 @@ async fn decide(
             served.token_name(),
             headers,
             &state.verifier.load(),
+            basic,
         )
     };
-    if let Some(decision) = ask() {
+    match ask(None) {
+        Some(Decision::CheckCredential) => {
+            let header = headers
+                .get(http::header::AUTHORIZATION)
+                .map_or(&b""[..], |v| v.as_bytes());
+            let grant = state
+                .entitlements
+                .basic_grant(header, served.token_name(), state.repos.len() == 1, client)
+                .await
+                .map_err(|e| api::issue_error(e, "checking Basic credentials"))?;
+            Ok(ask(Some(&grant)))
+        }
+        decision => Ok(decision),
+    }
+}
+
+/// Asks the gate, bringing the index up to date first when it does not know the file. A file
+/// the index does not know even then is not reachable from any ref, and is refused.
+async fn decide(
+    state: &AppState,
+    served: &Arc<Served>,
+    path: &RepoPath,
+    headers: &HeaderMap,
+    client: IpAddr,
+) -> Result<Decision, HttpError> {
+    let ask = || ask_gate(state, served, path, headers, client);
+    if let Some(decision) = ask().await? {
         return Ok(decision);
     }
     // Unknown to the index. Most such requests are for files that do not exist; only a file
@@ -679,7 +724,7 @@ async fn decide(
             served.repo.repo.location()
         );
     }
-    ask().ok_or_else(|| {
+    ask().await?.ok_or_else(|| {
         tracing::warn!(
             "refused {path} in {}: it exists, but no ref reaches it",
             served.repo.repo.location()

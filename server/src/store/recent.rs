@@ -102,6 +102,13 @@ impl Store {
         Ok(())
     }
 
+    /// A number that moves whenever products, licenses or accounts may have changed (read at
+    /// most [`FRESHNESS`] ago): what is remembered about a credential holds while it stays.
+    pub(crate) async fn entitlement_epoch(&self) -> Result<u64> {
+        self.recent_checked().await?;
+        Ok(self.recent.epoch.load(Ordering::SeqCst))
+    }
+
     /// A license's key hash and the license, from memory when it is fresh.
     pub(super) async fn license_row_recent(&self, id: &str) -> Result<Option<Arc<LicenseRow>>> {
         self.recent_checked().await?;

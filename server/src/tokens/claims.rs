@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::keys::SigningKey;
+use crate::refpattern::RefPattern;
 
 /// The claims of a token tollgate signs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +72,12 @@ enum Scope {
         apps: Vec<String>,
         branches: Vec<String>,
     },
+    /// What an HTTP Basic credential opens: the ref patterns of its active products in one
+    /// repository, as they were when the credential was checked.
+    Patterns {
+        repo: String,
+        patterns: Vec<RefPattern>,
+    },
 }
 
 impl Grant {
@@ -117,6 +124,22 @@ impl Grant {
         }
     }
 
+    /// What a credential checked by the entitlement service opens: `patterns` (those of its
+    /// active products) in `repo`, until `expires`.
+    pub(crate) fn from_products(
+        subject: String,
+        repo: String,
+        patterns: Vec<RefPattern>,
+        expires: u64,
+    ) -> Grant {
+        Grant {
+            subject,
+            token_id: None,
+            expires,
+            scope: Scope::Patterns { repo, patterns },
+        }
+    }
+
     /// Whether the token grants names anything at all.
     pub(crate) fn names_anything(&self) -> bool {
         match &self.scope {
@@ -127,6 +150,7 @@ impl Grant {
                 apps,
                 ..
             } => !repos.is_empty() && (prefixes.iter().any(|p| !p.is_empty()) || !apps.is_empty()),
+            Scope::Patterns { patterns, .. } => !patterns.is_empty(),
         }
     }
 
@@ -151,6 +175,10 @@ impl Grant {
                     && (apps.iter().any(|a| a == id)
                         || prefixes.iter().any(|p| id_matches_prefix(id, p)))
             }
+            Scope::Patterns {
+                repo: own,
+                patterns,
+            } => own == repo && patterns.iter().any(|p| p.matches(ref_name)),
         }
     }
 }
