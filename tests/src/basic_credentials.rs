@@ -11,7 +11,9 @@ use serde_json::json;
 use crate::fixture::Fixture;
 use crate::gated_repo::{GatedRepo, gated_repo};
 use crate::http::{self, Response};
-use crate::service::{PASSWORD, Service, basic, error_type, license_for_paid, set_license_active};
+use crate::service::{
+    PASSWORD, Service, account_for_paid, basic, error_type, license_for_paid, set_license_active,
+};
 
 fn commit_path(fx: &Fixture, repo: &std::path::Path, r: &str) -> (String, String) {
     let commit = fx.rev_parse(repo, r);
@@ -46,12 +48,7 @@ fn started(fx: &Fixture, settings: &str) -> (GatedRepo, Service, String) {
     let g = gated_repo(fx);
     let s = Service::start(fx, &g, None, settings);
     let key = license_for_paid(&s);
-    s.admin_ok(
-        201,
-        "POST",
-        "accounts",
-        Some(json!({"name": "bob", "password": PASSWORD, "products": ["paid"]})),
-    );
+    account_for_paid(&s);
     (g, s, key)
 }
 

@@ -11,7 +11,8 @@ use crate::fixture::Fixture;
 use crate::gated_repo::gated_repo;
 use crate::http::{self, Response};
 use crate::service::{
-    ADMIN_TOKEN, PASSWORD, Service, basic, bearer, error_type, license_for_paid, signed_token,
+    ADMIN_TOKEN, PASSWORD, Service, account_for_paid, basic, bearer, error_type, license_for_paid,
+    signed_token,
 };
 
 /// A client at its own loopback address.
@@ -245,12 +246,7 @@ fn unknown_ids_and_wrong_secrets_take_the_same_time() {
     let g = gated_repo(&fx);
     let s = Service::start(&fx, &g, None, "max-failures = 1000000");
     let key = license_for_paid(&s);
-    s.admin_ok(
-        201,
-        "POST",
-        "accounts",
-        Some(json!({"name": "bob", "password": PASSWORD, "products": ["paid"]})),
-    );
+    account_for_paid(&s);
     let ask = json!({ "refs": [g.app_ref] });
     let (id, secret) = key["tg_".len()..].split_once('_').unwrap();
     let mut wrong_secret = format!("tg_{id}_{secret}");
@@ -280,6 +276,26 @@ fn unknown_ids_and_wrong_secrets_take_the_same_time() {
         apart.abs() <= 0.2,
         "a wrong secret takes {known:.0} µs (median), an unknown id {unknown:.0} µs: pairs differ \
          by {:.0}%",
+        apart * 100.0
+    );
+    // The same through Basic credentials on a gated file, the way an ostree remote's URL sends
+    // a key: nothing remembered for a wrong one, the same lookup and compare.
+    let commit = fx.rev_parse(&g.repo, &g.app_ref);
+    let file = format!("/objects/{}/{}.commit", &commit[..2], &commit[2..]);
+    let refused_file = |key: &str| {
+        let auth = basic("customer", key);
+        let r = http::request(s.server.addr, "GET", &file, &[("Authorization", &auth)]);
+        assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    };
+    let (known, unknown, apart) = paired_timing(
+        400,
+        || refused_file(&wrong_secret),
+        || refused_file(&unknown_id),
+    );
+    assert!(
+        apart.abs() <= 0.2,
+        "through Basic on a gated file, a wrong secret takes {known:.0} µs (median), an unknown \
+         id {unknown:.0} µs: pairs differ by {:.0}%",
         apart * 100.0
     );
     // Accounts: an unknown name costs a password hash too, so it is not told by its speed.

@@ -257,6 +257,17 @@ pub fn license_for_paid(s: &Service) -> String {
     license["key"].as_str().unwrap().to_owned()
 }
 
+/// An account `bob` with the password [`PASSWORD`] and the product `paid` (made by
+/// [`license_for_paid`]).
+pub fn account_for_paid(s: &Service) {
+    s.admin_ok(
+        201,
+        "POST",
+        "accounts",
+        Some(json!({"name": "bob", "password": PASSWORD, "products": ["paid"]})),
+    );
+}
+
 /// A signed token for `ask` with the license `key`.
 pub fn token_for(s: &Service, key: &str, ask: &Value) -> String {
     let (status, answer) = s.tokens(Some(&bearer(key)), ask);
