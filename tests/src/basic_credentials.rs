@@ -306,6 +306,34 @@ fn deployed(fx: &Fixture, sysroot: &std::path::Path) -> String {
     checksum.split('.').next().unwrap().to_owned()
 }
 
+/// Takes the immutable flag off the deployments under a sysroot when dropped (ostree sets it
+/// on each deployment's root), so that the fixture's folder can be removed, pass or fail.
+struct Deployments(std::path::PathBuf);
+
+impl Drop for Deployments {
+    fn drop(&mut self) {
+        let Ok(oses) = std::fs::read_dir(self.0.join("ostree/deploy")) else {
+            return;
+        };
+        for os in oses.flatten() {
+            for deployment in std::fs::read_dir(os.path().join("deploy"))
+                .into_iter()
+                .flatten()
+            {
+                let path = deployment.map(|d| d.path());
+                if let Ok(path) = path.as_ref()
+                    && path.is_dir()
+                {
+                    let _ = std::process::Command::new("chattr")
+                        .arg("-i")
+                        .arg(path)
+                        .status();
+                }
+            }
+        }
+    }
+}
+
 /// A password that needs no percent-encoding in a URL.
 const URL_PASSWORD: &str = "correct-horse-battery-staple";
 
@@ -345,6 +373,7 @@ fn ostree_admin_upgrades_a_gated_os_with_credentials_in_the_remote_url() {
 
     let sysroot = fx.join("sysroot");
     std::fs::create_dir(&sysroot).unwrap();
+    let _deployments = Deployments(sysroot.clone());
     let sysroot_arg = format!("--sysroot={}", sysroot.display());
     let admin = |args: &[&str]| {
         fx.cmd("ostree")
