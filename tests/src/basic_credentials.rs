@@ -207,6 +207,16 @@ fn a_license_deactivated_is_refused_to_basic_credentials_at_once() {
         (r.status, answer_type(&r).as_str()),
         (401, "account-inactive")
     );
+    // A product deactivated opens nothing to the license that holds it.
+    assert_eq!(get(&s, &path, &authorization).status, 200);
+    s.admin_ok(
+        200,
+        "PATCH",
+        "products/paid",
+        Some(json!({"active": false})),
+    );
+    let r = get(&s, &path, &authorization);
+    assert_eq!((r.status, answer_type(&r).as_str()), (403, "not-entitled"));
 }
 
 #[test]
