@@ -8,7 +8,8 @@
 //! commands ([`commands`], one module per command). [`trust`] is the rule for who may see a service's tokens (its origin, and
 //! mirrors the user trusts), which both front ends apply; [`p2p`] plans P2P pulls so that a
 //! token reaches only the origin it was issued for and mirrors the user trusts. Nothing here sends a token to a server it was not
-//! issued for, or prints a secret (`tollgate-helper token` prints tokens, which are not).
+//! issued for, or prints a secret unasked (`tollgate-helper token` prints tokens, which are not;
+//! `os-remote add --print` prints the ostree command with the credential, as asked).
 
 // Everything is private to the crate but the two entry points, so that rustc's dead-code check
 // sees every item; `unreachable_pub` keeps `pub` for what is really exported.

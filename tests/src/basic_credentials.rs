@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
+use crate::customer::{helper as customer_helper, provider_dir};
 use crate::fixture::Fixture;
 use crate::gated_repo::{GatedRepo, gated_repo};
 use crate::http::{self, Response};
@@ -177,6 +178,24 @@ fn malformed_and_ambiguous_basic_headers_are_refused_not_guessed_at() {
         String::from_utf8_lossy(&r.body)
     );
     assert_eq!(get(&s, &path, &right).status, 200);
+    // So are they where credentials get tokens, or say what they open.
+    let body = json!({"refs": [g.app_ref]}).to_string();
+    let two = [
+        ("Authorization", right.as_str()),
+        ("Authorization", "Basic eDp5"),
+        ("Content-Type", "application/json"),
+    ];
+    for (method, endpoint, body) in [
+        ("POST", "/api/v1/tokens", body.as_bytes()),
+        ("GET", "/api/v1/entitlements", &b""[..]),
+    ] {
+        let r = http::request_with_body(s.server.addr, method, endpoint, &two, body);
+        assert_eq!(
+            (r.status, answer_type(&r).as_str()),
+            (400, "bad-request"),
+            "{endpoint}"
+        );
+    }
 }
 
 #[test]
@@ -344,11 +363,13 @@ impl Drop for Deployments {
     }
 }
 
-/// A password that needs no percent-encoding in a URL.
+/// A password ostree passes on as written in a URL (it does not percent-decode user
+/// information, so a space cannot be sent).
 const URL_PASSWORD: &str = "correct-horse-battery-staple";
 
-/// A real OSTree system in a folder, updated by the stock `ostree admin upgrade` from a remote
-/// whose URL carries a license key, then an account's name and password.
+/// A real OSTree system in a folder, updated by the stock `ostree admin upgrade` from the remote
+/// `tollgate-helper os-remote add` writes with the stored license key in its URL, then with an
+/// account's name and password.
 #[test]
 fn ostree_admin_upgrades_a_gated_os_with_credentials_in_the_remote_url() {
     let fx = Fixture::new();
@@ -371,12 +392,14 @@ fn ostree_admin_upgrades_a_gated_os_with_credentials_in_the_remote_url() {
     );
     let license = s.admin_ok(201, "POST", "licenses", Some(json!({"products": ["os"]})));
     let key = license["key"].as_str().unwrap();
-    s.admin_ok(
-        201,
-        "POST",
-        "accounts",
-        Some(json!({"name": "bob", "password": URL_PASSWORD, "products": ["os"]})),
-    );
+    for (name, password) in [("bob", URL_PASSWORD), ("carol", "two words")] {
+        s.admin_ok(
+            201,
+            "POST",
+            "accounts",
+            Some(json!({"name": name, "password": password, "products": ["os"]})),
+        );
+    }
     // Without credentials the OS's commit stays closed.
     let (_, path) = commit_path(&fx, &g.repo, os_ref);
     assert_eq!(http::get(s.server.addr, &format!("/{path}")).status, 401);
@@ -396,24 +419,59 @@ fn ostree_admin_upgrades_a_gated_os_with_credentials_in_the_remote_url() {
         .arg(&sysroot)
         .run();
     admin(&["os-init", "testos"]).run();
+    // The first commit comes as an installer brings it, from a copy of the repository, under
+    // the remote `vendor` that no configuration names yet.
     let system_repo = sysroot.join("ostree/repo");
-    let port = s.server.addr.port();
-    let set_remote = |user: &str, password: &str| {
-        let _ = fx
-            .ostree(&system_repo)
-            .args(["remote", "delete", "--if-exists", "vendor"])
-            .output();
-        fx.ostree(&system_repo)
-            .args(["remote", "add", "--no-gpg-verify", "vendor"])
-            .arg(format!("http://{user}:{password}@127.0.0.1:{port}/"))
-            .run();
-    };
-    set_remote("customer", key);
     fx.ostree(&system_repo)
-        .args(["pull", "vendor", os_ref])
+        .args(["pull-local", "--remote=vendor"])
+        .arg(&g.repo)
+        .arg(os_ref)
         .run();
     admin(&["deploy", "--os=testos", &format!("vendor:{os_ref}")]).run();
     assert_eq!(deployed(&fx, &sysroot), first);
+
+    // The customer keeps the key with the helper, which writes the remote with it.
+    let url = s.server.url();
+    let providers = provider_dir(&fx, &["file"]);
+    let helper = || customer_helper(&fx, &providers);
+    helper()
+        .args(["login", &url, "--key-stdin"])
+        .stdin(format!("{key}\n"))
+        .run();
+    let os_remote = |args: &[&str]| {
+        helper()
+            .args([
+                "os-remote",
+                "add",
+                "vendor",
+                &url,
+                &sysroot_arg,
+                "--no-gpg-verify",
+            ])
+            .args(args.iter().copied())
+    };
+    let said = os_remote(&[]).run();
+    let file = sysroot.join("etc/ostree/remotes.d/vendor.conf");
+    assert!(
+        said.contains(&format!("wrote {}, mode 0600", file.display())),
+        "{said}"
+    );
+    assert!(!said.contains(key), "the helper printed the key: {said}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    let port = s.server.addr.port();
+    assert!(
+        written.contains(&format!(
+            "[remote \"vendor\"]\nurl=http://license:{key}@127.0.0.1:{port}/\ngpg-verify=false\n"
+        )),
+        "{written}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", file.display());
+    // A second add does not replace it without --force.
+    let said = os_remote(&[]).run_fail();
+    assert!(said.contains("exists: add --force"), "{said}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
 
     // A new commit published while tollgate serves: the upgrade pulls and deploys it.
     let second = fx.commit(&g.repo, os_ref, &os_tree(&fx, "tree2", "2"), "two");
@@ -429,9 +487,32 @@ fn ostree_admin_upgrades_a_gated_os_with_credentials_in_the_remote_url() {
     assert!(out.contains("HTTP 401"), "{out}");
     assert!(!out.contains(key), "ostree printed the key: {out}");
     assert_eq!(deployed(&fx, &sysroot), second);
+    // Nor does the helper write a remote for a credential the service refuses.
+    let said = os_remote(&["--force"]).run_fail();
+    assert!(said.contains("nothing written"), "{said}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
 
-    // An account's name and password work the same way.
-    set_remote("bob", URL_PASSWORD);
+    // An account's name and password work the same way; --print gives the command instead,
+    // and that command, run, makes a remote ostree upgrades from.
+    helper()
+        .args(["login", &url, "--user", "bob", "--password-stdin"])
+        .stdin(format!("{URL_PASSWORD}\n"))
+        .run();
+    let line = os_remote(&["--force", "--print"]).run();
+    assert_eq!(
+        line.trim(),
+        format!(
+            "ostree remote add --sysroot='{}' --force --no-gpg-verify vendor \
+             'http://bob:{URL_PASSWORD}@127.0.0.1:{port}/'",
+            sysroot.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        written,
+        "--print wrote"
+    );
+    fx.cmd("sh").args(["-c", line.trim()]).run();
     admin(&["upgrade", "--os=testos"]).run();
     assert_eq!(deployed(&fx, &sysroot), third);
     s.admin_ok(200, "PATCH", "accounts/bob", Some(json!({"active": false})));
@@ -440,4 +521,21 @@ fn ostree_admin_upgrades_a_gated_os_with_credentials_in_the_remote_url() {
     assert!(out.contains("HTTP 401"), "{out}");
     assert_eq!(deployed(&fx, &sysroot), third);
     assert_ne!(third, fourth);
+
+    // A password ostree cannot send as it is is refused, not mangled, and nothing is written.
+    helper()
+        .args(["login", &url, "--user", "carol", "--password-stdin"])
+        .stdin("two words\n")
+        .run();
+    let said = os_remote(&["--force"]).run_fail();
+    assert!(said.contains("cannot carry"), "{said}");
+    assert!(!said.contains("two words"), "{said}");
+    let kept = std::fs::read_to_string(&file).unwrap();
+    assert!(kept.contains(&format!("bob:{URL_PASSWORD}@")), "{kept}");
+    // `remove` takes the remote, and the credential in it, away.
+    let said = helper()
+        .args(["os-remote", "remove", "vendor", &sysroot_arg])
+        .run();
+    assert!(said.contains("removed"), "{said}");
+    assert!(!file.exists());
 }

@@ -163,7 +163,7 @@ pub(super) fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// What the service said a credential opens, for the person logging in.
-fn describe_entitled(
+pub(super) fn describe_entitled(
     url: &str,
     credential: &Credential,
     entitled: &crate::service::Entitled,

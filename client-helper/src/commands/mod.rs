@@ -1,7 +1,7 @@
 //! `tollgate-helper`: the command line, one module per command, each owning its clap
 //! arguments. Answers go to stdout, the providers' answers along the way and errors to stderr.
-//! No command ever prints a secret. Nothing outside this folder uses it, and clap appears only
-//! here (the `workspace_rules` tests keep it so).
+//! No command prints a secret unless asked to (`os-remote add --print`). Nothing outside this
+//! folder uses it, and clap appears only here (the `workspace_rules` tests keep it so).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,6 +22,7 @@ mod credential;
 mod install_authenticator;
 mod login;
 mod logout;
+mod os_remote;
 mod p2p_options;
 mod package_files;
 mod providers;
@@ -72,6 +73,12 @@ enum Command {
         #[command(subcommand)]
         action: trust::TrustAction,
     },
+    /// An ostree remote for OS updates (`ostree admin upgrade`) whose URL carries the stored
+    /// credential, in SYSROOT/etc/ostree/remotes.d/NAME.conf, readable by root alone.
+    OsRemote {
+        #[command(subcommand)]
+        action: os_remote::OsRemoteAction,
+    },
     /// Print the options a P2P pull would use at each place its refs were found, in GVariant
     /// text form: a gated ref's token goes only to the origin and trusted mirrors.
     P2pOptions(p2p_options::P2pOptionsArgs),
@@ -105,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pull(args) => pull::run(args),
         Command::Status(args) => status::run(&args),
         Command::Trust { action } => trust::run(action),
+        Command::OsRemote { action } => os_remote::run(action),
         Command::P2pOptions(args) => p2p_options::run(&args),
         Command::InstallAuthenticator(args) => install_authenticator::run(args),
         Command::PackageFiles(args) => package_files::run(&args),

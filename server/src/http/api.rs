@@ -142,27 +142,22 @@ pub(super) async fn tokens(
         return Err(HttpError::UnknownRefs);
     }
 
-    let (credential, client) = credential_and_client(headers, client);
+    let (credential, client) = credential_and_client(headers, client)?;
     let answer = state
         .entitlements
-        .issue(
-            credential,
-            &request.repo,
-            state.repos.len() == 1,
-            &refs,
-            client,
-        )
+        .issue(credential, &request.repo, state.sole_repo(), &refs, client)
         .await
         .map_err(|e| issue_error(e, "issuing a token"))?;
     Ok(json(StatusCode::OK, &answer))
 }
 
 /// The credential a request presents, and the address its failures count against.
-fn credential_and_client(headers: &HeaderMap, client: Client) -> (Option<Credential>, IpAddr) {
-    let credential = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| Credential::from_header(v.as_bytes()));
-    (credential, client.ip)
+fn credential_and_client(
+    headers: &HeaderMap,
+    client: Client,
+) -> Result<(Option<Credential>, IpAddr), HttpError> {
+    let credential = super::authorization(headers)?.map(|v| Credential::from_header(v.as_bytes()));
+    Ok((credential, client.ip))
 }
 
 pub(super) fn issue_error(e: IssueError, doing: &str) -> HttpError {
@@ -192,7 +187,7 @@ pub(super) async fn entitlements(
     if method != Method::GET {
         return Err(HttpError::MethodNotAllowed("GET"));
     }
-    let (credential, client) = credential_and_client(headers, client);
+    let (credential, client) = credential_and_client(headers, client)?;
     let entitled = state
         .entitlements
         .entitled(credential, client)
@@ -226,8 +221,7 @@ pub(super) async fn token_subset(
             request.duration
         )));
     }
-    let parent = headers
-        .get(header::AUTHORIZATION)
+    let parent = super::authorization(headers)?
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))

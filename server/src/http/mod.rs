@@ -146,6 +146,11 @@ impl AppState {
         self
     }
 
+    /// Whether one repository is served: then a credential's products need not name it.
+    pub(crate) fn sole_repo(&self) -> bool {
+        self.repos.len() == 1
+    }
+
     /// Which repository a decoded path (without its leading `/`) is in, and the path inside it.
     fn resolve<'p>(&self, path: &'p str) -> Option<(&Arc<Served>, &'p str)> {
         let (first, rest) = path.split_once('/').unwrap_or((path, ""));
@@ -397,6 +402,21 @@ fn healthz(method: &Method) -> Result<Response, HttpError> {
     Ok(response)
 }
 
+/// The request's one `Authorization` header, if any. Two credentials could each open something
+/// else, so a request with several is refused (400) rather than guessed at.
+pub(super) fn authorization(headers: &HeaderMap) -> Result<Option<&http::HeaderValue>, HttpError> {
+    let mut all = headers.get_all(http::header::AUTHORIZATION).iter();
+    let first = all.next();
+    let more = all.count();
+    if more > 0 {
+        return Err(HttpError::BadRequest(format!(
+            "the request has {} Authorization headers: send one",
+            more + 1
+        )));
+    }
+    Ok(first)
+}
+
 /// Whether the request carries `Authorization: Bearer <expected>`, compared in constant time
 /// (as SHA-256 digests, so that not even the length shows).
 pub(crate) fn bearer_matches(headers: &HeaderMap, expected: &Secret) -> bool {
@@ -433,13 +453,7 @@ async fn repo_file(
         RepoFile::Path(path) => path,
     };
     let inside = &*inside;
-    // Two credentials could each open something else: neither is guessed at.
-    let authorizations = headers.get_all(http::header::AUTHORIZATION).iter().count();
-    if authorizations > 1 {
-        return Err(HttpError::BadRequest(format!(
-            "the request has {authorizations} Authorization headers: send one"
-        )));
-    }
+    authorization(&headers)?;
 
     let decision = decide(state, served, &path, &headers, client).await?;
     let allowed = match decision {
@@ -672,7 +686,7 @@ async fn ask_gate(
                 .map_or(&b""[..], |v| v.as_bytes());
             let grant = state
                 .entitlements
-                .basic_grant(header, served.token_name(), state.repos.len() == 1, client)
+                .basic_grant(header, served.token_name(), state.sole_repo(), client)
                 .await
                 .map_err(|e| api::issue_error(e, "checking Basic credentials"))?;
             Ok(ask(Some(&grant)))
