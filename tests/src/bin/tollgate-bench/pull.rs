@@ -77,7 +77,7 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let server = bench.tollgate.serve(&repo.path, &data);
     let nginx = bench.nginx(&repo, true)?;
     let token = bench.tollgate.issue_token(&data, &repo.app_ref)?;
-    crate::verify::workloads(server.addr, &[("nginx", nginx.addr)], &repo, &token)?;
+    crate::verify::workloads(server.addr, &[("nginx", nginx.addr)], &repo, &token, None)?;
     let (tollgate_url, nginx_url) = (server.url(), nginx.url());
 
     say!("== pull: ostree pull of the gated app, from tollgate with a token and from nginx");

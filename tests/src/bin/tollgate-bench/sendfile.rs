@@ -30,6 +30,7 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
         ],
         &repo,
         &token,
+        None,
     )?;
     let [public_lua, gated_lua] = random_scripts(bench, &repo, &token)?;
     // (kind, server) → requests/s of each run, in order.

@@ -1,10 +1,14 @@
 //! `serve`: tollgate and nginx (sendfile on) serving the same Flatpak repository, requests/s
-//! and p99 latency of public objects, and of gated objects with a valid token against nginx
+//! and p99 latency of public objects, and of gated objects with a valid token (`gated`) and
+//! with a license key as Basic credentials (`basic`, what an ostree remote sends) against nginx
 //! serving the same files with no check: the smallest object of each ref (`small`) and random
 //! objects of each (`mix`), at each concurrency level, alternating which server goes first.
-//! Prints the table `BENCHMARKS.md` records and writes the two charts.
+//! Prints the table `BENCHMARKS.md` records, the Basic path against the token path run by run,
+//! and writes the two charts.
 
 use anyhow::{Context, ensure};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
 use crate::chart::{self, Line};
 use crate::machine::{self, StealMark};
@@ -15,6 +19,8 @@ use crate::{Bench, verify};
 
 pub(crate) const WORKLOADS: [&str; 2] = ["small", "mix"];
 pub(crate) const KINDS: [&str; 2] = ["public", "gated"];
+/// What `serve` measures: [`KINDS`], and gated objects opened by Basic credentials.
+const SERVE_KINDS: [&str; 3] = ["public", "gated", "basic"];
 
 /// One wrk run's figures.
 #[derive(Debug, Clone)]
@@ -27,29 +33,35 @@ struct Figure {
     measured: WrkRun,
 }
 
-/// Writes `work/KIND.paths` and `work/KIND.lua` (random objects of the list, with the token
-/// for gated ones) and returns the scripts' paths, public first.
+/// Writes `work/KIND.paths` and `work/KIND.lua` (random objects of `paths`, each request with
+/// `authorization` when given) and returns the script's path.
+fn random_script(
+    bench: &Bench,
+    kind: &str,
+    paths: &[String],
+    authorization: Option<&str>,
+) -> anyhow::Result<std::path::PathBuf> {
+    let list = bench.work.join(format!("{kind}.paths"));
+    let mut text = paths.join("\n");
+    text.push('\n');
+    std::fs::write(&list, text).with_context(|| format!("writing {}", list.display()))?;
+    let script = bench.work.join(format!("{kind}.lua"));
+    std::fs::write(&script, wrk::random_paths_lua(&list, authorization))
+        .with_context(|| format!("writing {}", script.display()))?;
+    Ok(script)
+}
+
+/// The random-object scripts of [`KINDS`]: public objects, and gated ones with the token.
 pub(crate) fn random_scripts(
     bench: &Bench,
     repo: &BenchRepo,
     token: &str,
 ) -> anyhow::Result<[std::path::PathBuf; 2]> {
     let auth = format!("Bearer {token}");
-    let mut scripts = Vec::new();
-    for (kind, paths, header) in [
-        ("public", &repo.public_paths, None),
-        ("gated", &repo.gated_paths, Some(auth.as_str())),
-    ] {
-        let list = bench.work.join(format!("{kind}.paths"));
-        let mut text = paths.join("\n");
-        text.push('\n');
-        std::fs::write(&list, text).with_context(|| format!("writing {}", list.display()))?;
-        let script = bench.work.join(format!("{kind}.lua"));
-        std::fs::write(&script, wrk::random_paths_lua(&list, header))
-            .with_context(|| format!("writing {}", script.display()))?;
-        scripts.push(script);
-    }
-    Ok(scripts.try_into().expect("two scripts"))
+    Ok([
+        random_script(bench, "public", &repo.public_paths, None)?,
+        random_script(bench, "gated", &repo.gated_paths, Some(&auth))?,
+    ])
 }
 
 /// Fails unless the run read at least `body` bytes per request: every answer carried the
@@ -63,13 +75,14 @@ pub(crate) fn check_bytes(server: &str, path: &str, body: u64, run: &WrkRun) -> 
     Ok(())
 }
 
-/// What the four workloads ask for: the small objects (path, size), public then gated; the
-/// random-object scripts, public then gated; and the gated small object's `Authorization`.
+/// What the workloads ask for: the small objects (path, size), public then gated; the
+/// random-object scripts of each of [`SERVE_KINDS`]; and the gated small object's
+/// `Authorization`, token then Basic.
 #[derive(Debug)]
 struct Workloads<'a> {
     small: [(&'a str, u64); 2],
-    scripts: [&'a std::path::Path; 2],
-    authorization: &'a str,
+    scripts: [&'a std::path::Path; 3],
+    authorization: [&'a str; 2],
 }
 
 /// wrk's load and URL for `workload` and `kind` on the server at `base`, and for small
@@ -81,18 +94,20 @@ fn target<'a>(
     load: Load,
     base: String,
 ) -> (Load, String, Option<(&'a str, u64)>) {
-    let gated = usize::from(kind == "gated");
+    let which = SERVE_KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .expect("a kind of SERVE_KINDS");
     if workload == "small" {
-        let (path, size) = workloads.small[gated];
-        let load = if gated == 1 {
-            load.authorization(workloads.authorization)
-        } else {
-            load
+        let (path, size) = workloads.small[which.min(1)];
+        let load = match which {
+            0 => load,
+            gated => load.authorization(workloads.authorization[gated - 1]),
         };
         let url = format!("{}{path}", base.trim_end_matches('/'));
         (load, url, Some((path, size)))
     } else {
-        (load.script(workloads.scripts[gated]), base, None)
+        (load.script(workloads.scripts[which]), base, None)
     }
 }
 
@@ -102,12 +117,23 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let repo = bench.repo()?;
     let settings = bench.settings.clone();
     let data = bench.work.join("data");
+    let key = bench
+        .tollgate
+        .fresh_license(&data, &format!("app/{}/*", repo.app_id))?;
+    let basic = format!("Basic {}", STANDARD.encode(format!("license:{key}")));
     let server = bench.tollgate.serve(&repo.path, &data);
     let nginx = bench.nginx(&repo, true)?;
     let token = bench.tollgate.issue_token(&data, &repo.app_ref)?;
     let auth = format!("Bearer {token}");
-    verify::workloads(server.addr, &[("nginx", nginx.addr)], &repo, &token)?;
+    verify::workloads(
+        server.addr,
+        &[("nginx", nginx.addr)],
+        &repo,
+        &token,
+        Some(&basic),
+    )?;
     let [public_lua, gated_lua] = random_scripts(bench, &repo, &token)?;
+    let basic_lua = random_script(bench, "basic", &repo.gated_paths, Some(&basic))?;
     let (small_public_size, small_gated_size) = (
         repo.size_of(&repo.small_public)?,
         repo.size_of(&repo.small_gated)?,
@@ -117,15 +143,19 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
             (repo.small_public.as_str(), small_public_size),
             (repo.small_gated.as_str(), small_gated_size),
         ],
-        scripts: [public_lua.as_path(), gated_lua.as_path()],
-        authorization: &auth,
+        scripts: [
+            public_lua.as_path(),
+            gated_lua.as_path(),
+            basic_lua.as_path(),
+        ],
+        authorization: [&auth, &basic],
     };
 
     let mut figures = Vec::new();
     for &level in &settings.levels {
         for run in 1..=settings.runs {
             for workload in WORKLOADS {
-                for kind in KINDS {
+                for kind in SERVE_KINDS {
                     let servers = if run % 2 == 1 {
                         ["tollgate", "nginx"]
                     } else {
@@ -171,7 +201,7 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
     );
     say!("{small_gated_size} bytes); mix: random objects of the ref");
     say!(
-        "({} public, {} gated); gated: with a valid token",
+        "({} public, {} gated); gated: with a valid token; basic: with a license key as Basic credentials,",
         repo.public_paths.len(),
         repo.gated_paths.len()
     );
@@ -193,23 +223,10 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", settings.charts.display()))?;
     for workload in WORKLOADS {
         let mut lines = Vec::new();
-        for kind in KINDS {
+        for kind in SERVE_KINDS {
             let mut medians = [Vec::new(), Vec::new()];
             for &level in &settings.levels {
-                let of = |name: &str| -> Vec<&WrkRun> {
-                    let mut runs: Vec<(usize, &WrkRun)> = figures
-                        .iter()
-                        .filter(|f| {
-                            f.workload == workload
-                                && f.kind == kind
-                                && f.level == level
-                                && f.server == name
-                        })
-                        .map(|f| (f.run, &f.measured))
-                        .collect();
-                    runs.sort_by_key(|(run, _)| *run);
-                    runs.into_iter().map(|(_, m)| m).collect()
-                };
+                let of = |name| runs_of(&figures, workload, kind, level, name);
                 let (t, n) = (of("tollgate"), of("nginx"));
                 let t_rps: Vec<f64> = t.iter().map(|m| m.requests_per_second).collect();
                 let n_rps: Vec<f64> = n.iter().map(|m| m.requests_per_second).collect();
@@ -236,19 +253,20 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
                 medians[1].push(Some(Spread::of(&n_rps).median));
             }
             let [t, n] = medians;
-            let (colour, what) = if kind == "public" {
-                (
+            let (colour, what) = match kind {
+                "public" => (
                     "#1f77b4",
                     ["tollgate, public objects", "nginx, the same files"],
-                )
-            } else {
-                (
+                ),
+                "gated" => (
                     "#d62728",
                     [
                         "tollgate, gated, with a token",
                         "nginx, the same files, no check",
                     ],
-                )
+                ),
+                // nginx's line would be the gated one's again.
+                _ => ("#2ca02c", ["tollgate, gated, with Basic credentials", ""]),
             };
             lines.push(Line {
                 label: what[0].to_owned(),
@@ -256,12 +274,14 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
                 dash: "none",
                 values: t,
             });
-            lines.push(Line {
-                label: what[1].to_owned(),
-                colour,
-                dash: "6 4",
-                values: n,
-            });
+            if !what[1].is_empty() {
+                lines.push(Line {
+                    label: what[1].to_owned(),
+                    colour,
+                    dash: "6 4",
+                    values: n,
+                });
+            }
         }
         let what = if workload == "small" {
             "the smallest object of each ref".to_owned()
@@ -279,12 +299,49 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
         );
         std::fs::write(&file, svg).with_context(|| format!("writing {}", file.display()))?;
     }
+    say!("Basic credentials against the token, tollgate's req/s, basic / gated per run:");
+    say!(
+        "{:<8} {:>5}  {}",
+        "workload",
+        "conns",
+        "basic / token req/s"
+    );
+    for workload in WORKLOADS {
+        for &level in &settings.levels {
+            let of = |kind| runs_of(&figures, workload, kind, level, "tollgate");
+            let ratios: Vec<f64> = of("basic")
+                .iter()
+                .zip(of("gated"))
+                .map(|(basic, token)| basic.requests_per_second / token.requests_per_second)
+                .collect();
+            say!("{:<8} {:>5}  {}", workload, level, Spread::of(&ratios));
+        }
+    }
     say!(
         "charts: {}, {}",
         settings.charts.join("throughput-small.svg").display(),
         settings.charts.join("throughput-mix.svg").display()
     );
     Ok(())
+}
+
+/// The figures of one workload, kind, level and server, in run order.
+fn runs_of<'f>(
+    figures: &'f [Figure],
+    workload: &str,
+    kind: &str,
+    level: u32,
+    server: &str,
+) -> Vec<&'f WrkRun> {
+    let mut runs: Vec<(usize, &WrkRun)> = figures
+        .iter()
+        .filter(|f| {
+            f.workload == workload && f.kind == kind && f.level == level && f.server == server
+        })
+        .map(|f| (f.run, &f.measured))
+        .collect();
+    runs.sort_by_key(|(run, _)| *run);
+    runs.into_iter().map(|(_, m)| m).collect()
 }
 
 /// 20000 → "20,000".
@@ -310,8 +367,12 @@ mod tests {
     fn each_workload_asks_for_what_it_says() {
         let workloads = Workloads {
             small: [("/objects/aa/p.filez", 74), ("/objects/bb/g.dirtree", 1)],
-            scripts: [Path::new("/w/public.lua"), Path::new("/w/gated.lua")],
-            authorization: "Bearer T",
+            scripts: [
+                Path::new("/w/public.lua"),
+                Path::new("/w/gated.lua"),
+                Path::new("/w/basic.lua"),
+            ],
+            authorization: ["Bearer T", "Basic B"],
         };
         let check = |workload, kind, expected: &str, small: Option<(&str, u64)>| {
             let (load, url, picked) = target(
@@ -335,6 +396,18 @@ mod tests {
             "gated",
             "-t2 -c8 -H Authorization: Bearer T -d4s --latency http://127.0.0.1:1/objects/bb/g.dirtree",
             Some(("/objects/bb/g.dirtree", 1)),
+        );
+        check(
+            "small",
+            "basic",
+            "-t2 -c8 -H Authorization: Basic B -d4s --latency http://127.0.0.1:1/objects/bb/g.dirtree",
+            Some(("/objects/bb/g.dirtree", 1)),
+        );
+        check(
+            "mix",
+            "basic",
+            "-t2 -c8 -s /w/basic.lua -d4s --latency http://127.0.0.1:1/",
+            None,
         );
         check(
             "mix",

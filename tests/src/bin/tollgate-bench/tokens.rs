@@ -19,38 +19,9 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let repo = bench.repo()?;
     let settings = bench.settings.clone();
     let data = bench.work.join("data");
-    if data.exists() {
-        std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
-    }
-    let admin = || bench.tollgate.admin(&data);
-    admin()
-        .args([
-            "product",
-            "add",
-            "paid",
-            "--name",
-            "Paid",
-            "--ref",
-            "app/org.example.Paid/*",
-        ])
-        .run();
-    let license = admin()
-        .args([
-            "--json",
-            "license",
-            "add",
-            "--product",
-            "paid",
-            "--note",
-            "bench",
-        ])
-        .run();
-    let license: serde_json::Value = serde_json::from_str(&license)
-        .with_context(|| format!("`tollgate admin license add` printed {license:?}"))?;
-    let key = license["key"]
-        .as_str()
-        .with_context(|| format!("no key in the new license: {license}"))?
-        .to_owned();
+    let key = bench
+        .tollgate
+        .fresh_license(&data, &format!("app/{}/*", repo.app_id))?;
     let server = bench.tollgate.serve(&repo.path, &data);
     let nginx = bench.nginx(&repo, true)?;
     crate::verify::serves("nginx", nginx.addr, &repo, &[&repo.small_public], None)?;
@@ -136,7 +107,11 @@ pub(crate) fn run(bench: &mut Bench) -> anyhow::Result<()> {
     say!("CPU steal during the measurements: {}", steal.since()?);
     drop(server);
     drop(nginx);
-    let audit = admin().args(["--json", "audit", "--limit", "1"]).run();
+    let audit = bench
+        .tollgate
+        .admin(&data)
+        .args(["--json", "audit", "--limit", "1"])
+        .run();
     let audit: serde_json::Value = serde_json::from_str(&audit)
         .with_context(|| format!("`tollgate admin audit` printed {audit:?}"))?;
     ensure!(

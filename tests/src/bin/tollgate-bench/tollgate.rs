@@ -49,6 +49,44 @@ impl Tollgate {
         Ok(token)
     }
 
+    /// A license key for the product `paid` (`app_pattern`), made with the admin commands in a
+    /// new data directory `data` (what was there is removed first).
+    pub(crate) fn fresh_license(&self, data: &Path, app_pattern: &str) -> anyhow::Result<String> {
+        if data.exists() {
+            std::fs::remove_dir_all(data)
+                .with_context(|| format!("removing {}", data.display()))?;
+        }
+        self.admin(data)
+            .args([
+                "product",
+                "add",
+                "paid",
+                "--name",
+                "Paid",
+                "--ref",
+                app_pattern,
+            ])
+            .run();
+        let license = self
+            .admin(data)
+            .args([
+                "--json",
+                "license",
+                "add",
+                "--product",
+                "paid",
+                "--note",
+                "bench",
+            ])
+            .run();
+        let license: serde_json::Value = serde_json::from_str(&license)
+            .with_context(|| format!("`tollgate admin license add` printed {license:?}"))?;
+        Ok(license["key"]
+            .as_str()
+            .with_context(|| format!("no key in the new license: {license}"))?
+            .to_owned())
+    }
+
     /// `tollgate admin --data-dir DATA`, to which the caller adds the command.
     pub(crate) fn admin(&self, data: &Path) -> Cmd {
         Cmd::new(&self.bin).arg("admin").arg("--data-dir").arg(data)

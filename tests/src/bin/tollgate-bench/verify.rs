@@ -65,12 +65,14 @@ pub(crate) fn serves(
 }
 
 /// Checks both servers on the objects the workloads ask for: the small ones, and a sample of
-/// each random list; and that tollgate refuses the gated objects without `token`.
+/// each random list; and that tollgate refuses the gated objects without `token` (or, when
+/// given, the `Authorization: Basic` credential `basic`), and with a wrong one.
 pub(crate) fn workloads(
     tollgate: SocketAddr,
     nginx: &[(&str, SocketAddr)],
     repo: &BenchRepo,
     token: &str,
+    basic: Option<&str>,
 ) -> anyhow::Result<()> {
     let auth = format!("Bearer {token}");
     let gate = get(tollgate, &repo.gated_commit, None)?;
@@ -95,6 +97,22 @@ pub(crate) fn workloads(
         &gated,
         Some(&auth),
     )?;
+    if let Some(basic) = basic {
+        serves(
+            "tollgate, with Basic credentials",
+            tollgate,
+            repo,
+            &gated,
+            Some(basic),
+        )?;
+        let wrong = get(tollgate, &repo.gated_commit, Some("Basic bGljZW5zZTp4"))?;
+        ensure!(
+            wrong.status == 401,
+            "the gated commit {} answered {} to a wrong Basic credential, not 401",
+            repo.gated_commit,
+            wrong.status
+        );
+    }
     for (name, addr) in nginx {
         serves(name, *addr, repo, &public, None)?;
         serves(name, *addr, repo, &gated, Some(&auth))?;
