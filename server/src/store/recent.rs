@@ -6,8 +6,13 @@
 //! PostgreSQL or by SQL typed by hand counts as much as one made here). Issuance reads the counter
 //! at most every [`FRESHNESS`]; when it has moved, everything kept is dropped. Writes through this
 //! process drop it at once. So a license deactivated anywhere gets no new token after
-//! [`FRESHNESS`] at most — against tokens already issued, which stay good until they expire
-//! (minutes), that adds nothing.
+//! [`FRESHNESS`] and the one read of the counter then under way — against tokens already
+//! issued, which stay good until they expire (minutes), that adds nothing.
+//!
+//! One request reads the counter; requests that come while it does go on with what is kept
+//! rather than queue behind it (every [`FRESHNESS`], all of them would stall for a database
+//! round trip: at 128 connections of Basic credentials that was most of the p99), unless the
+//! last read is older than [`STALE_LIMIT`], when they wait for it.
 //!
 //! A row read from the database before a drop is not kept after it: each drop moves an epoch,
 //! and a row is taken back out when the epoch moved while it was read and put in.
@@ -23,6 +28,9 @@ use super::{License, Product, Result, Store, on_pool};
 
 /// How old the knowledge of the counter may be when an issuance relies on what is kept.
 pub(crate) const FRESHNESS: Duration = Duration::from_millis(50);
+/// How old the last read of the counter may be for a request to go on without waiting for the
+/// read under way.
+const STALE_LIMIT: Duration = Duration::from_secs(1);
 /// Licenses kept at most.
 const LICENSES: usize = 100_000;
 
@@ -70,9 +78,14 @@ impl Recent {
             .saturating_add(1)
     }
 
-    fn fresh(&self) -> bool {
+    /// Whether the counter was read less than `age` ago.
+    fn checked_within(&self, age: Duration) -> bool {
         let at = self.checked_at.load(Ordering::Acquire);
-        at != 0 && u128::from(self.millis().saturating_sub(at)) < FRESHNESS.as_millis()
+        at != 0 && u128::from(self.millis().saturating_sub(at)) < age.as_millis()
+    }
+
+    fn fresh(&self) -> bool {
+        self.checked_within(FRESHNESS)
     }
 }
 
@@ -84,7 +97,12 @@ impl Store {
         if recent.fresh() {
             return Ok(());
         }
-        let mut seen = recent.changes.lock().await;
+        let mut seen = match recent.changes.try_lock() {
+            Ok(seen) => seen,
+            // Another request is reading it: what is kept is at most that read's age.
+            Err(_) if recent.checked_within(STALE_LIMIT) => return Ok(()),
+            Err(_) => recent.changes.lock().await,
+        };
         if recent.fresh() {
             return Ok(());
         }
@@ -162,5 +180,52 @@ impl Store {
             self.recent.products.store(None);
         }
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Location;
+
+    #[tokio::test]
+    async fn requests_go_on_while_another_reads_the_counter_unless_it_is_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Location::Sqlite(dir.path().join("t.db")))
+            .await
+            .unwrap();
+        let within = Duration::from_millis(500);
+        store.recent_checked().await.unwrap();
+        // Another request is reading the counter (it holds the lock), and the last read is
+        // past FRESHNESS but within STALE_LIMIT: this one does not wait.
+        let reading = store.recent.changes.lock().await;
+        let age = |d: Duration| {
+            let ms = u64::try_from(d.as_millis()).unwrap();
+            store.recent.checked_at.store(
+                store.recent.millis().saturating_sub(ms).max(1),
+                Ordering::Release,
+            );
+        };
+        tokio::time::sleep(FRESHNESS).await;
+        age(FRESHNESS * 2);
+        tokio::time::timeout(within, store.recent_checked())
+            .await
+            .expect("waited for the read under way")
+            .unwrap();
+        // Over STALE_LIMIT old: it waits for that read rather than rely on what is kept.
+        tokio::time::sleep(STALE_LIMIT + FRESHNESS).await;
+        age(STALE_LIMIT + FRESHNESS);
+        assert!(
+            tokio::time::timeout(within, store.recent_checked())
+                .await
+                .is_err(),
+            "went on with what was kept over STALE_LIMIT ago"
+        );
+        drop(reading);
+        tokio::time::timeout(within, store.recent_checked())
+            .await
+            .expect("the counter read")
+            .unwrap();
+        assert!(store.recent.fresh());
     }
 }
