@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use proptest::prelude::*;
 use tollgate_tests::fixture::{Fixture, files_under, sample_tree, write_files};
@@ -226,23 +226,30 @@ struct FlatpakRepo {
     arch: String,
 }
 
-fn flatpak_repo() -> &'static FlatpakRepo {
-    static REPO: OnceLock<FlatpakRepo> = OnceLock::new();
-    REPO.get_or_init(|| {
-        let fx = Fixture::new();
-        let repo = fx.join("repo");
-        fx.flatpak_runtime(&repo, "org.example.Public", 0, None);
-        fx.flatpak_runtime(&repo, "org.example.Gated", 0, Some(2));
-        fx.flatpak_runtime(&repo, "org.example.Gated", 1, Some(2));
-        fx.flatpak_update_repo(&repo);
-        let arch = fx.flatpak_arch();
-        FlatpakRepo { fx, repo, arch }
-    })
+/// The shared repository: built once for the tests that run at the same time, and removed
+/// with its fixture when the last of them is done (a static would never drop it).
+fn flatpak_repo() -> Arc<FlatpakRepo> {
+    static REPO: Mutex<Weak<FlatpakRepo>> = Mutex::new(Weak::new());
+    let mut shared = REPO.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(repo) = shared.upgrade() {
+        return repo;
+    }
+    let fx = Fixture::new();
+    let repo = fx.join("repo");
+    fx.flatpak_runtime(&repo, "org.example.Public", 0, None);
+    fx.flatpak_runtime(&repo, "org.example.Gated", 0, Some(2));
+    fx.flatpak_runtime(&repo, "org.example.Gated", 1, Some(2));
+    fx.flatpak_update_repo(&repo);
+    let arch = fx.flatpak_arch();
+    let built = Arc::new(FlatpakRepo { fx, repo, arch });
+    *shared = Arc::downgrade(&built);
+    built
 }
 
 #[test]
 fn flatpak_token_type_and_summary_index() {
-    let FlatpakRepo { fx, repo, arch } = flatpak_repo();
+    let shared = flatpak_repo();
+    let FlatpakRepo { fx, repo, arch } = &*shared;
     let gated = rev_parse(
         fx,
         repo,
@@ -273,7 +280,8 @@ fn flatpak_token_type_and_summary_index() {
 
 #[test]
 fn closure_equals_what_ostree_holds() {
-    let FlatpakRepo { fx, repo, arch } = flatpak_repo();
+    let shared = flatpak_repo();
+    let FlatpakRepo { fx, repo, arch } = &*shared;
     let source = Repo::open(repo).unwrap();
     for (i, name) in ["org.example.Gated", "org.example.Public"]
         .iter()
@@ -412,7 +420,8 @@ fn repos_of_other_kinds_are_refused_by_name() {
 
 #[test]
 fn every_file_of_a_flatpak_repo_has_exactly_one_path() {
-    let FlatpakRepo { repo, .. } = flatpak_repo();
+    let shared = flatpak_repo();
+    let FlatpakRepo { repo, .. } = &*shared;
     let mut kinds = HashSet::new();
     for rel in files_under(repo) {
         let servable = !(rel.starts_with("tmp/")
@@ -451,7 +460,8 @@ enum Sample {
 fn samples() -> &'static [(Sample, Vec<u8>)] {
     static SAMPLES: OnceLock<Vec<(Sample, Vec<u8>)>> = OnceLock::new();
     SAMPLES.get_or_init(|| {
-        let FlatpakRepo { repo, .. } = flatpak_repo();
+        let shared = flatpak_repo();
+        let FlatpakRepo { repo, .. } = &*shared;
         let mut out = metadata_objects(repo);
         out.push((
             Sample::Summary,

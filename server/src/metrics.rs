@@ -23,10 +23,11 @@ pub(crate) enum Route {
     Admin,
     Metrics,
     Health,
+    Pages,
     Other,
 }
 
-const ROUTES: [Route; 12] = [
+const ROUTES: [Route; 13] = [
     Route::Object,
     Route::Delta,
     Route::Summary,
@@ -38,6 +39,7 @@ const ROUTES: [Route; 12] = [
     Route::Admin,
     Route::Metrics,
     Route::Health,
+    Route::Pages,
     Route::Other,
 ];
 
@@ -55,6 +57,7 @@ impl Route {
             Route::Admin => "admin",
             Route::Metrics => "metrics",
             Route::Health => "health",
+            Route::Pages => "pages",
             Route::Other => "other",
         }
     }

@@ -59,6 +59,7 @@ const RESERVED_NAMES: &[&str] = &[
     "delta-indexes",
     "refs",
     "api",
+    "account",
     "metrics",
     "healthz",
 ];

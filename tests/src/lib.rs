@@ -9,6 +9,7 @@
 //! The tests (`#[cfg(test)]` modules below) drive the real `ostree` and `flatpak`. A missing
 //! tool fails the test with a message saying what to install; nothing is skipped silently.
 
+pub mod browser;
 pub mod bus;
 pub mod cmd;
 pub mod customer;
@@ -88,5 +89,7 @@ mod several_repos;
 mod signed_repos;
 #[cfg(test)]
 mod token_issuance;
+#[cfg(test)]
+mod web_pages;
 #[cfg(test)]
 mod workspace_rules;

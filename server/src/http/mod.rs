@@ -13,6 +13,7 @@ mod files;
 mod flatpakrepo;
 mod gate;
 pub(crate) mod listener;
+mod pages;
 mod stall;
 
 use std::borrow::Cow;
@@ -237,6 +238,15 @@ async fn route(
             state, &method, rest, query, &headers, client, body,
         ));
         return (Route::Admin, answer.await);
+    }
+    // The customers' web pages: sign in, the portal (see pages.rs).
+    if let Some(rest) = path.strip_prefix(pages::PREFIX)
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        let answer = Box::pin(pages::handle(
+            state, &method, rest, &headers, client.ip, body,
+        ));
+        return (Route::Pages, Ok(answer.await));
     }
     match path {
         // POST: a credential and refs in, download tokens out.

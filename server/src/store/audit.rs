@@ -46,6 +46,8 @@ pub(crate) struct AuditFilter {
     pub ref_name: Option<String>,
     pub before: Option<i64>,
     pub limit: i64,
+    /// Downloads only: by this subject (`license:ID`, `account:NAME`, a token's `sub`).
+    pub subject: Option<String>,
 }
 
 impl AuditFilter {
@@ -207,13 +209,14 @@ impl Store {
                 "SELECT seq, at, repo, ref_name, commit_id, token_id, subject, user_agent \
                  FROM downloads \
                  WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR ref_name = $2) \
-                   AND ($3 IS NULL OR seq < $3) \
+                   AND ($3 IS NULL OR seq < $3) AND ($5 IS NULL OR subject = $5) \
                  ORDER BY seq DESC LIMIT $4",
             )
             .bind(filter.since)
             .bind(&filter.ref_name)
             .bind(filter.before)
             .bind(filter.limit)
+            .bind(&filter.subject)
             .fetch_all(pool)
             .await?
         });

@@ -336,6 +336,33 @@ async fn scenario(store: &Store) {
         .unwrap();
     assert_eq!(downloads.len(), 1);
     assert_eq!(downloads[0].user_agent, "ua \"quoted\"");
+    let by = |subject: &str| AuditFilter {
+        limit: 10,
+        subject: Some(subject.to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(store.downloads(&by("s")).await.unwrap().len(), 1);
+    assert!(store.downloads(&by("account:alice")).await.unwrap().is_empty());
+
+    // Web sessions: found by their cookie only, for an active account, until they end.
+    let made = store.session_add("alice", 3600).await.unwrap();
+    assert!(
+        store.session_get(&made.cookie).await.unwrap().is_none(),
+        "a session of an inactive account"
+    );
+    store
+        .account_update("alice", None, Some(true), None)
+        .await
+        .unwrap();
+    let session = store.session_get(&made.cookie).await.unwrap().unwrap();
+    assert_eq!((session.account.as_str(), session.csrf.as_str()), ("alice", made.csrf.as_str()));
+    assert_ne!(made.cookie, made.csrf);
+    assert!(store.session_get(&made.csrf).await.unwrap().is_none());
+    let over = store.session_add("alice", -1).await.unwrap();
+    assert!(store.session_get(&over.cookie).await.unwrap().is_none(), "an ended session");
+    store.session_remove(&made.cookie).await.unwrap();
+    assert!(store.session_get(&made.cookie).await.unwrap().is_none());
+    let kept = store.session_add("alice", 3600).await.unwrap();
 
     // Keys: published once, retired, and still valid within the overlap.
     store.key_publish("k1", &[1; 32], 100).await.unwrap();
@@ -362,6 +389,10 @@ async fn scenario(store: &Store) {
     // Removal.
     store.license_remove(&license.id).await.unwrap();
     store.account_remove("alice").await.unwrap();
+    assert!(
+        store.session_get(&kept.cookie).await.unwrap().is_none(),
+        "a removed account's session"
+    );
     store.product_remove("pro").await.unwrap();
     assert!(matches!(
         store.license_remove(&license.id).await,

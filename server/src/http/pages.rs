@@ -1,0 +1,603 @@
+//! The web pages under `/account/`, for customers in a browser: sign in with an account, and
+//! the portal that shows what it holds (its products, its recent downloads), then sign out.
+//!
+//! Server-rendered HTML from templates checked at compile time (`server/templates/`, askama,
+//! which escapes every value), plain forms, no JavaScript, one stylesheet. A session is a
+//! random cookie (`HttpOnly`, `SameSite=Lax`, `Secure` when `public-url` is https, ending
+//! after [`SESSION_TTL`]) whose SHA-256 the database keeps. Every form carries a CSRF token:
+//! the session's own once signed in, and before that one bound to a cookie of its own (the
+//! sign-in form cannot use a session it has not made yet). Sign-in failures count in the
+//! limiter the token endpoint uses. The pages' answers are never 5xx for a client's mistake,
+//! never cached, and may not be framed.
+//!
+//! ```text
+//! GET            /account/            the portal (or to the sign-in page)
+//! GET, POST      /account/sign-in     the form; name, password, csrf
+//! POST           /account/sign-out    csrf
+//! GET            /account/style.css
+//! ```
+
+use std::net::IpAddr;
+
+use askama::Template;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use warp::reply::Response;
+
+use super::AppState;
+use super::HttpError;
+use super::api::{Body, read_body};
+use crate::entitlements::{Credential, IssueError};
+use crate::secrets::Secret;
+use crate::store::{AuditFilter, Session, random_token};
+
+/// Where the pages are, under the server's root (or `public-url`'s path).
+pub(super) const PREFIX: &str = "/account";
+/// How long a session lasts.
+pub(crate) const SESSION_TTL: i64 = 12 * 3600;
+/// A form is a few fields.
+const MAX_FORM: usize = 16 * 1024;
+const SESSION_COOKIE: &str = "tollgate_session";
+/// The sign-in form's CSRF token, before there is a session.
+const FORM_COOKIE: &str = "tollgate_form";
+/// Downloads the portal lists.
+const RECENT_DOWNLOADS: i64 = 20;
+const STYLE: &str = include_str!("../../templates/style.css");
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignIn<'a> {
+    base: &'a str,
+    csrf: &'a str,
+    name: &'a str,
+    problem: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "portal.html")]
+struct Portal<'a> {
+    base: &'a str,
+    csrf: &'a str,
+    account: &'a str,
+    products: Vec<ProductView>,
+    downloads: Vec<DownloadView>,
+}
+
+struct ProductView {
+    name: String,
+    refs: Vec<String>,
+    active: bool,
+}
+
+struct DownloadView {
+    at: String,
+    ref_name: String,
+    commit: String,
+}
+
+#[derive(Template)]
+#[template(path = "problem.html")]
+struct Problem<'a> {
+    base: &'a str,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// What went wrong, as a page: its status, title and message (and seconds to wait, for 429).
+struct PageError {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl PageError {
+    fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> PageError {
+        PageError {
+            status,
+            title,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The server's own failure; its cause goes to the log only.
+    fn internal(doing: &str, cause: impl std::fmt::Display) -> PageError {
+        tracing::error!("{doing} failed: {cause}");
+        PageError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The server could not do this just now; try again in a moment.",
+        )
+    }
+}
+
+impl From<HttpError> for PageError {
+    fn from(e: HttpError) -> PageError {
+        match e {
+            HttpError::PayloadTooLarge => PageError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Too much sent",
+                format!("A form here is at most {} KiB.", MAX_FORM / 1024),
+            ),
+            HttpError::BodyTooSlow => PageError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "Too slow",
+                "The form did not arrive in time; send it again.",
+            ),
+            other => PageError::new(other.status(), "Not possible", "The request could not be read; send the form from the page again."),
+        }
+    }
+}
+
+/// The base path of every link: `public-url`'s path without its last `/` ("" at the root).
+fn base(state: &AppState) -> String {
+    state
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether cookies are marked `Secure`: the server is reached over HTTPS.
+fn secure(state: &AppState) -> bool {
+    state
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"))
+}
+
+/// Answers a request under `/account` (`rest` is the path after it).
+pub(super) async fn handle(
+    state: &AppState,
+    method: &Method,
+    rest: &str,
+    headers: &HeaderMap,
+    client: IpAddr,
+    body: Body,
+) -> Response {
+    let base = base(state);
+    let answer = match (rest, method) {
+        ("", _) => Ok(see_other(&format!("{base}{PREFIX}/"))),
+        ("/", &Method::GET | &Method::HEAD) => portal(state, &base, headers).await,
+        ("/sign-in", &Method::GET | &Method::HEAD) => sign_in_form(state, &base, headers).await,
+        ("/sign-in", &Method::POST) => sign_in(state, &base, headers, client, body).await,
+        ("/sign-out", &Method::POST) => sign_out(state, &base, headers, body).await,
+        ("/style.css", &Method::GET | &Method::HEAD) => Ok(style()),
+        ("/" | "/style.css", _) => Err(not_allowed("GET")),
+        ("/sign-in", _) => Err(not_allowed("GET, POST")),
+        ("/sign-out", _) => Err(not_allowed("POST")),
+        _ => Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            "No such page",
+            "There is no page here.",
+        )),
+    };
+    answer.unwrap_or_else(|e| problem_page(&base, e))
+}
+
+fn not_allowed(allowed: &'static str) -> PageError {
+    PageError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Not possible",
+        format!("This page answers {allowed} only."),
+    )
+}
+
+/// The value of the cookie `name`, from any `Cookie` header.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
+}
+
+/// A value of the form [`random_token`] makes: 43 URL-safe characters.
+fn well_formed(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn equal(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The signed-in session the request's cookie names, if any.
+async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, PageError> {
+    let Some(value) = cookie(headers, SESSION_COOKIE).filter(|v| well_formed(v)) else {
+        return Ok(None);
+    };
+    state
+        .entitlements
+        .store()
+        .session_get(value)
+        .await
+        .map_err(|e| PageError::internal("reading a web session", e))
+}
+
+fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+    let mut text = format!("{name}={value}; Path={}{PREFIX}; HttpOnly; SameSite=Lax", base(state));
+    if let Some(age) = max_age {
+        text.push_str(&format!("; Max-Age={age}"));
+    }
+    if secure(state) {
+        text.push_str("; Secure");
+    }
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A page: HTML, never cached, never framed, only our own stylesheet.
+fn page(status: StatusCode, html: String) -> Response {
+    let mut response = Response::new(html.into());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+             base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+fn render(template: &impl Template) -> Result<String, PageError> {
+    template
+        .render()
+        .map_err(|e| PageError::internal("rendering a page", e))
+}
+
+fn problem_page(base: &str, e: PageError) -> Response {
+    let html = Problem {
+        base,
+        title: e.title,
+        message: &e.message,
+    }
+    .render()
+    .unwrap_or_else(|_| e.message.clone());
+    let mut response = page(e.status, html);
+    if let Some(secs) = e.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if e.status == StatusCode::METHOD_NOT_ALLOWED {
+        // Which methods, the message says; the header says it to programs.
+        let allow = e.message.trim_start_matches("This page answers ");
+        let allow = allow.trim_end_matches(" only.");
+        if let Ok(value) = HeaderValue::from_str(allow) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+    }
+    response
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = Response::new(Bytes::new().into());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn style() -> Response {
+    let mut response = Response::new(STYLE.into());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// The fields of a form the pages sent: `application/x-www-form-urlencoded`, at most
+/// [`MAX_FORM`] bytes.
+async fn form(headers: &HeaderMap, body: Body) -> Result<Vec<(String, String)>, PageError> {
+    let urlencoded = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    let bytes = read_body(body, MAX_FORM).await?;
+    if !urlencoded {
+        return Err(PageError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Not a form",
+            "Send the form from the page.",
+        ));
+    }
+    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+fn field<'f>(fields: &'f [(String, String)], name: &str) -> &'f str {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+fn stale_form() -> PageError {
+    PageError::new(
+        StatusCode::FORBIDDEN,
+        "This form has expired",
+        "The form did not come from this site's page, or that page is too old: open the page \
+         again and send it from there.",
+    )
+}
+
+async fn sign_in_form(
+    state: &AppState,
+    base: &str,
+    headers: &HeaderMap,
+) -> Result<Response, PageError> {
+    if session(state, headers).await?.is_some() {
+        return Ok(see_other(&format!("{base}{PREFIX}/")));
+    }
+    sign_in_page(state, base, headers, StatusCode::OK, "", None)
+}
+
+/// The sign-in form, with its CSRF cookie (the one the browser has, else a new one).
+fn sign_in_page(
+    state: &AppState,
+    base: &str,
+    headers: &HeaderMap,
+    status: StatusCode,
+    name: &str,
+    problem: Option<&str>,
+) -> Result<Response, PageError> {
+    let csrf = match cookie(headers, FORM_COOKIE).filter(|v| well_formed(v)) {
+        Some(existing) => existing.to_owned(),
+        None => random_token().map_err(|e| PageError::internal("making a form token", e))?,
+    };
+    let html = render(&SignIn {
+        base,
+        csrf: &csrf,
+        name,
+        problem,
+    })?;
+    let mut response = page(status, html);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(state, FORM_COOKIE, &csrf, None));
+    Ok(response)
+}
+
+async fn sign_in(
+    state: &AppState,
+    base: &str,
+    headers: &HeaderMap,
+    client: IpAddr,
+    body: Body,
+) -> Result<Response, PageError> {
+    let fields = form(headers, body).await?;
+    let expected = cookie(headers, FORM_COOKIE).filter(|v| well_formed(v));
+    if !expected.is_some_and(|expected| equal(expected, field(&fields, "csrf"))) {
+        return Err(stale_form());
+    }
+    let (name, password) = (field(&fields, "name"), field(&fields, "password"));
+    if name.is_empty() || password.is_empty() {
+        return sign_in_page(
+            state,
+            base,
+            headers,
+            StatusCode::BAD_REQUEST,
+            name,
+            Some("Give your account name and password."),
+        );
+    }
+    let credential = Credential::Account {
+        name: name.to_owned(),
+        password: Secret::new(password.to_owned()),
+    };
+    let entitled = match state.entitlements.entitled(Some(credential), client).await {
+        Ok(entitled) => entitled,
+        Err(IssueError::InvalidCredentials) => {
+            return sign_in_page(
+                state,
+                base,
+                headers,
+                StatusCode::UNAUTHORIZED,
+                name,
+                Some("Wrong account name or password."),
+            );
+        }
+        Err(IssueError::Refused(refusal)) => {
+            let message = capitalised(refusal.message());
+            return sign_in_page(
+                state,
+                base,
+                headers,
+                StatusCode::FORBIDDEN,
+                name,
+                Some(&message),
+            );
+        }
+        Err(IssueError::TooManyFailures(left)) => {
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            crate::metrics::METRICS.rate_limited();
+            return Err(PageError {
+                retry_after: Some(secs),
+                ..PageError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed attempts",
+                    format!("Too many failed sign-ins from here; try again in {secs} seconds."),
+                )
+            });
+        }
+        Err(e) => return Err(PageError::internal("signing in", e)),
+    };
+    let account = entitled.account.unwrap_or_else(|| name.to_owned());
+    let made = state
+        .entitlements
+        .store()
+        .session_add(&account, SESSION_TTL)
+        .await
+        .map_err(|e| PageError::internal("making a web session", e))?;
+    let mut response = see_other(&format!("{base}{PREFIX}/"));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, SESSION_COOKIE, &made.cookie, Some(SESSION_TTL)),
+    );
+    Ok(response)
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
+
+async fn portal(state: &AppState, base: &str, headers: &HeaderMap) -> Result<Response, PageError> {
+    let Some(session) = session(state, headers).await? else {
+        return Ok(see_other(&format!("{base}{PREFIX}/sign-in")));
+    };
+    let store = state.entitlements.store();
+    let account = store
+        .account_get(&session.account)
+        .await
+        .map_err(|e| PageError::internal("reading an account", e))?;
+    let products = store
+        .products_named(&account.products)
+        .await
+        .map_err(|e| PageError::internal("reading products", e))?
+        .into_iter()
+        .map(|p| ProductView {
+            name: p.name,
+            refs: p.refs,
+            active: p.active,
+        })
+        .collect();
+    let downloads = store
+        .downloads(&AuditFilter {
+            subject: Some(format!("account:{}", account.name)),
+            limit: RECENT_DOWNLOADS,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| PageError::internal("reading downloads", e))?
+        .into_iter()
+        .map(|d| DownloadView {
+            at: crate::times::time(d.at),
+            ref_name: d.ref_name,
+            commit: d.commit.chars().take(12).collect(),
+        })
+        .collect();
+    let html = render(&Portal {
+        base,
+        csrf: &session.csrf,
+        account: &account.name,
+        products,
+        downloads,
+    })?;
+    Ok(page(StatusCode::OK, html))
+}
+
+async fn sign_out(
+    state: &AppState,
+    base: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, PageError> {
+    let fields = form(headers, body).await?;
+    let Some(session) = session(state, headers).await? else {
+        return Ok(see_other(&format!("{base}{PREFIX}/sign-in")));
+    };
+    if !equal(&session.csrf, field(&fields, "csrf")) {
+        return Err(stale_form());
+    }
+    if let Some(value) = cookie(headers, SESSION_COOKIE) {
+        state
+            .entitlements
+            .store()
+            .session_remove(value)
+            .await
+            .map_err(|e| PageError::internal("ending a web session", e))?;
+    }
+    let mut response = see_other(&format!("{base}{PREFIX}/sign-in"));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, SESSION_COOKIE, "", Some(0)),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_name_in_any_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1; tollgate_form=x"));
+        headers.append(header::COOKIE, HeaderValue::from_static("tollgate_session=s"));
+        assert_eq!(cookie(&headers, FORM_COOKIE), Some("x"));
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("s"));
+        assert_eq!(cookie(&headers, "b"), None);
+    }
+
+    #[test]
+    fn only_tokens_of_the_made_form_are_looked_up() {
+        let token = random_token().unwrap();
+        assert!(well_formed(&token), "{token}");
+        for bad in ["", "short", &format!("{token}x"), &token.replace(|_| true, "%")] {
+            assert!(!well_formed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_value_a_user_sets_is_escaped() {
+        let html = Portal {
+            base: "",
+            csrf: "c",
+            account: "<b>bob</b>",
+            products: vec![ProductView {
+                name: "<script>alert(1)</script>".to_owned(),
+                refs: vec!["app/\"x\"/*".to_owned()],
+                active: false,
+            }],
+            downloads: vec![],
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("<b>bob"), "{html}");
+        assert!(html.contains("(withdrawn)"), "{html}");
+    }
+}

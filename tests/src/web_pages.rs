@@ -1,0 +1,406 @@
+//! The customers' web pages under `/account/`: signing in with an account in a real Chromium,
+//! the portal's content, and what the pages do with forged, replayed and malformed requests.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::browser::Browser;
+use crate::fixture::Fixture;
+use crate::gated_repo::{APP, GatedRepo, gated_repo};
+use crate::http::{self, Response};
+use crate::service::{PASSWORD, Service, account_for_paid, basic, license_for_paid};
+
+fn started(fx: &Fixture, config: &str, entitlements: &str) -> (GatedRepo, Service) {
+    let g = gated_repo(fx);
+    let s = Service::start_on(
+        fx,
+        &g.repo,
+        &g.data,
+        &format!("{config}\n[tokens]\nflat-manager-secret-file = \"flat-manager-secret\"\n"),
+        None,
+        entitlements,
+    );
+    license_for_paid(&s);
+    account_for_paid(&s);
+    (g, s)
+}
+
+fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// The value of the cookie `name` that an answer sets, and the whole `Set-Cookie` line.
+fn set_cookie(r: &Response, name: &str) -> Option<(String, String)> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .find_map(|(_, v)| {
+            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+            let (n, value) = pair.split_once('=')?;
+            (n == name).then(|| (value.to_owned(), v.clone()))
+        })
+}
+
+/// What a browser holds after opening the sign-in page: its form cookie, which is also the
+/// form's CSRF token.
+fn form_token(s: &Service) -> String {
+    let r = http::get(s.server.addr, "/account/sign-in");
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let (token, _) = set_cookie(&r, "tollgate_form").expect("a form cookie");
+    assert!(
+        text(&r).contains(&format!("name=\"csrf\" value=\"{token}\"")),
+        "the form does not carry its token: {}",
+        text(&r)
+    );
+    token
+}
+
+fn post_form(s: &Service, path: &str, cookie: &str, body: &str) -> Response {
+    http::request_with_body(
+        s.server.addr,
+        "POST",
+        path,
+        &[
+            ("Cookie", cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// Signs in as `name` over plain HTTP: the session cookie's value.
+fn signed_in(s: &Service, name: &str, password: &str) -> String {
+    let token = form_token(s);
+    let r = post_form(
+        s,
+        "/account/sign-in",
+        &format!("tollgate_form={token}"),
+        &format!("csrf={token}&name={name}&password={}", password.replace(' ', "+")),
+    );
+    assert_eq!(r.status, 303, "{}", text(&r));
+    assert_eq!(r.header("location"), Some("/account/"));
+    set_cookie(&r, "tollgate_session").expect("a session cookie").0
+}
+
+fn portal(s: &Service, session: &str) -> Response {
+    http::request(
+        s.server.addr,
+        "GET",
+        "/account/",
+        &[("Cookie", &format!("tollgate_session={session}"))],
+    )
+}
+
+#[test]
+fn an_account_signs_in_sees_what_it_holds_and_signs_out_in_chromium() {
+    let fx = Fixture::new();
+    let (g, s) = started(&fx, "", "");
+    // A download by the account, which the portal lists.
+    let commit = fx.rev_parse(&g.repo, &g.app_ref);
+    let object = format!("/objects/{}/{}.commit", &commit[..2], &commit[2..]);
+    let r = http::request(
+        s.server.addr,
+        "GET",
+        &object,
+        &[("Authorization", &basic("bob", PASSWORD))],
+    );
+    assert_eq!(r.status, 200);
+
+    let browser = Browser::start(&fx);
+    let root = s.server.url();
+    browser.goto(&format!("{root}account/"));
+    assert!(
+        browser.current_url().ends_with("/account/sign-in"),
+        "{}",
+        browser.current_url()
+    );
+    assert!(browser.text().contains("Sign in"), "{}", browser.text());
+    let inputs = browser.inputs();
+    assert_eq!(inputs.len(), 2, "{inputs:?}");
+    assert!(inputs.iter().all(|(_, labelled)| *labelled), "{inputs:?}");
+    browser.screenshot("sign-in");
+
+    // A wrong password: the page says so, and keeps the name typed.
+    browser.fill("Account name", "bob");
+    browser.fill("Password", "not the password");
+    browser.press("Sign in");
+    assert!(
+        browser.text().contains("Wrong account name or password."),
+        "{}",
+        browser.text()
+    );
+    assert!(browser.source().contains("value=\"bob\""));
+    browser.screenshot("sign-in-wrong-password");
+
+    browser.fill("Password", PASSWORD);
+    browser.press("Sign in");
+    assert!(
+        browser.current_url().ends_with("/account/"),
+        "{}",
+        browser.current_url()
+    );
+    let shown = browser.text();
+    assert!(shown.contains("bob"), "{shown}");
+    assert!(shown.contains("Paid"), "{shown}");
+    assert!(shown.contains(&format!("app/{APP}/*")), "{shown}");
+    // The download shows once the audit has written it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser.text().contains(&g.app_ref) {
+        assert!(
+            Instant::now() < deadline,
+            "the portal does not list the download of {}:\n{}",
+            g.app_ref,
+            browser.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        browser.goto(&format!("{root}account/"));
+    }
+    assert!(browser.text().contains(&commit[..12]), "{}", browser.text());
+    browser.screenshot("portal");
+
+    browser.press("Sign out");
+    assert!(
+        browser.current_url().ends_with("/account/sign-in"),
+        "{}",
+        browser.current_url()
+    );
+    browser.goto(&format!("{root}account/"));
+    assert!(
+        browser.current_url().ends_with("/account/sign-in"),
+        "signed out, the portal still opened: {}",
+        browser.current_url()
+    );
+}
+
+#[test]
+fn sessions_are_cookies_a_script_cannot_read_and_end_when_the_account_does() {
+    let fx = Fixture::new();
+    let (_g, s) = started(&fx, "", "");
+    let token = form_token(&s);
+    let r = post_form(
+        &s,
+        "/account/sign-in",
+        &format!("tollgate_form={token}"),
+        &format!("csrf={token}&name=bob&password={}", PASSWORD.replace(' ', "+")),
+    );
+    let (session, line) = set_cookie(&r, "tollgate_session").expect("a session cookie");
+    for part in ["HttpOnly", "SameSite=Lax", "Path=/account", "Max-Age=43200"] {
+        assert!(line.contains(part), "{line}");
+    }
+    assert!(!line.contains("Secure"), "Secure over plain HTTP: {line}");
+    assert_eq!(portal(&s, &session).status, 200);
+    // Another value, or a made-up one, opens nothing.
+    for other in ["", "x", &session[1..], &format!("{}A", &session[..42])] {
+        let r = portal(&s, other);
+        assert_eq!(r.status, 303, "{other}");
+        assert_eq!(r.header("location"), Some("/account/sign-in"));
+    }
+    // The account deactivated: its session opens nothing from then on.
+    s.admin_ok(200, "PATCH", "accounts/bob", Some(json!({"active": false})));
+    assert_eq!(portal(&s, &session).status, 303);
+    // A deactivated account cannot sign in, and is told why.
+    let token = form_token(&s);
+    let r = post_form(
+        &s,
+        "/account/sign-in",
+        &format!("tollgate_form={token}"),
+        &format!("csrf={token}&name=bob&password={}", PASSWORD.replace(' ', "+")),
+    );
+    assert_eq!(r.status, 403, "{}", text(&r));
+    assert!(text(&r).contains("This account has been deactivated"), "{}", text(&r));
+    assert!(set_cookie(&r, "tollgate_session").is_none());
+}
+
+#[test]
+fn behind_https_the_session_cookie_is_secure() {
+    let fx = Fixture::new();
+    let (_g, s) = started(&fx, "public-url = \"https://apps.example.com/store/\"", "");
+    let r = http::get(s.server.addr, "/account/sign-in");
+    let (token, line) = set_cookie(&r, "tollgate_form").expect("a form cookie");
+    assert!(line.contains("Secure") && line.contains("Path=/store/account"), "{line}");
+    // Links and forms name the public path.
+    assert!(text(&r).contains("action=\"/store/account/sign-in\""), "{}", text(&r));
+    let r = post_form(
+        &s,
+        "/account/sign-in",
+        &format!("tollgate_form={token}"),
+        &format!("csrf={token}&name=bob&password={}", PASSWORD.replace(' ', "+")),
+    );
+    assert_eq!(r.header("location"), Some("/store/account/"));
+    let (_, line) = set_cookie(&r, "tollgate_session").expect("a session cookie");
+    assert!(line.contains("Secure"), "{line}");
+}
+
+#[test]
+fn forms_without_their_csrf_token_change_nothing() {
+    let fx = Fixture::new();
+    let (_g, s) = started(&fx, "", "");
+    let right = format!("name=bob&password={}", PASSWORD.replace(' ', "+"));
+    let token = form_token(&s);
+    let other = form_token(&s);
+    assert_ne!(token, other, "two browsers got the same form token");
+    for (cookie, body) in [
+        // No token anywhere, as a form posted from another site.
+        (String::new(), right.clone()),
+        // The cookie, and no token in the form.
+        (format!("tollgate_form={token}"), right.clone()),
+        // Another browser's token.
+        (format!("tollgate_form={token}"), format!("csrf={other}&{right}")),
+        // A token in the form, and no cookie.
+        (String::new(), format!("csrf={token}&{right}")),
+    ] {
+        let r = post_form(&s, "/account/sign-in", &cookie, &body);
+        assert_eq!(r.status, 403, "{cookie} {body}: {}", text(&r));
+        assert!(text(&r).contains("This form has expired"), "{}", text(&r));
+        assert!(set_cookie(&r, "tollgate_session").is_none());
+    }
+    // Signing out takes the session's own token: without it, the session goes on.
+    let session = signed_in(&s, "bob", PASSWORD);
+    let cookie = format!("tollgate_session={session}");
+    for body in ["", &format!("csrf={token}")] {
+        let r = post_form(&s, "/account/sign-out", &cookie, body);
+        assert_eq!(r.status, 403, "{body}: {}", text(&r));
+    }
+    assert_eq!(portal(&s, &session).status, 200);
+    let page = text(&portal(&s, &session));
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the sign-out form's token");
+    let r = post_form(&s, "/account/sign-out", &cookie, &format!("csrf={csrf}"));
+    assert_eq!(r.status, 303);
+    let (cleared, line) = set_cookie(&r, "tollgate_session").expect("the cookie cleared");
+    assert!(cleared.is_empty() && line.contains("Max-Age=0"), "{line}");
+    // The session is over on the server too, not only in this browser.
+    assert_eq!(portal(&s, &session).status, 303);
+}
+
+#[test]
+fn sign_in_failures_count_towards_the_limit() {
+    let fx = Fixture::new();
+    let (g, s) = started(&fx, "", "max-failures = 2\nfailure-window = 60");
+    let token = form_token(&s);
+    let cookie = format!("tollgate_form={token}");
+    for _ in 0..2 {
+        let r = post_form(
+            &s,
+            "/account/sign-in",
+            &cookie,
+            &format!("csrf={token}&name=bob&password=wrong"),
+        );
+        assert_eq!(r.status, 401, "{}", text(&r));
+        assert!(text(&r).contains("Wrong account name or password."));
+    }
+    // Now the right password is refused too, from this address, and the page says for how
+    // long; the token endpoint counts the same failures.
+    let r = post_form(
+        &s,
+        "/account/sign-in",
+        &cookie,
+        &format!("csrf={token}&name=bob&password={}", PASSWORD.replace(' ', "+")),
+    );
+    assert_eq!(r.status, 429, "{}", text(&r));
+    assert!(r.header("retry-after").is_some());
+    assert!(text(&r).contains("try again in"), "{}", text(&r));
+    let (status, _) = http::json(
+        s.server.addr,
+        "POST",
+        "/api/v1/tokens",
+        Some(&basic("bob", PASSWORD)),
+        Some(&json!({"refs": [g.app_ref]})),
+    );
+    assert_eq!(status, 429);
+}
+
+#[test]
+fn the_pages_answer_bad_input_with_a_page_and_never_5xx() {
+    let fx = Fixture::new();
+    let (_g, s) = started(&fx, "", "");
+    // A vendor's product name with markup in it is shown, not run.
+    s.admin_ok(
+        200,
+        "PATCH",
+        "products/paid",
+        Some(json!({"name": "<script>alert(1)</script> & \"Pro\""})),
+    );
+    let session = signed_in(&s, "bob", PASSWORD);
+    let page = text(&portal(&s, &session));
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;Pro&#34;"), "{page}");
+
+    let token = form_token(&s);
+    let cookie = format!("tollgate_form={token}");
+    let big = format!("csrf={token}&name=bob&password={}", "x".repeat(20_000));
+    let r = post_form(&s, "/account/sign-in", &cookie, &big);
+    assert_eq!(r.status, 413, "{}", text(&r));
+    assert!(text(&r).contains("at most 16 KiB"), "{}", text(&r));
+    let r = http::request_with_body(
+        s.server.addr,
+        "POST",
+        "/account/sign-in",
+        &[("Cookie", &cookie), ("Content-Type", "application/json")],
+        b"{}",
+    );
+    assert_eq!(r.status, 415, "{}", text(&r));
+    // Bytes that are not UTF-8, fields twice, no fields: a page, never a failure.
+    for body in [
+        &b"csrf=\xff\xfe&name=\xff"[..],
+        b"name=a&name=b&password=c&password=d",
+        b"",
+        b"%%%&&&===",
+    ] {
+        let r = http::request_with_body(
+            s.server.addr,
+            "POST",
+            "/account/sign-in",
+            &[
+                ("Cookie", &cookie),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body,
+        );
+        assert!(r.status < 500, "{body:?}: {}", r.status);
+    }
+    for (method, path, status) in [
+        ("GET", "/account/nothing", 404),
+        ("PUT", "/account/", 405),
+        ("DELETE", "/account/sign-in", 405),
+        ("GET", "/account/sign-out", 405),
+        ("GET", "/account", 303),
+    ] {
+        let r = http::request(s.server.addr, method, path, &[]);
+        assert_eq!(r.status, status, "{method} {path}: {}", text(&r));
+        if status != 303 {
+            assert!(
+                r.header("content-type").is_some_and(|t| t.starts_with("text/html")),
+                "{method} {path}"
+            );
+        }
+    }
+    // Cookies of every shape: the sign-in page, never a failure.
+    for cookie in [
+        "tollgate_session=",
+        "tollgate_session",
+        "tollgate_session=;;;",
+        &format!("tollgate_session={}", "a".repeat(4000)),
+        "tollgate_session=\u{e9}",
+    ] {
+        let r = http::request(s.server.addr, "GET", "/account/", &[("Cookie", cookie)]);
+        assert_eq!(r.status, 303, "{cookie:.40}");
+    }
+    // Every page says it may not be framed or cached, and loads nothing from elsewhere.
+    let r = http::get(s.server.addr, "/account/sign-in");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(
+        r.header("content-security-policy")
+            .is_some_and(|p| p.contains("default-src 'none'") && p.contains("frame-ancestors 'none'")),
+        "{:?}",
+        r.headers
+    );
+    let css = http::get(s.server.addr, "/account/style.css");
+    assert_eq!(css.status, 200);
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+}
