@@ -31,6 +31,15 @@ pub fn screenshot_dir() -> PathBuf {
         .join("browser-screenshots")
 }
 
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browser")
+            .field("chromedriver", &self.driver.id())
+            .field("shots", &self.shots)
+            .finish()
+    }
+}
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium session (with the flags root needs).
     pub fn start(fx: &Fixture) -> Browser {
@@ -114,6 +123,35 @@ impl Browser {
             .to_string()
     }
 
+    /// Waits up to 10 s for `ready` to hold (a click returns before the page it loads has
+    /// come); panics naming `what` and showing the page otherwise.
+    pub fn wait_for(&self, what: &str, ready: impl Fn(&Browser) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready(self) {
+            assert!(
+                Instant::now() < deadline,
+                "waited 10 s for {what}; the browser is at {} showing:\n{}",
+                self.current_url(),
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the browser to be at a URL ending with `end`.
+    pub fn wait_for_url(&self, end: &str) {
+        self.wait_for(&format!("a URL ending with {end}"), |b| {
+            b.current_url().ends_with(end)
+        });
+    }
+
+    /// Waits for the page to show `text`.
+    pub fn wait_for_text(&self, text: &str) {
+        self.wait_for(&format!("the page to show {text:?}"), |b| {
+            b.text().contains(text)
+        });
+    }
+
     /// The page's HTML as the browser has it.
     pub fn source(&self) -> String {
         self.runtime
@@ -121,17 +159,21 @@ impl Browser {
             .expect("the page's source")
     }
 
-    /// The text the page shows (its `body`'s rendered text).
+    /// The text the page shows (its `body`'s rendered text). A page being replaced (after a
+    /// click) is asked again until the new one answers.
     pub fn text(&self) -> String {
-        self.runtime.block_on(async {
-            self.client()
-                .find(Locator::Css("body"))
-                .await
-                .expect("a body")
-                .text()
-                .await
-                .expect("the body's text")
-        })
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let read = self.runtime.block_on(async {
+                let body = self.client().find(Locator::Css("body")).await?;
+                body.text().await
+            });
+            match read {
+                Ok(text) => return text,
+                Err(e) if Instant::now() > deadline => panic!("the page's text: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// Types `value` into the input whose label says `label`, as a person would find it.
@@ -245,9 +287,9 @@ pub fn distinct_colours(png: &[u8]) -> usize {
 impl Drop for Browser {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
-            let _ = self
-                .runtime
-                .block_on(tokio::time::timeout(Duration::from_secs(10), client.close()));
+            let _ = self.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), client.close()).await
+            });
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();

@@ -442,6 +442,7 @@ async fn audit(store: &Store, json: bool, args: AuditArgs) -> anyhow::Result<()>
         ref_name: args.ref_name,
         before: None,
         limit: args.limit,
+        subject: None,
     };
     if args.downloads {
         let rows = store.downloads(&filter).await?;

@@ -125,7 +125,11 @@ impl From<HttpError> for PageError {
                 "Too slow",
                 "The form did not arrive in time; send it again.",
             ),
-            other => PageError::new(other.status(), "Not possible", "The request could not be read; send the form from the page again."),
+            other => PageError::new(
+                other.status(),
+                "Not possible",
+                "The request could not be read; send the form from the page again.",
+            ),
         }
     }
 }
@@ -224,7 +228,10 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Session
 }
 
 fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let mut text = format!("{name}={value}; Path={}{PREFIX}; HttpOnly; SameSite=Lax", base(state));
+    let mut text = format!(
+        "{name}={value}; Path={}{PREFIX}; HttpOnly; SameSite=Lax",
+        base(state)
+    );
     if let Some(age) = max_age {
         text.push_str(&format!("; Max-Age={age}"));
     }
@@ -331,7 +338,10 @@ async fn form(headers: &HeaderMap, body: Body) -> Result<Vec<(String, String)>, 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     let bytes = read_body(body, MAX_FORM).await?;
     if !urlencoded {
         return Err(PageError::new(
@@ -390,9 +400,10 @@ fn sign_in_page(
         problem,
     })?;
     let mut response = page(status, html);
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, set_cookie(state, FORM_COOKIE, &csrf, None));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, FORM_COOKIE, &csrf, None),
+    );
     Ok(response)
 }
 
@@ -461,7 +472,7 @@ async fn sign_in(
         Err(e) => return Err(PageError::internal("signing in", e)),
     };
     let account = entitled.account.unwrap_or_else(|| name.to_owned());
-    let made = state
+    let cookie = state
         .entitlements
         .store()
         .session_add(&account, SESSION_TTL)
@@ -470,7 +481,7 @@ async fn sign_in(
     let mut response = see_other(&format!("{base}{PREFIX}/"));
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(state, SESSION_COOKIE, &made.cookie, Some(SESSION_TTL)),
+        set_cookie(state, SESSION_COOKIE, &cookie, Some(SESSION_TTL)),
     );
     Ok(response)
 }
@@ -564,8 +575,14 @@ mod tests {
     #[test]
     fn cookies_are_found_by_name_in_any_header() {
         let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, HeaderValue::from_static("a=1; tollgate_form=x"));
-        headers.append(header::COOKIE, HeaderValue::from_static("tollgate_session=s"));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; tollgate_form=x"),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("tollgate_session=s"),
+        );
         assert_eq!(cookie(&headers, FORM_COOKIE), Some("x"));
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("s"));
         assert_eq!(cookie(&headers, "b"), None);
@@ -575,7 +592,12 @@ mod tests {
     fn only_tokens_of_the_made_form_are_looked_up() {
         let token = random_token().unwrap();
         assert!(well_formed(&token), "{token}");
-        for bad in ["", "short", &format!("{token}x"), &token.replace(|_| true, "%")] {
+        for bad in [
+            "",
+            "short",
+            &format!("{token}x"),
+            &token.replace(|_| true, "%"),
+        ] {
             assert!(!well_formed(bad), "{bad}");
         }
     }
@@ -596,7 +618,7 @@ mod tests {
         .render()
         .unwrap();
         assert!(!html.contains("<script>alert"), "{html}");
-        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(html.contains("&#60;script&#62;"), "{html}");
         assert!(!html.contains("<b>bob"), "{html}");
         assert!(html.contains("(withdrawn)"), "{html}");
     }

@@ -1,6 +1,7 @@
 //! The entitlement database: products, licenses, accounts, the web pages' sessions, the audit
-//! records, and the public halves of the signing keys. SQLite in the data directory by default (WAL, one writer), or
-//! PostgreSQL for several instances; one schema (`server/migrations/`), migrated at start.
+//! records, and the public halves of the signing keys. SQLite in the data directory by default
+//! (WAL, one writer), or PostgreSQL for several instances; one schema (`server/migrations/`),
+//! migrated at start.
 //!
 //! Each operation is written once as SQL that both backends accept and runs on whichever the
 //! store holds (see `on_pool!`). Times are seconds since the epoch. Secrets never reach this
@@ -26,7 +27,7 @@ use sqlx::sqlite::{
 pub(crate) use audit::{AuditFilter, DownloadRow, IssuedToken};
 pub(crate) use licenses::{Account, License, LicenseKey, NewLicense, is_account_name};
 pub(crate) use products::Product;
-pub(crate) use sessions::{NewSession, Session, random_token};
+pub(crate) use sessions::{Session, random_token};
 
 /// How long a writer waits for SQLite's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

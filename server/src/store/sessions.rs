@@ -7,20 +7,11 @@ use base64::Engine as _;
 use super::licenses::{random_bytes, sha256};
 use super::{Result, Store, now, on_pool};
 
-/// A session just made: the cookie's value (the secret) and the session's CSRF token.
-#[derive(Debug)]
-pub(crate) struct NewSession {
-    pub cookie: String,
-    pub csrf: String,
-    pub expires: i64,
-}
-
 /// A session found by its cookie: still unexpired, of an active account.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     pub account: String,
     pub csrf: String,
-    pub expires: i64,
 }
 
 /// 256 random bits, in a form a cookie and a form field carry as they are.
@@ -29,9 +20,10 @@ pub(crate) fn random_token() -> Result<String> {
 }
 
 impl Store {
-    /// A session for `account` that ends after `ttl` seconds; sessions already over are
+    /// A session for `account` that ends after `ttl` seconds: the cookie's value, the secret
+    /// (its CSRF token is the session's, from [`Store::session_get`]). Sessions already over are
     /// removed on the way.
-    pub(crate) async fn session_add(&self, account: &str, ttl: i64) -> Result<NewSession> {
+    pub(crate) async fn session_add(&self, account: &str, ttl: i64) -> Result<String> {
         let cookie = random_token()?;
         let csrf = random_token()?;
         let created = now();
@@ -53,18 +45,14 @@ impl Store {
             .execute(pool)
             .await?;
         });
-        Ok(NewSession {
-            cookie,
-            csrf,
-            expires,
-        })
+        Ok(cookie)
     }
 
     /// The session whose cookie is `cookie`, if it has not ended and its account is active.
     pub(crate) async fn session_get(&self, cookie: &str) -> Result<Option<Session>> {
-        let row: Option<(String, String, i64)> = on_pool!(self, read, pool => {
+        let row: Option<(String, String)> = on_pool!(self, read, pool => {
             sqlx::query_as(
-                "SELECT s.account, s.csrf, s.expires FROM web_sessions s \
+                "SELECT s.account, s.csrf FROM web_sessions s \
                  JOIN accounts a ON a.name = s.account \
                  WHERE s.id_hash = $1 AND s.expires > $2 AND a.active",
             )
@@ -73,11 +61,7 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        Ok(row.map(|(account, csrf, expires)| Session {
-            account,
-            csrf,
-            expires,
-        }))
+        Ok(row.map(|(account, csrf)| Session { account, csrf }))
     }
 
     /// Ends the session whose cookie is `cookie` (nothing happens for an unknown one).
