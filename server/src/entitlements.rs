@@ -24,7 +24,9 @@ use crate::clients::limit_key;
 use crate::limiter::FailureLimiter;
 use crate::refpattern::RefPattern;
 use crate::secrets::Secret;
-use crate::store::{IssuedToken, LicenseKey, Store, StoreError, is_account_name, now};
+use crate::store::{
+    IssuedToken, LicenseKey, Store, StoreError, account_holdings, is_account_name, now,
+};
 use crate::tokens::{Grant, SigningKey, issue};
 
 /// How many clients and identities the failure limiters remember at most.
@@ -484,12 +486,16 @@ impl Entitlements {
                 if !account.active {
                     return Err(IssueError::Refused(Refusal::AccountInactive));
                 }
+                // With the licenses redeemed into it; no token outlives the first of them to
+                // end (so none outlives a license it may be opening).
+                let redeemed = self.store.account_licenses(&account.name).await?;
+                let (products, expires) = account_holdings(&account, &redeemed, now());
                 Ok(Some(Holder {
                     subject: format!("account:{}", account.name),
                     license: None,
                     account: Some(account.name),
-                    products: account.products,
-                    expires: None,
+                    products,
+                    expires,
                 }))
             }
             Credential::Unreadable => Ok(None),

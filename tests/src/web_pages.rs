@@ -69,10 +69,10 @@ fn post_form(s: &Service, path: &str, cookie: &str, body: &str) -> Response {
     )
 }
 
-/// Signs in as `name` over plain HTTP: the session cookie's value.
-fn signed_in(s: &Service, name: &str, password: &str) -> String {
+/// Opens the sign-in page and posts its form for `name` and `password`, as a browser would.
+fn sign_in(s: &Service, name: &str, password: &str) -> Response {
     let token = form_token(s);
-    let r = post_form(
+    post_form(
         s,
         "/account/sign-in",
         &format!("tollgate_form={token}"),
@@ -80,7 +80,12 @@ fn signed_in(s: &Service, name: &str, password: &str) -> String {
             "csrf={token}&name={name}&password={}",
             password.replace(' ', "+")
         ),
-    );
+    )
+}
+
+/// Signs in as `name` over plain HTTP: the session cookie's value.
+fn signed_in(s: &Service, name: &str, password: &str) -> String {
+    let r = sign_in(s, name, password);
     assert_eq!(r.status, 303, "{}", text(&r));
     assert_eq!(r.header("location"), Some("/account/"));
     set_cookie(&r, "tollgate_session")
@@ -98,7 +103,7 @@ fn portal(s: &Service, session: &str) -> Response {
 }
 
 #[test]
-fn an_account_signs_in_sees_what_it_holds_and_signs_out_in_chromium() {
+fn an_account_signs_in_redeems_a_license_and_signs_out_in_chromium() {
     let fx = Fixture::new();
     let (g, s) = started(&fx, "", "");
     // A download by the account, which the portal lists.
@@ -111,6 +116,19 @@ fn an_account_signs_in_sees_what_it_holds_and_signs_out_in_chromium() {
         &[("Authorization", &basic("bob", PASSWORD))],
     );
     assert_eq!(r.status, 200);
+    // A license for another product, to redeem in the portal.
+    s.admin_ok(
+        201,
+        "POST",
+        "products",
+        Some(json!({"slug": "extra", "name": "Extra", "refs": ["app/org.example.Extra/*"]})),
+    );
+    let extra = s.admin_ok(
+        201,
+        "POST",
+        "licenses",
+        Some(json!({"products": ["extra"]})),
+    );
 
     let browser = Browser::start(&fx);
     let root = s.server.url();
@@ -150,6 +168,20 @@ fn an_account_signs_in_sees_what_it_holds_and_signs_out_in_chromium() {
         browser.goto(&format!("{root}account/"));
     }
     assert!(browser.text().contains(&commit[..12]), "{}", browser.text());
+    let inputs = browser.inputs();
+    assert!(
+        !inputs.is_empty() && inputs.iter().all(|(_, labelled)| *labelled),
+        "{inputs:?}"
+    );
+    browser.fill("License key", extra["key"].as_str().unwrap());
+    browser.press("Redeem");
+    browser.wait_for_text("The license is redeemed");
+    assert!(browser.text().contains("Extra"), "{}", browser.text());
+    assert!(
+        browser.text().contains(extra["id"].as_str().unwrap()),
+        "{}",
+        browser.text()
+    );
     browser.screenshot("portal");
 
     browser.press("Sign out");
@@ -166,16 +198,7 @@ fn an_account_signs_in_sees_what_it_holds_and_signs_out_in_chromium() {
 fn sessions_are_cookies_a_script_cannot_read_and_end_when_the_account_does() {
     let fx = Fixture::new();
     let (_g, s) = started(&fx, "", "");
-    let token = form_token(&s);
-    let r = post_form(
-        &s,
-        "/account/sign-in",
-        &format!("tollgate_form={token}"),
-        &format!(
-            "csrf={token}&name=bob&password={}",
-            PASSWORD.replace(' ', "+")
-        ),
-    );
+    let r = sign_in(&s, "bob", PASSWORD);
     let (session, line) = set_cookie(&r, "tollgate_session").expect("a session cookie");
     for part in ["HttpOnly", "SameSite=Lax", "Path=/account", "Max-Age=43200"] {
         assert!(line.contains(part), "{line}");
@@ -194,16 +217,7 @@ fn sessions_are_cookies_a_script_cannot_read_and_end_when_the_account_does() {
     s.admin_ok(200, "PATCH", "accounts/bob", Some(json!({"active": false})));
     assert_eq!(portal(&s, &session).status, 303);
     // A deactivated account cannot sign in, and is told why.
-    let token = form_token(&s);
-    let r = post_form(
-        &s,
-        "/account/sign-in",
-        &format!("tollgate_form={token}"),
-        &format!(
-            "csrf={token}&name=bob&password={}",
-            PASSWORD.replace(' ', "+")
-        ),
-    );
+    let r = sign_in(&s, "bob", PASSWORD);
     assert_eq!(r.status, 403, "{}", text(&r));
     assert!(
         text(&r).contains("This account has been deactivated"),
@@ -425,4 +439,168 @@ fn the_pages_answer_bad_input_with_a_page_and_never_5xx() {
     let css = http::get(s.server.addr, "/account/style.css");
     assert_eq!(css.status, 200);
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+}
+
+/// The portal's own CSRF token, from its page.
+fn portal_csrf(s: &Service, session: &str) -> String {
+    let page = text(&portal(s, session));
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the portal's forms carry a token")
+        .to_owned()
+}
+
+fn redeem(s: &Service, session: &str, key: &str) -> Response {
+    let csrf = portal_csrf(s, session);
+    post_form(
+        s,
+        "/account/redeem",
+        &format!("tollgate_session={session}"),
+        &format!("csrf={csrf}&key={key}"),
+    )
+}
+
+/// Tokens an account's name and password get for `r`: the signed token's refs, and the denials.
+fn account_tokens(s: &Service, name: &str, r: &str) -> (Vec<String>, serde_json::Value) {
+    let (status, answer) = http::json(
+        s.server.addr,
+        "POST",
+        "/api/v1/tokens",
+        Some(&basic(name, PASSWORD)),
+        Some(&json!({"refs": [r]})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let refs = crate::service::signed_token(&answer).map_or_else(Vec::new, |(_, refs)| refs);
+    (refs, answer["denied"].clone())
+}
+
+#[test]
+fn a_license_key_redeemed_into_an_account_opens_what_it_holds() {
+    let fx = Fixture::new();
+    let (g, s) = started(&fx, "", "");
+    s.admin_ok(
+        201,
+        "POST",
+        "products",
+        Some(json!({"slug": "extra", "name": "Extra", "refs": ["app/org.example.Extra/*"]})),
+    );
+    s.admin_ok(
+        201,
+        "POST",
+        "accounts",
+        Some(json!({"name": "carol", "password": PASSWORD, "products": ["extra"]})),
+    );
+    let license = s.admin_ok(201, "POST", "licenses", Some(json!({"products": ["paid"]})));
+    let (id, key) = (
+        license["id"].as_str().unwrap(),
+        license["key"].as_str().unwrap(),
+    );
+    let (refs, denied) = account_tokens(&s, "carol", &g.app_ref);
+    assert!(
+        refs.is_empty() && denied[&g.app_ref] == "not-licensed",
+        "{denied}"
+    );
+
+    let carol = signed_in(&s, "carol", PASSWORD);
+    let page = text(&portal(&s, &carol));
+    assert!(page.contains("Extra") && !page.contains("Paid"), "{page}");
+    assert!(
+        page.contains("No license is redeemed into this account."),
+        "{page}"
+    );
+    // Without the portal's token, nothing is redeemed.
+    let r = post_form(
+        &s,
+        "/account/redeem",
+        &format!("tollgate_session={carol}"),
+        &format!("key={key}"),
+    );
+    assert_eq!(r.status, 403, "{}", text(&r));
+    let r = redeem(&s, &carol, key);
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let page = text(&r);
+    assert!(page.contains("The license is redeemed"), "{page}");
+    assert!(
+        page.contains(id) && page.contains("Paid") && page.contains("active"),
+        "{page}"
+    );
+    assert!(!page.contains(key), "the portal shows the key: {page}");
+    // The account's credentials now open what the license holds.
+    let (refs, _) = account_tokens(&s, "carol", &g.app_ref);
+    assert_eq!(refs, std::slice::from_ref(&g.app_ref));
+
+    // Once only: again here, or into another account.
+    let r = redeem(&s, &carol, key);
+    assert_eq!(r.status, 409, "{}", text(&r));
+    assert!(
+        text(&r).contains("already redeemed into this account"),
+        "{}",
+        text(&r)
+    );
+    let bob = signed_in(&s, "bob", PASSWORD);
+    let r = redeem(&s, &bob, key);
+    assert_eq!(r.status, 409, "{}", text(&r));
+    assert!(
+        text(&r).contains("redeemed into another account"),
+        "{}",
+        text(&r)
+    );
+
+    // Keys that are not one, and a revoked one, say so; wrong ones count as failures.
+    for (typed, status, said) in [
+        ("", 400, "Give a license key."),
+        (
+            "not-a-key",
+            400,
+            "That is not a license key of this service",
+        ),
+        (
+            &wrong_secret(key),
+            400,
+            "That is not a license key of this service",
+        ),
+    ] {
+        let r = redeem(&s, &bob, typed);
+        assert_eq!(r.status, status, "{typed}: {}", text(&r));
+        assert!(text(&r).contains(said), "{typed}: {}", text(&r));
+    }
+    let revoked = s.admin_ok(201, "POST", "licenses", Some(json!({"products": ["paid"]})));
+    s.admin_ok(
+        200,
+        "PATCH",
+        &format!("licenses/{}", revoked["id"].as_str().unwrap()),
+        Some(json!({"active": false})),
+    );
+    let r = redeem(&s, &bob, revoked["key"].as_str().unwrap());
+    assert_eq!(r.status, 403, "{}", text(&r));
+    assert!(
+        text(&r).contains("This license has been deactivated"),
+        "{}",
+        text(&r)
+    );
+
+    // Revoked after it was redeemed: the account no longer opens it, and the portal says so.
+    s.admin_ok(
+        200,
+        "PATCH",
+        &format!("licenses/{id}"),
+        Some(json!({"active": false})),
+    );
+    let (refs, denied) = account_tokens(&s, "carol", &g.app_ref);
+    assert!(
+        refs.is_empty() && denied[&g.app_ref] == "not-licensed",
+        "{denied}"
+    );
+    assert!(text(&portal(&s, &carol)).contains("revoked"));
+}
+
+/// `key` with another secret: the same id, wrong.
+fn wrong_secret(key: &str) -> String {
+    let (head, secret) = key.rsplit_once('_').unwrap();
+    let flipped: String = secret
+        .chars()
+        .map(|c| if c == 'a' { 'b' } else { 'a' })
+        .collect();
+    format!("{head}_{flipped}")
 }

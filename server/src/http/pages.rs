@@ -1,5 +1,6 @@
-//! The web pages under `/account/`, for customers in a browser: sign in with an account, and
-//! the portal that shows what it holds (its products, its recent downloads), then sign out.
+//! The web pages under `/account/`, for customers in a browser: sign in with an account, the
+//! portal that shows what it holds (its products, the licenses redeemed into it, its recent
+//! downloads) and redeems a license key into it, then sign out.
 //!
 //! Server-rendered HTML from templates checked at compile time (`server/templates/`, askama,
 //! which escapes every value), plain forms, no JavaScript, one stylesheet. A session is a
@@ -13,6 +14,7 @@
 //! ```text
 //! GET            /account/            the portal (or to the sign-in page)
 //! GET, POST      /account/sign-in     the form; name, password, csrf
+//! POST           /account/redeem      csrf, key
 //! POST           /account/sign-out    csrf
 //! GET            /account/style.css
 //! ```
@@ -29,7 +31,9 @@ use super::HttpError;
 use super::api::{Body, read_body};
 use crate::entitlements::{Credential, IssueError};
 use crate::secrets::Secret;
-use crate::store::{AuditFilter, Session, random_token};
+use crate::store::{
+    AuditFilter, LicenseKey, Product, Session, StoreError, account_holdings, now, random_token,
+};
 
 /// Where the pages are, under the server's root (or `public-url`'s path).
 pub(super) const PREFIX: &str = "/account";
@@ -59,8 +63,18 @@ struct Portal<'a> {
     base: &'a str,
     csrf: &'a str,
     account: &'a str,
+    notice: Option<&'a str>,
+    problem: Option<&'a str>,
     products: Vec<ProductView>,
+    licenses: Vec<LicenseView>,
     downloads: Vec<DownloadView>,
+}
+
+struct LicenseView {
+    id: String,
+    products: String,
+    until: String,
+    state: &'static str,
 }
 
 struct ProductView {
@@ -168,10 +182,11 @@ pub(super) async fn handle(
         ("/sign-in", &Method::GET | &Method::HEAD) => sign_in_form(state, &base, headers).await,
         ("/sign-in", &Method::POST) => sign_in(state, &base, headers, client, body).await,
         ("/sign-out", &Method::POST) => sign_out(state, &base, headers, body).await,
+        ("/redeem", &Method::POST) => redeem(state, &base, headers, client, body).await,
         ("/style.css", &Method::GET | &Method::HEAD) => Ok(style()),
         ("/" | "/style.css", _) => Err(not_allowed("GET")),
         ("/sign-in", _) => Err(not_allowed("GET, POST")),
-        ("/sign-out", _) => Err(not_allowed("POST")),
+        ("/sign-out" | "/redeem", _) => Err(not_allowed("POST")),
         _ => Err(PageError::new(
             StatusCode::NOT_FOUND,
             "No such page",
@@ -457,18 +472,7 @@ async fn sign_in(
                 Some(&message),
             );
         }
-        Err(IssueError::TooManyFailures(left)) => {
-            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            crate::metrics::METRICS.rate_limited();
-            return Err(PageError {
-                retry_after: Some(secs),
-                ..PageError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many failed attempts",
-                    format!("Too many failed sign-ins from here; try again in {secs} seconds."),
-                )
-            });
-        }
+        Err(IssueError::TooManyFailures(left)) => return Err(too_many(left)),
         Err(e) => return Err(PageError::internal("signing in", e)),
     };
     let account = entitled.account.unwrap_or_else(|| name.to_owned());
@@ -486,6 +490,7 @@ async fn sign_in(
     Ok(response)
 }
 
+/// A message of the service's (lowercase, no full stop) as a sentence.
 fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
@@ -498,20 +503,60 @@ async fn portal(state: &AppState, base: &str, headers: &HeaderMap) -> Result<Res
     let Some(session) = session(state, headers).await? else {
         return Ok(see_other(&format!("{base}{PREFIX}/sign-in")));
     };
+    portal_page(state, base, &session, StatusCode::OK, None, None).await
+}
+
+/// The portal of the session's account, with a notice or a problem to show above it.
+async fn portal_page(
+    state: &AppState,
+    base: &str,
+    session: &Session,
+    status: StatusCode,
+    notice: Option<&str>,
+    problem: Option<&str>,
+) -> Result<Response, PageError> {
     let store = state.entitlements.store();
+    let failed = |doing: &'static str| move |e: StoreError| PageError::internal(doing, e);
     let account = store
         .account_get(&session.account)
         .await
-        .map_err(|e| PageError::internal("reading an account", e))?;
-    let products = store
-        .products_named(&account.products)
+        .map_err(failed("reading an account"))?;
+    let redeemed = store
+        .account_licenses(&account.name)
         .await
-        .map_err(|e| PageError::internal("reading products", e))?
-        .into_iter()
-        .map(|p| ProductView {
-            name: p.name,
-            refs: p.refs,
-            active: p.active,
+        .map_err(failed("reading an account's licenses"))?;
+    let at = now();
+    let (held, _) = account_holdings(&account, &redeemed, at);
+    let products: Vec<Product> = store
+        .products_named(&held)
+        .await
+        .map_err(failed("reading products"))?;
+    let name_of = |slug: &str| {
+        products
+            .iter()
+            .find(|p| p.slug == slug)
+            .map_or_else(|| slug.to_owned(), |p| p.name.clone())
+    };
+    let licenses = redeemed
+        .iter()
+        .map(|l| LicenseView {
+            id: l.id.clone(),
+            products: l
+                .products
+                .iter()
+                .map(|p| name_of(p))
+                .collect::<Vec<_>>()
+                .join(", "),
+            until: l
+                .expires
+                .map_or_else(|| "no end".to_owned(), crate::times::time),
+            state: if !l.active {
+                "revoked"
+            } else if l.expires.is_some_and(|e| e <= at) {
+                "expired"
+            } else {
+                "active"
+            },
         })
         .collect();
     let downloads = store
@@ -521,7 +566,7 @@ async fn portal(state: &AppState, base: &str, headers: &HeaderMap) -> Result<Res
             ..Default::default()
         })
         .await
-        .map_err(|e| PageError::internal("reading downloads", e))?
+        .map_err(failed("reading downloads"))?
         .into_iter()
         .map(|d| DownloadView {
             at: crate::times::time(d.at),
@@ -533,10 +578,105 @@ async fn portal(state: &AppState, base: &str, headers: &HeaderMap) -> Result<Res
         base,
         csrf: &session.csrf,
         account: &account.name,
-        products,
+        notice,
+        problem,
+        products: products
+            .into_iter()
+            .map(|p| ProductView {
+                name: p.name,
+                refs: p.refs,
+                active: p.active,
+            })
+            .collect(),
+        licenses,
         downloads,
     })?;
-    Ok(page(StatusCode::OK, html))
+    Ok(page(status, html))
+}
+
+/// Redeems a license key into the session's account. The key is checked as at the token
+/// endpoint (the same limiter, the same constant-time check), then taken if no account has it.
+async fn redeem(
+    state: &AppState,
+    base: &str,
+    headers: &HeaderMap,
+    client: IpAddr,
+    body: Body,
+) -> Result<Response, PageError> {
+    let fields = form(headers, body).await?;
+    let Some(session) = session(state, headers).await? else {
+        return Ok(see_other(&format!("{base}{PREFIX}/sign-in")));
+    };
+    if !equal(&session.csrf, field(&fields, "csrf")) {
+        return Err(stale_form());
+    }
+    let again = |status, problem: &str| {
+        let problem = problem.to_owned();
+        let session = session.clone();
+        async move { portal_page(state, base, &session, status, None, Some(&problem)).await }
+    };
+    let typed = field(&fields, "key").trim();
+    if typed.is_empty() {
+        return again(StatusCode::BAD_REQUEST, "Give a license key.").await;
+    }
+    let key = LicenseKey::parse(typed);
+    let credential = key
+        .clone()
+        .map_or(Credential::Unreadable, Credential::License);
+    match state.entitlements.entitled(Some(credential), client).await {
+        Ok(_) => {}
+        Err(IssueError::InvalidCredentials) => {
+            return again(
+                StatusCode::BAD_REQUEST,
+                "That is not a license key of this service: check it, they look like tg_… .",
+            )
+            .await;
+        }
+        Err(IssueError::Refused(refusal)) => {
+            return again(StatusCode::FORBIDDEN, &capitalised(refusal.message())).await;
+        }
+        Err(IssueError::TooManyFailures(left)) => return Err(too_many(left)),
+        Err(e) => return Err(PageError::internal("checking a license key", e)),
+    }
+    let Some(key) = key else {
+        return Err(PageError::internal(
+            "redeeming",
+            "a key checked right did not parse",
+        ));
+    };
+    match state
+        .entitlements
+        .store()
+        .license_redeem(&key.id, &session.account)
+        .await
+    {
+        Ok(()) => {
+            portal_page(
+                state,
+                base,
+                &session,
+                StatusCode::OK,
+                Some("The license is redeemed: what it opens is this account's now."),
+                None,
+            )
+            .await
+        }
+        Err(StoreError::Conflict(why)) => again(StatusCode::CONFLICT, &capitalised(&why)).await,
+        Err(e) => Err(PageError::internal("redeeming a license", e)),
+    }
+}
+
+fn too_many(left: std::time::Duration) -> PageError {
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    crate::metrics::METRICS.rate_limited();
+    PageError {
+        retry_after: Some(secs),
+        ..PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed attempts",
+            format!("Too many failed attempts from here; try again in {secs} seconds."),
+        )
+    }
 }
 
 async fn sign_out(
@@ -608,6 +748,9 @@ mod tests {
             base: "",
             csrf: "c",
             account: "<b>bob</b>",
+            notice: None,
+            problem: Some("<i>no</i>"),
+            licenses: vec![],
             products: vec![ProductView {
                 name: "<script>alert(1)</script>".to_owned(),
                 refs: vec!["app/\"x\"/*".to_owned()],

@@ -622,6 +622,95 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Redeems the license `id` into `account`: from then on its products are the account's
+    /// too, while it is active and unexpired. A license is redeemed once: again, into this
+    /// account or another, is a conflict saying which.
+    pub(crate) async fn license_redeem(&self, id: &str, account: &str) -> Result<()> {
+        let taken: Option<(Option<String>,)> = on_pool!(self, change, pool => {
+            let updated = sqlx::query(
+                "UPDATE licenses SET account = $1 WHERE id = $2 AND account IS NULL",
+            )
+            .bind(account)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                None
+            } else {
+                sqlx::query_as("SELECT account FROM licenses WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        });
+        match taken {
+            None => Ok(()),
+            Some((Some(holder),)) if holder == account => Err(StoreError::Conflict(
+                "this license is already redeemed into this account".to_owned(),
+            )),
+            Some(_) => Err(StoreError::Conflict(
+                "this license has already been redeemed into another account".to_owned(),
+            )),
+        }
+    }
+
+    /// The licenses redeemed into `account`, oldest first.
+    pub(crate) async fn account_licenses(&self, account: &str) -> Result<Vec<License>> {
+        type Row = (String, bool, Option<i64>, String, i64);
+        let (rows, pairs): (Vec<Row>, Vec<(String, String)>) = on_pool!(self, read, pool => {
+            let rows = sqlx::query_as(
+                "SELECT id, active, expires, note, created FROM licenses WHERE account = $1 \
+                 ORDER BY created, id",
+            )
+            .bind(account)
+            .fetch_all(pool)
+            .await?;
+            let pairs = sqlx::query_as(
+                "SELECT lp.license, lp.product FROM license_products lp \
+                 JOIN licenses l ON l.id = lp.license WHERE l.account = $1 \
+                 ORDER BY lp.license, lp.product",
+            )
+            .bind(account)
+            .fetch_all(pool)
+            .await?;
+            (rows, pairs)
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, active, expires, note, created)| License {
+                products: products_of(&id, &pairs),
+                id,
+                active,
+                expires,
+                note,
+                created,
+            })
+            .collect())
+    }
+}
+
+/// What an account holds: its own products and those of the licenses redeemed into it that
+/// are active and unexpired at `at`, each once; and when the first of those licenses ends
+/// (`None`: none of them ends).
+pub(crate) fn account_holdings(
+    account: &Account,
+    redeemed: &[License],
+    at: i64,
+) -> (Vec<String>, Option<i64>) {
+    let open: Vec<&License> = redeemed
+        .iter()
+        .filter(|l| l.active && l.expires.is_none_or(|e| e > at))
+        .collect();
+    let mut products = account.products.clone();
+    products.extend(open.iter().flat_map(|l| l.products.iter().cloned()));
+    (
+        product_set(&products),
+        open.iter().filter_map(|l| l.expires).min(),
+    )
+}
+
 fn not_found_license(id: &str) -> StoreError {
     StoreError::NotFound(format!("license {id:?}"))
 }
@@ -629,6 +718,38 @@ fn not_found_license(id: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_holds_its_own_products_and_its_open_licenses_until_the_first_ends() {
+        let account = Account {
+            name: "a".into(),
+            products: vec!["own".into(), "both".into()],
+            active: true,
+            created: 0,
+        };
+        let license = |id: &str, products: &[&str], active, expires| License {
+            id: id.into(),
+            products: products.iter().map(|p| (*p).to_owned()).collect(),
+            active,
+            expires,
+            note: String::new(),
+            created: 0,
+        };
+        let redeemed = [
+            license("l1", &["both", "year"], true, Some(2000)),
+            license("l2", &["forever"], true, None),
+            license("l3", &["revoked"], false, None),
+            license("l4", &["over"], true, Some(1000)),
+            license("l5", &["later"], true, Some(3000)),
+        ];
+        let (products, expires) = account_holdings(&account, &redeemed, 1000);
+        assert_eq!(products, ["both", "forever", "later", "own", "year"]);
+        assert_eq!(expires, Some(2000));
+        assert_eq!(
+            account_holdings(&account, &[], 1000),
+            (vec!["both".into(), "own".into()], None)
+        );
+    }
 
     #[test]
     fn keys_parse_and_refuse() {

@@ -25,7 +25,9 @@ use sqlx::sqlite::{
 };
 
 pub(crate) use audit::{AuditFilter, DownloadRow, IssuedToken};
-pub(crate) use licenses::{Account, License, LicenseKey, NewLicense, is_account_name};
+pub(crate) use licenses::{
+    Account, License, LicenseKey, NewLicense, account_holdings, is_account_name,
+};
 pub(crate) use products::Product;
 pub(crate) use sessions::{Session, random_token};
 

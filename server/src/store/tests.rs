@@ -373,6 +373,23 @@ async fn scenario(store: &Store) {
     assert!(store.session_get(&made).await.unwrap().is_none());
     let kept = store.session_add("alice", 3600).await.unwrap();
 
+    // A license redeemed into an account: once, listed with it, its products the account's.
+    store.license_redeem(&license.id, "alice").await.unwrap();
+    for again in ["alice", "bob"] {
+        assert!(matches!(
+            store.license_redeem(&license.id, again).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+    let redeemed = store.account_licenses("alice").await.unwrap();
+    assert_eq!(redeemed.len(), 1);
+    assert_eq!(redeemed[0].id, license.id);
+    assert_eq!(
+        redeemed[0].products,
+        license_products_now(store, &license.id).await
+    );
+    assert!(store.account_licenses("bob").await.unwrap().is_empty());
+
     // Keys: published once, retired, and still valid within the overlap.
     store.key_publish("k1", &[1; 32], 100).await.unwrap();
     store.key_publish("k1", &[9; 32], 999).await.unwrap();
@@ -411,6 +428,10 @@ async fn scenario(store: &Store) {
 
 /// Two stores on one database, as two processes: a change through one reaches what the other
 /// keeps in memory for issuance within `FRESHNESS`; a change through a store reaches it at once.
+async fn license_products_now(store: &Store, id: &str) -> Vec<String> {
+    store.license_get(id).await.unwrap().products
+}
+
 async fn changes_made_elsewhere(here: &Store, there: &Store) {
     async fn license(store: &Store, key: &LicenseKey) -> License {
         store
