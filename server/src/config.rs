@@ -60,6 +60,8 @@ pub(crate) struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub web: WebConfig,
     /// The address clients reach this server at, when it is not `http://` and the request's
     /// `Host` (behind a TLS proxy, say): written into the `.flatpakrepo` files served.
     pub public_url: Option<String>,
@@ -93,6 +95,32 @@ pub(crate) struct MetricsConfig {
     /// A file holding a bearer token that scrapes must present (mode 0600); without one,
     /// `/metrics` answers loopback clients only.
     pub token_file: Option<PathBuf>,
+}
+
+/// The customers' web pages (`/account/`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct WebConfig {
+    /// Whether anyone may make an account in the pages (`/account/create`); off, accounts
+    /// are the vendor's to make.
+    #[serde(default)]
+    pub sign_up: bool,
+    /// Seconds a browser stays signed in (1 to 2592000, 30 days).
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl: i64,
+}
+
+fn default_session_ttl() -> i64 {
+    12 * 3600
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            sign_up: false,
+            session_ttl: default_session_ttl(),
+        }
+    }
 }
 
 /// How many connections the server keeps open.
@@ -376,6 +404,14 @@ impl Config {
                  seconds)",
                 path.display(),
                 limits.stall_timeout
+            );
+        }
+        if !(1..=2_592_000).contains(&config.web.session_ttl) {
+            anyhow::bail!(
+                "in the configuration file {}: session-ttl = {} is out of range (1 to 2592000 \
+                 seconds)",
+                path.display(),
+                config.web.session_ttl
             );
         }
         let e = &config.entitlements;

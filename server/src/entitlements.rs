@@ -252,6 +252,18 @@ impl Entitlements {
         self.admin_by_address.fail(&limit_key(client));
     }
 
+    /// How long the client address is still refused (after failed attempts, or sign-ups:
+    /// see [`Entitlements::signed_up`]).
+    pub(crate) fn blocked(&self, client: IpAddr) -> Option<Duration> {
+        self.by_address.blocked(&limit_key(client))
+    }
+
+    /// Counts an account made in the web pages against the client address, as a failure
+    /// counts: one address makes at most `max-failures` accounts per `failure-window`.
+    pub(crate) fn signed_up(&self, client: IpAddr) {
+        self.by_address.fail(&limit_key(client));
+    }
+
     /// Signs with `key` from now on (after a rotation).
     pub(crate) fn set_signer(&self, key: SigningKey) {
         self.signer.store(Arc::new(key));

@@ -201,7 +201,8 @@ pub(crate) fn run(
                 config.public_url.clone(),
             )
             .with_body_timeout(Duration::from_secs(config.limits.stall_timeout))
-            .with_proxies(config.proxies()),
+            .with_proxies(config.proxies())
+            .with_web(config.web),
         );
         let refresher = tokio::spawn(follow_rotations(Arc::clone(&state), keys, trusted, ttl));
         tracing::info!("listening on http://{addr}/");

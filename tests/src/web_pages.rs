@@ -604,3 +604,116 @@ fn wrong_secret(key: &str) -> String {
         .collect();
     format!("{head}_{flipped}")
 }
+
+#[test]
+fn with_sign_up_on_anyone_makes_an_account_a_few_per_address() {
+    let fx = Fixture::new();
+    let (g, s) = started(
+        &fx,
+        "[web]\nsign-up = true",
+        "max-failures = 3\nfailure-window = 60",
+    );
+    let r = http::get(s.server.addr, "/account/sign-in");
+    assert!(
+        text(&r).contains("/account/create"),
+        "no sign-up link: {}",
+        text(&r)
+    );
+    let create = |name: &str, password: &str, again: &str| {
+        let r = http::get(s.server.addr, "/account/create");
+        assert_eq!(r.status, 200, "{}", text(&r));
+        let (token, _) = set_cookie(&r, "tollgate_form").expect("a form cookie");
+        post_form(
+            &s,
+            "/account/create",
+            &format!("tollgate_form={token}"),
+            &format!("csrf={token}&name={name}&password={password}&again={again}"),
+        )
+    };
+    for (name, password, again, status, said) in [
+        (
+            "dora",
+            "long-enough-1",
+            "long-enough-2",
+            400,
+            "The two passwords differ.",
+        ),
+        ("dora", "short", "short", 400, "8 to 1024 bytes"),
+        (
+            "bob",
+            "long-enough-1",
+            "long-enough-1",
+            409,
+            "That name is taken",
+        ),
+        (
+            "a+b",
+            "long-enough-1",
+            "long-enough-1",
+            400,
+            "is not an account name",
+        ),
+    ] {
+        let r = create(name, password, again);
+        assert_eq!(r.status, status, "{name}: {}", text(&r));
+        assert!(text(&r).contains(said), "{name}: {}", text(&r));
+        assert!(set_cookie(&r, "tollgate_session").is_none());
+    }
+    // Without the form's token, nothing is made.
+    let r = post_form(
+        &s,
+        "/account/create",
+        "",
+        "name=eve&password=long-enough-1&again=long-enough-1",
+    );
+    assert_eq!(r.status, 403, "{}", text(&r));
+
+    let r = create("dora", "long-enough-1", "long-enough-1");
+    assert_eq!(r.status, 303, "{}", text(&r));
+    assert_eq!(r.header("location"), Some("/account/"));
+    let (session, _) = set_cookie(&r, "tollgate_session").expect("signed in");
+    let page = text(&portal(&s, &session));
+    assert!(
+        page.contains("dora") && page.contains("This account holds no product yet."),
+        "{page}"
+    );
+    // The new account signs in and redeems as any other; it opens nothing before.
+    let (status, answer) = http::json(
+        s.server.addr,
+        "POST",
+        "/api/v1/tokens",
+        Some(&basic("dora", "long-enough-1")),
+        Some(&json!({"refs": [g.app_ref]})),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["denied"][&g.app_ref], "not-licensed");
+    // Each account made counts against the address: the third is the last for now.
+    for name in ["erin", "fred"] {
+        assert_eq!(create(name, "long-enough-1", "long-enough-1").status, 303);
+    }
+    let r = create("gina", "long-enough-1", "long-enough-1");
+    assert_eq!(r.status, 429, "{}", text(&r));
+    assert!(r.header("retry-after").is_some());
+    let (status, _) = s.admin("GET", "accounts/gina", None);
+    assert_eq!(status, 404, "an account was made past the limit");
+}
+
+#[test]
+fn without_sign_up_accounts_are_the_vendors_and_sessions_end() {
+    let fx = Fixture::new();
+    let (_g, s) = started(&fx, "[web]\nsession-ttl = 2", "");
+    let r = http::get(s.server.addr, "/account/sign-in");
+    assert!(!text(&r).contains("/account/create"), "{}", text(&r));
+    let r = http::get(s.server.addr, "/account/create");
+    assert_eq!(r.status, 404, "{}", text(&r));
+    assert!(text(&r).contains("made by the vendor"), "{}", text(&r));
+    let r = sign_in(&s, "bob", PASSWORD);
+    let (session, line) = set_cookie(&r, "tollgate_session").expect("signed in");
+    assert!(line.contains("Max-Age=2"), "{line}");
+    assert_eq!(portal(&s, &session).status, 200);
+    // The session over (the browser would drop the cookie; the server refuses it anyway).
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    let r = portal(&s, &session);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/account/sign-in"));
+}

@@ -110,6 +110,8 @@ pub(crate) struct AppState {
     body_timeout: Duration,
     /// The reverse proxies whose forwarding header names the client.
     pub(crate) proxies: Proxies,
+    /// The web pages' settings.
+    web: crate::config::WebConfig,
 }
 
 impl AppState {
@@ -132,12 +134,19 @@ impl AppState {
             public_url,
             body_timeout: Duration::from_secs(crate::config::default_stall_timeout()),
             proxies: Proxies::default(),
+            web: crate::config::WebConfig::default(),
         }
     }
 
     /// Believes the forwarding header of `proxies` (`trusted-proxies`).
     pub(crate) fn with_proxies(mut self, proxies: Proxies) -> AppState {
         self.proxies = proxies;
+        self
+    }
+
+    /// The web pages' settings (`[web]`).
+    pub(crate) fn with_web(mut self, web: crate::config::WebConfig) -> AppState {
+        self.web = web;
         self
     }
 

@@ -1,11 +1,12 @@
 //! The web pages under `/account/`, for customers in a browser: sign in with an account, the
 //! portal that shows what it holds (its products, the licenses redeemed into it, its recent
-//! downloads) and redeems a license key into it, then sign out.
+//! downloads) and redeems a license key into it, then sign out; and, where `[web] sign-up` is
+//! on, make an account.
 //!
 //! Server-rendered HTML from templates checked at compile time (`server/templates/`, askama,
 //! which escapes every value), plain forms, no JavaScript, one stylesheet. A session is a
 //! random cookie (`HttpOnly`, `SameSite=Lax`, `Secure` when `public-url` is https, ending
-//! after [`SESSION_TTL`]) whose SHA-256 the database keeps. Every form carries a CSRF token:
+//! after `[web] session-ttl`) whose SHA-256 the database keeps. Every form carries a CSRF token:
 //! the session's own once signed in, and before that one bound to a cookie of its own (the
 //! sign-in form cannot use a session it has not made yet). Sign-in failures count in the
 //! limiter the token endpoint uses. The pages' answers are never 5xx for a client's mistake,
@@ -14,6 +15,7 @@
 //! ```text
 //! GET            /account/            the portal (or to the sign-in page)
 //! GET, POST      /account/sign-in     the form; name, password, csrf
+//! GET, POST      /account/create      with sign-up on: name, password, again, csrf
 //! POST           /account/redeem      csrf, key
 //! POST           /account/sign-out    csrf
 //! GET            /account/style.css
@@ -37,8 +39,6 @@ use crate::store::{
 
 /// Where the pages are, under the server's root (or `public-url`'s path).
 pub(super) const PREFIX: &str = "/account";
-/// How long a session lasts.
-pub(crate) const SESSION_TTL: i64 = 12 * 3600;
 /// A form is a few fields.
 const MAX_FORM: usize = 16 * 1024;
 const SESSION_COOKIE: &str = "tollgate_session";
@@ -51,6 +51,16 @@ const STYLE: &str = include_str!("../../templates/style.css");
 #[derive(Template)]
 #[template(path = "sign_in.html")]
 struct SignIn<'a> {
+    base: &'a str,
+    csrf: &'a str,
+    name: &'a str,
+    problem: Option<&'a str>,
+    sign_up: bool,
+}
+
+#[derive(Template)]
+#[template(path = "create.html")]
+struct Create<'a> {
     base: &'a str,
     csrf: &'a str,
     name: &'a str,
@@ -183,6 +193,14 @@ pub(super) async fn handle(
         ("/sign-in", &Method::POST) => sign_in(state, &base, headers, client, body).await,
         ("/sign-out", &Method::POST) => sign_out(state, &base, headers, body).await,
         ("/redeem", &Method::POST) => redeem(state, &base, headers, client, body).await,
+        ("/create", _) if !state.web.sign_up => Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            "No sign-up here",
+            "Accounts here are made by the vendor: ask them for one, or for a license key.",
+        )),
+        ("/create", &Method::GET | &Method::HEAD) => create_form(state, &base, headers).await,
+        ("/create", &Method::POST) => create(state, &base, headers, client, body).await,
+        ("/create", _) => Err(not_allowed("GET, POST")),
         ("/style.css", &Method::GET | &Method::HEAD) => Ok(style()),
         ("/" | "/style.css", _) => Err(not_allowed("GET")),
         ("/sign-in", _) => Err(not_allowed("GET, POST")),
@@ -404,15 +422,13 @@ fn sign_in_page(
     name: &str,
     problem: Option<&str>,
 ) -> Result<Response, PageError> {
-    let csrf = match cookie(headers, FORM_COOKIE).filter(|v| well_formed(v)) {
-        Some(existing) => existing.to_owned(),
-        None => random_token().map_err(|e| PageError::internal("making a form token", e))?,
-    };
+    let csrf = form_csrf(headers)?;
     let html = render(&SignIn {
         base,
         csrf: &csrf,
         name,
         problem,
+        sign_up: state.web.sign_up,
     })?;
     let mut response = page(status, html);
     response.headers_mut().append(
@@ -479,15 +495,102 @@ async fn sign_in(
     let cookie = state
         .entitlements
         .store()
-        .session_add(&account, SESSION_TTL)
+        .session_add(&account, state.web.session_ttl)
         .await
         .map_err(|e| PageError::internal("making a web session", e))?;
+    Ok(signed_in_answer(state, base, &cookie))
+}
+
+/// To the portal, with the session's cookie.
+fn signed_in_answer(state: &AppState, base: &str, cookie: &str) -> Response {
     let mut response = see_other(&format!("{base}{PREFIX}/"));
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(state, SESSION_COOKIE, &cookie, Some(SESSION_TTL)),
+        set_cookie(state, SESSION_COOKIE, cookie, Some(state.web.session_ttl)),
+    );
+    response
+}
+
+/// The form cookie's token, or a new one.
+fn form_csrf(headers: &HeaderMap) -> Result<String, PageError> {
+    match cookie(headers, FORM_COOKIE).filter(|v| well_formed(v)) {
+        Some(existing) => Ok(existing.to_owned()),
+        None => random_token().map_err(|e| PageError::internal("making a form token", e)),
+    }
+}
+
+async fn create_form(
+    state: &AppState,
+    base: &str,
+    headers: &HeaderMap,
+) -> Result<Response, PageError> {
+    if session(state, headers).await?.is_some() {
+        return Ok(see_other(&format!("{base}{PREFIX}/")));
+    }
+    create_page(state, base, headers, StatusCode::OK, "", None)
+}
+
+fn create_page(
+    state: &AppState,
+    base: &str,
+    headers: &HeaderMap,
+    status: StatusCode,
+    name: &str,
+    problem: Option<&str>,
+) -> Result<Response, PageError> {
+    let csrf = form_csrf(headers)?;
+    let html = render(&Create {
+        base,
+        csrf: &csrf,
+        name,
+        problem,
+    })?;
+    let mut response = page(status, html);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, FORM_COOKIE, &csrf, None),
     );
     Ok(response)
+}
+
+/// Makes an account (no product yet) and signs it in. Each counts against the address in the
+/// failure limiter, so that one address cannot make accounts without end.
+async fn create(
+    state: &AppState,
+    base: &str,
+    headers: &HeaderMap,
+    client: IpAddr,
+    body: Body,
+) -> Result<Response, PageError> {
+    let fields = form(headers, body).await?;
+    let expected = cookie(headers, FORM_COOKIE).filter(|v| well_formed(v));
+    if !expected.is_some_and(|expected| equal(expected, field(&fields, "csrf"))) {
+        return Err(stale_form());
+    }
+    if let Some(left) = state.entitlements.blocked(client) {
+        return Err(too_many(left));
+    }
+    let (name, password) = (field(&fields, "name"), field(&fields, "password"));
+    let again =
+        |status, problem: &str| create_page(state, base, headers, status, name, Some(problem));
+    if password != field(&fields, "again") {
+        return again(StatusCode::BAD_REQUEST, "The two passwords differ.");
+    }
+    let store = state.entitlements.store();
+    match store.account_sign_up(name, password).await {
+        Ok(_) => {}
+        Err(StoreError::Invalid(why)) => return again(StatusCode::BAD_REQUEST, &capitalised(&why)),
+        Err(StoreError::Conflict(_)) => {
+            return again(StatusCode::CONFLICT, "That name is taken: choose another.");
+        }
+        Err(e) => return Err(PageError::internal("making an account", e)),
+    }
+    state.entitlements.signed_up(client);
+    let cookie = store
+        .session_add(name, state.web.session_ttl)
+        .await
+        .map_err(|e| PageError::internal("making a web session", e))?;
+    Ok(signed_in_answer(state, base, &cookie))
 }
 
 /// A message of the service's (lowercase, no full stop) as a sentence.

@@ -428,6 +428,23 @@ impl Store {
         check_account_name(name)?;
         check_password(password)?;
         self.products_exist(products).await?;
+        self.account_insert(name, password, products).await
+    }
+
+    /// An account its holder makes in the web pages: no product yet (redeeming a license key
+    /// brings them).
+    pub(crate) async fn account_sign_up(&self, name: &str, password: &str) -> Result<Account> {
+        check_account_name(name)?;
+        check_password(password)?;
+        self.account_insert(name, password, &[]).await
+    }
+
+    async fn account_insert(
+        &self,
+        name: &str,
+        password: &str,
+        products: &[String],
+    ) -> Result<Account> {
         let products = product_set(products);
         let owned = password.to_owned();
         let hash = argon2(move || hash_password(&owned)).await??;
