@@ -526,6 +526,8 @@ fn a_license_key_redeemed_into_an_account_opens_what_it_holds() {
         "{page}"
     );
     assert!(!page.contains(key), "the portal shows the key: {page}");
+    let shown = s.admin_ok(200, "GET", &format!("licenses/{id}"), None);
+    assert_eq!(shown["account"], "carol", "{shown}");
     // The account's credentials now open what the license holds.
     let (refs, _) = account_tokens(&s, "carol", &g.app_ref);
     assert_eq!(refs, std::slice::from_ref(&g.app_ref));

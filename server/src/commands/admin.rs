@@ -369,12 +369,15 @@ async fn license(store: &Store, json: bool, command: LicenseCommand) -> anyhow::
                     if l.active { "active" } else { "inactive" }.to_owned(),
                     l.expires.map_or("never".to_owned(), time),
                     time(l.created),
+                    l.account.clone().unwrap_or_else(|| "-".to_owned()),
                     l.note.clone(),
                 ]
             })
             .collect();
         print_table(
-            &["ID", "PRODUCTS", "STATE", "EXPIRES", "CREATED", "NOTE"],
+            &[
+                "ID", "PRODUCTS", "STATE", "EXPIRES", "CREATED", "ACCOUNT", "NOTE",
+            ],
             &rows,
         );
     }

@@ -30,6 +30,8 @@ pub(crate) struct License {
     pub expires: Option<i64>,
     pub note: String,
     pub created: i64,
+    /// The account it was redeemed into (in the web pages), if any.
+    pub account: Option<String>,
 }
 
 /// What a new license holds.
@@ -261,15 +263,17 @@ impl Store {
             expires: new.expires,
             note: new.note.clone(),
             created,
+            account: None,
         };
         Ok((license, key))
     }
 
     pub(crate) async fn license_list(&self) -> Result<Vec<License>> {
-        type Row = (String, bool, Option<i64>, String, i64);
+        type Row = (String, bool, Option<i64>, String, i64, Option<String>);
         let (rows, pairs): (Vec<Row>, Vec<(String, String)>) = on_pool!(self, read, pool => {
             let rows = sqlx::query_as(
-                "SELECT id, active, expires, note, created FROM licenses ORDER BY created, id",
+                "SELECT id, active, expires, note, created, account FROM licenses \
+                 ORDER BY created, id",
             )
             .fetch_all(pool)
             .await?;
@@ -282,13 +286,14 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(id, active, expires, note, created)| License {
+            .map(|(id, active, expires, note, created, account)| License {
                 products: products_of(&id, &pairs),
                 id,
                 active,
                 expires,
                 note,
                 created,
+                account,
             })
             .collect())
     }
@@ -301,10 +306,11 @@ impl Store {
     }
 
     pub(super) async fn license_row(&self, id: &str) -> Result<Option<(Vec<u8>, License)>> {
-        type Row = (Vec<u8>, bool, Option<i64>, String, i64);
+        type Row = (Vec<u8>, bool, Option<i64>, String, i64, Option<String>);
         let (row, products): (Option<Row>, Vec<(String,)>) = on_pool!(self, read, pool => {
             let row = sqlx::query_as(
-                "SELECT key_hash, active, expires, note, created FROM licenses WHERE id = $1",
+                "SELECT key_hash, active, expires, note, created, account FROM licenses \
+                 WHERE id = $1",
             )
             .bind(id)
             .fetch_optional(pool)
@@ -317,7 +323,7 @@ impl Store {
             .await?;
             (row, products)
         });
-        Ok(row.map(|(hash, active, expires, note, created)| {
+        Ok(row.map(|(hash, active, expires, note, created, account)| {
             let license = License {
                 id: id.to_owned(),
                 products: products.into_iter().map(|(p,)| p).collect(),
@@ -325,6 +331,7 @@ impl Store {
                 expires,
                 note,
                 created,
+                account,
             };
             (hash, license)
         }))
@@ -703,6 +710,7 @@ impl Store {
                 expires,
                 note,
                 created,
+                account: Some(account.to_owned()),
             })
             .collect())
     }
@@ -751,6 +759,7 @@ mod tests {
             expires,
             note: String::new(),
             created: 0,
+            account: None,
         };
         let redeemed = [
             license("l1", &["both", "year"], true, Some(2000)),

@@ -389,6 +389,15 @@ async fn scenario(store: &Store) {
         license_products_now(store, &license.id).await
     );
     assert!(store.account_licenses("bob").await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .license_get(&license.id)
+            .await
+            .unwrap()
+            .account
+            .as_deref(),
+        Some("alice")
+    );
 
     // Keys: published once, retired, and still valid within the overlap.
     store.key_publish("k1", &[1; 32], 100).await.unwrap();
