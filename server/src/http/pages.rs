@@ -422,20 +422,15 @@ fn sign_in_page(
     name: &str,
     problem: Option<&str>,
 ) -> Result<Response, PageError> {
-    let csrf = form_csrf(headers)?;
-    let html = render(&SignIn {
-        base,
-        csrf: &csrf,
-        name,
-        problem,
-        sign_up: state.web.sign_up,
-    })?;
-    let mut response = page(status, html);
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(state, FORM_COOKIE, &csrf, None),
-    );
-    Ok(response)
+    form_page(state, headers, status, |csrf| {
+        render(&SignIn {
+            base,
+            csrf,
+            name,
+            problem,
+            sign_up: state.web.sign_up,
+        })
+    })
 }
 
 async fn sign_in(
@@ -446,8 +441,7 @@ async fn sign_in(
     body: Body,
 ) -> Result<Response, PageError> {
     let fields = form(headers, body).await?;
-    let expected = cookie(headers, FORM_COOKIE).filter(|v| well_formed(v));
-    if !expected.is_some_and(|expected| equal(expected, field(&fields, "csrf"))) {
+    if !form_token_matches(headers, &fields) {
         return Err(stale_form());
     }
     let (name, password) = (field(&fields, "name"), field(&fields, "password"));
@@ -511,12 +505,31 @@ fn signed_in_answer(state: &AppState, base: &str, cookie: &str) -> Response {
     response
 }
 
-/// The form cookie's token, or a new one.
-fn form_csrf(headers: &HeaderMap) -> Result<String, PageError> {
-    match cookie(headers, FORM_COOKIE).filter(|v| well_formed(v)) {
-        Some(existing) => Ok(existing.to_owned()),
-        None => random_token().map_err(|e| PageError::internal("making a form token", e)),
-    }
+/// A page whose form is posted before there is a session: its CSRF token is the form cookie's
+/// (the one the browser has, else a new one), set with the page.
+fn form_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    html: impl FnOnce(&str) -> Result<String, PageError>,
+) -> Result<Response, PageError> {
+    let csrf = match cookie(headers, FORM_COOKIE).filter(|v| well_formed(v)) {
+        Some(existing) => existing.to_owned(),
+        None => random_token().map_err(|e| PageError::internal("making a form token", e))?,
+    };
+    let mut response = page(status, html(&csrf)?);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, FORM_COOKIE, &csrf, None),
+    );
+    Ok(response)
+}
+
+/// Whether a form posted before there is a session carries its form cookie's token.
+fn form_token_matches(headers: &HeaderMap, fields: &[(String, String)]) -> bool {
+    cookie(headers, FORM_COOKIE)
+        .filter(|v| well_formed(v))
+        .is_some_and(|expected| equal(expected, field(fields, "csrf")))
 }
 
 async fn create_form(
@@ -538,19 +551,14 @@ fn create_page(
     name: &str,
     problem: Option<&str>,
 ) -> Result<Response, PageError> {
-    let csrf = form_csrf(headers)?;
-    let html = render(&Create {
-        base,
-        csrf: &csrf,
-        name,
-        problem,
-    })?;
-    let mut response = page(status, html);
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(state, FORM_COOKIE, &csrf, None),
-    );
-    Ok(response)
+    form_page(state, headers, status, |csrf| {
+        render(&Create {
+            base,
+            csrf,
+            name,
+            problem,
+        })
+    })
 }
 
 /// Makes an account (no product yet) and signs it in. Each counts against the address in the
@@ -563,8 +571,7 @@ async fn create(
     body: Body,
 ) -> Result<Response, PageError> {
     let fields = form(headers, body).await?;
-    let expected = cookie(headers, FORM_COOKIE).filter(|v| well_formed(v));
-    if !expected.is_some_and(|expected| equal(expected, field(&fields, "csrf"))) {
+    if !form_token_matches(headers, &fields) {
         return Err(stale_form());
     }
     if let Some(left) = state.entitlements.blocked(client) {

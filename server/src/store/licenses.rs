@@ -207,6 +207,24 @@ async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) ->
 type Pairs = Vec<(String, String)>;
 
 /// The products of each row, from (owner, product) pairs sorted by owner.
+/// A license as listed: id, active, expires, note, created, account.
+type ListedLicense = (String, bool, Option<i64>, String, i64, Option<String>);
+
+/// Licenses from their rows and the (license, product) pairs.
+fn licenses_of(rows: Vec<ListedLicense>, pairs: &[(String, String)]) -> Vec<License> {
+    rows.into_iter()
+        .map(|(id, active, expires, note, created, account)| License {
+            products: products_of(&id, pairs),
+            id,
+            active,
+            expires,
+            note,
+            created,
+            account,
+        })
+        .collect()
+}
+
 fn products_of(owner: &str, pairs: &[(String, String)]) -> Vec<String> {
     pairs
         .iter()
@@ -269,8 +287,7 @@ impl Store {
     }
 
     pub(crate) async fn license_list(&self) -> Result<Vec<License>> {
-        type Row = (String, bool, Option<i64>, String, i64, Option<String>);
-        let (rows, pairs): (Vec<Row>, Vec<(String, String)>) = on_pool!(self, read, pool => {
+        let (rows, pairs): (Vec<ListedLicense>, Vec<(String, String)>) = on_pool!(self, read, pool => {
             let rows = sqlx::query_as(
                 "SELECT id, active, expires, note, created, account FROM licenses \
                  ORDER BY created, id",
@@ -284,18 +301,7 @@ impl Store {
             .await?;
             (rows, pairs)
         });
-        Ok(rows
-            .into_iter()
-            .map(|(id, active, expires, note, created, account)| License {
-                products: products_of(&id, &pairs),
-                id,
-                active,
-                expires,
-                note,
-                created,
-                account,
-            })
-            .collect())
+        Ok(licenses_of(rows, &pairs))
     }
 
     pub(crate) async fn license_get(&self, id: &str) -> Result<License> {
@@ -682,11 +688,10 @@ impl Store {
 
     /// The licenses redeemed into `account`, oldest first.
     pub(crate) async fn account_licenses(&self, account: &str) -> Result<Vec<License>> {
-        type Row = (String, bool, Option<i64>, String, i64);
-        let (rows, pairs): (Vec<Row>, Vec<(String, String)>) = on_pool!(self, read, pool => {
+        let (rows, pairs): (Vec<ListedLicense>, Vec<(String, String)>) = on_pool!(self, read, pool => {
             let rows = sqlx::query_as(
-                "SELECT id, active, expires, note, created FROM licenses WHERE account = $1 \
-                 ORDER BY created, id",
+                "SELECT id, active, expires, note, created, account FROM licenses \
+                 WHERE account = $1 ORDER BY created, id",
             )
             .bind(account)
             .fetch_all(pool)
@@ -701,18 +706,7 @@ impl Store {
             .await?;
             (rows, pairs)
         });
-        Ok(rows
-            .into_iter()
-            .map(|(id, active, expires, note, created)| License {
-                products: products_of(&id, &pairs),
-                id,
-                active,
-                expires,
-                note,
-                created,
-                account: Some(account.to_owned()),
-            })
-            .collect())
+        Ok(licenses_of(rows, &pairs))
     }
 }
 
