@@ -23,6 +23,26 @@ pub(crate) fn rewrite_locked<E: From<std::io::Error>>(
     mode: Mode,
     produce: impl FnOnce() -> Result<Vec<u8>, E>,
 ) -> Result<(), E> {
+    rewrite(path, mode, false, produce)
+}
+
+/// As [`rewrite_locked`], the lock taken on the file's folder itself, so that nothing but the
+/// file is left in it (for folders another program reads every file of, such as ostree's
+/// `remotes.d`).
+pub(crate) fn rewrite_locked_by_folder<E: From<std::io::Error>>(
+    path: &Path,
+    mode: Mode,
+    produce: impl FnOnce() -> Result<Vec<u8>, E>,
+) -> Result<(), E> {
+    rewrite(path, mode, true, produce)
+}
+
+fn rewrite<E: From<std::io::Error>>(
+    path: &Path,
+    mode: Mode,
+    lock_folder: bool,
+    produce: impl FnOnce() -> Result<Vec<u8>, E>,
+) -> Result<(), E> {
     let target: PathBuf = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path)?,
         _ => path.to_owned(),
@@ -36,12 +56,16 @@ pub(crate) fn rewrite_locked<E: From<std::io::Error>>(
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(dir.join(format!("{name}.lock")))?;
+    let lock = if lock_folder {
+        std::fs::File::open(dir)?
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join(format!("{name}.lock")))?
+    };
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .map_err(std::io::Error::from)?;
     let bytes = produce()?;
@@ -125,5 +149,31 @@ mod tests {
             std::fs::read_to_string(&counter).unwrap().lines().count(),
             8
         );
+
+        // Locked by its folder: the same turns, and nothing left beside the file.
+        let only = dir.path().join("only");
+        let remote = only.join("vendor.conf");
+        std::thread::scope(|s| {
+            for i in 0..4 {
+                let remote = &remote;
+                s.spawn(move || {
+                    rewrite_locked_by_folder::<std::io::Error>(
+                        remote,
+                        Mode::Exactly(0o600),
+                        || {
+                            let old = std::fs::read_to_string(remote).unwrap_or_default();
+                            Ok(format!("{old}{i}\n").into_bytes())
+                        },
+                    )
+                    .unwrap();
+                });
+            }
+        });
+        assert_eq!(std::fs::read_to_string(&remote).unwrap().lines().count(), 4);
+        let left: Vec<_> = std::fs::read_dir(&only)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["vendor.conf"]);
     }
 }

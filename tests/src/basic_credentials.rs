@@ -468,6 +468,12 @@ fn ostree_admin_upgrades_a_gated_os_with_credentials_in_the_remote_url() {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", file.display());
+    // Nothing else is left where ostree reads every file.
+    let left: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["vendor.conf"], "{left:?}");
     // A second add does not replace it without --force.
     let said = os_remote(&[]).run_fail();
     assert!(said.contains("exists: add --force"), "{said}");

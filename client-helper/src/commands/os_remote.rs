@@ -18,7 +18,7 @@ use tollgate_plugin_api::url::normalise;
 use super::login::describe_entitled;
 use super::{load_chain, note, out, runtime, what};
 use crate::chain::failures;
-use crate::files::{Mode, rewrite_locked};
+use crate::files::{Mode, rewrite_locked_by_folder};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum OsRemoteAction {
@@ -227,7 +227,7 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
     }
     let folder = path.parent().context("a remote file without a folder")?;
     std::fs::create_dir_all(folder).with_context(|| format!("making {}", folder.display()))?;
-    rewrite_locked(&path, Mode::Exactly(0o600), || {
+    rewrite_locked_by_folder(&path, Mode::Exactly(0o600), || {
         if !args.force && path.exists() {
             bail!(
                 "{} exists: add --force to replace it (or pick another name)",
