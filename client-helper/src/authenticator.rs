@@ -9,9 +9,15 @@
 //! own URL (`remote_uri`) is the service's origin or a mirror the user trusts ([`crate::trust`]);
 //! otherwise the request fails, saying how to trust the remote. Tokens come from the cache, else
 //! from the entitlement service with the credential the providers have. With none stored (or a stored
-//! one refused) and interaction allowed, it asks through flatpak's `BasicAuth` prompt, retries
+//! one refused) and interaction allowed, it signs in through the browser when the service has
+//! the web flow ([`crate::webflow`]): `Webflow` with the service's sign-in page, a device
+//! credential from the code the browser brings back, stored with the first provider that can
+//! store, then `WebflowDone`. Where flatpak opens no browser (it closes the request instead)
+//! or the service has no web flow, it asks through flatpak's `BasicAuth` prompt, retries
 //! with `previous-error` when the server refuses what was typed, and stores what the server
-//! accepted with the first provider that can store. The answer is the `Response` signal: 0 with
+//! accepted. flatpak waits for an answer without end and aborts on signals out of order, so
+//! the web flow ends by itself after [`DEFAULT_WEBFLOW_SECS`], a `WebflowDone` always comes
+//! before the `Response` of a web flow flatpak started, and none after flatpak closed it. The answer is the `Response` signal: 0 with
 //! `tokens` (token → refs, `""` for refs that need none), 1 when the user cancelled, 2 with an
 //! `error-message` saying what to do. It exits when idle, and when its bus goes away.
 
@@ -44,6 +50,8 @@ pub(crate) const OBJECT_PATH: &str = "/org/freedesktop/Flatpak/Authenticator";
 pub(crate) const DEFAULT_IDLE_SECS: u64 = 60;
 /// How many times one request asks the user before giving up.
 const MAX_PROMPTS: usize = 5;
+/// Seconds a sign-in in the browser may take; `TOLLGATE_WEBFLOW_TIMEOUT` overrides it.
+pub(crate) const DEFAULT_WEBFLOW_SECS: u64 = 600;
 
 fn log(text: &str) {
     let _ = writeln!(std::io::stderr(), "tollgate-authenticator: {text}");
@@ -360,6 +368,17 @@ async fn work_out(
         }
         None => {}
     }
+    match web_sign_in(helper, emitter, work, &url, replies).await {
+        Web::Credential(credential) => {
+            return match helper.issue(&want, &credential).await {
+                Ok(tokens) => Outcome::Tokens(tokens),
+                Err(failure) => Outcome::Failed(failure.explain()),
+            };
+        }
+        Web::Cancelled => return Outcome::Cancelled,
+        Web::Failed(message) => return Outcome::Failed(message),
+        Web::NotHere => {}
+    }
     let realm = format!(
         "{url}: enter your license key as the password (any user name), or your account's name \
          and password"
@@ -408,6 +427,96 @@ async fn work_out(
     Outcome::Failed(format!(
         "{url} refused {MAX_PROMPTS} credentials in a row; check your license key"
     ))
+}
+
+/// How a sign-in in the browser ended.
+enum Web {
+    /// Signed in: the device credential (stored, if a provider could).
+    Credential(Credential),
+    /// No web flow: the service has none, or flatpak opened no browser (and closed the
+    /// request): ask at the prompt instead.
+    NotHere,
+    Cancelled,
+    Failed(String),
+}
+
+/// Seconds a sign-in in the browser may take.
+fn webflow_limit() -> Duration {
+    let secs = std::env::var("TOLLGATE_WEBFLOW_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_WEBFLOW_SECS);
+    Duration::from_secs(secs)
+}
+
+/// Signs in through the browser, if the service has the web flow.
+async fn web_sign_in(
+    helper: &Helper,
+    emitter: &SignalEmitter<'_>,
+    work: &Work,
+    url: &str,
+    replies: &mut mpsc::Receiver<Reply>,
+) -> Web {
+    let Some(ends) = crate::webflow::discover(&helper.client, url).await else {
+        return Web::NotHere;
+    };
+    let flow = match crate::webflow::Flow::start().await {
+        Ok(flow) => flow,
+        Err(e) => {
+            log(&format!("no web sign-in: {e:#}"));
+            return Web::NotHere;
+        }
+    };
+    let page = flow.page(&ends, &crate::webflow::device_name(&work.remote));
+    if let Err(e) = RequestObject::webflow(emitter, &page, HashMap::new()).await {
+        return Web::Failed(format!("cannot ask flatpak to open the browser: {e}"));
+    }
+    let limit = webflow_limit();
+    let answer = loop {
+        tokio::select! {
+            reply = replies.recv() => match reply {
+                // flatpak opened no browser, or the person closed it: no WebflowDone now
+                // (flatpak would abort), and the prompt instead.
+                Some(Reply::Close) | None => return Web::NotHere,
+                Some(Reply::BasicAuth { .. }) => continue,
+            },
+            answer = flow.answer() => break Some(answer),
+            () = tokio::time::sleep(limit) => break None,
+        }
+    };
+    let done = |web: Web| async move {
+        if let Err(e) = RequestObject::webflow_done(emitter, HashMap::new()).await {
+            log(&format!("cannot tell flatpak the browser is done: {e}"));
+        }
+        web
+    };
+    let code = match answer {
+        Some(crate::webflow::Answer::Code(code)) => code,
+        Some(crate::webflow::Answer::Denied) => return done(Web::Cancelled).await,
+        None => {
+            return done(Web::Failed(format!(
+                "the sign-in in the browser did not finish within {} seconds; run the command \
+                 again to sign in",
+                limit.as_secs()
+            )))
+            .await;
+        }
+    };
+    let credential = match flow.exchange(&helper.client, &ends, &code).await {
+        Ok(credential) => credential,
+        Err(why) => return done(Web::Failed(why)).await,
+    };
+    match helper.store_credential(url, credential.clone(), true).await {
+        Ok(provider) => log(&format!(
+            "signed in {url} as a device; stored with {provider}"
+        )),
+        Err(why) => log(&format!(
+            "signed in {url} as a device, but could not store its credential: {}",
+            why.join("; ")
+        )),
+    }
+    done(Web::Credential(credential)).await
 }
 
 /// Seconds idle before exiting.

@@ -27,6 +27,7 @@ mod p2p;
 mod service;
 mod tokens;
 mod trust;
+mod webflow;
 
 /// `tollgate-helper`'s entry point.
 pub use commands::main as helper_main;

@@ -25,7 +25,8 @@ use crate::limiter::FailureLimiter;
 use crate::refpattern::RefPattern;
 use crate::secrets::Secret;
 use crate::store::{
-    IssuedToken, LicenseKey, Store, StoreError, account_holdings, is_account_name, now,
+    Account, DeviceKey, IssuedToken, LicenseKey, Store, StoreError, account_holdings,
+    is_account_name, now,
 };
 use crate::tokens::{Grant, SigningKey, issue};
 
@@ -41,6 +42,8 @@ const REMEMBERED: usize = 10_000;
 #[derive(Debug)]
 pub(crate) enum Credential {
     License(LicenseKey),
+    /// A device credential, from the web flow: its account's.
+    Device(DeviceKey),
     Account {
         name: String,
         password: Secret,
@@ -50,9 +53,10 @@ pub(crate) enum Credential {
 }
 
 impl Credential {
-    /// Reads `Authorization: Bearer tg_...` or `Authorization: Basic <name:password>`, where a
-    /// password of a license key's form is that license key, whatever the name (so that an
-    /// ostree remote's URL, which keeps only a user and a password, can carry one).
+    /// Reads `Authorization: Bearer tg_...` (or `tgd_...`, a device credential) or
+    /// `Authorization: Basic <name:password>`, where a password of a license key's or device
+    /// credential's form is that key, whatever the name (so that an ostree remote's URL, which
+    /// keeps only a user and a password, can carry one).
     pub(crate) fn from_header(value: &[u8]) -> Credential {
         if value.len() > MAX_CREDENTIAL {
             return Credential::Unreadable;
@@ -65,7 +69,7 @@ impl Credential {
         };
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
-            return LicenseKey::parse(rest).map_or(Credential::Unreadable, Credential::License);
+            return Credential::key(rest).unwrap_or(Credential::Unreadable);
         }
         if scheme.eq_ignore_ascii_case("basic") {
             let decoded = base64::engine::general_purpose::STANDARD
@@ -73,8 +77,8 @@ impl Credential {
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok());
             if let Some((name, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
-                if let Some(key) = LicenseKey::parse(password) {
-                    return Credential::License(key);
+                if let Some(key) = Credential::key(password) {
+                    return key;
                 }
                 return Credential::Account {
                     name: name.to_owned(),
@@ -85,6 +89,13 @@ impl Credential {
         Credential::Unreadable
     }
 
+    /// A license key or a device credential, as typed.
+    pub(crate) fn key(text: &str) -> Option<Credential> {
+        LicenseKey::parse(text)
+            .map(Credential::License)
+            .or_else(|| DeviceKey::parse(text).map(Credential::Device))
+    }
+
     /// What failures are counted against besides the client address: an account name that
     /// could exist (a name no account can have is not remembered, so that guessers cannot fill
     /// the table with long made-up names). Never a license id: see the module's comment.
@@ -93,7 +104,10 @@ impl Credential {
             Credential::Account { name, .. } if is_account_name(name) => {
                 Some(format!("account:{name}"))
             }
-            Credential::License(_) | Credential::Account { .. } | Credential::Unreadable => None,
+            Credential::License(_)
+            | Credential::Device(_)
+            | Credential::Account { .. }
+            | Credential::Unreadable => None,
         }
     }
 }
@@ -495,23 +509,37 @@ impl Entitlements {
                 else {
                     return Ok(None);
                 };
-                if !account.active {
-                    return Err(IssueError::Refused(Refusal::AccountInactive));
-                }
-                // With the licenses redeemed into it; no token outlives the first of them to
-                // end (so none outlives a license it may be opening).
-                let redeemed = self.store.account_licenses(&account.name).await?;
-                let (products, expires) = account_holdings(&account, &redeemed, now());
-                Ok(Some(Holder {
-                    subject: format!("account:{}", account.name),
-                    license: None,
-                    account: Some(account.name),
-                    products,
-                    expires,
-                }))
+                self.account_holder(account).await.map(Some)
+            }
+            Credential::Device(key) => {
+                let Some(name) = self.store.device_verify(key).await? else {
+                    return Ok(None);
+                };
+                let account = self.store.account_get(&name).await?;
+                self.account_holder(account).await.map(Some)
             }
             Credential::Unreadable => Ok(None),
         }
+    }
+}
+
+impl Entitlements {
+    /// What an account that proved itself holds, unless it is deactivated.
+    async fn account_holder(&self, account: Account) -> Result<Holder, IssueError> {
+        if !account.active {
+            return Err(IssueError::Refused(Refusal::AccountInactive));
+        }
+        // With the licenses redeemed into it; no token outlives the first of them to end (so
+        // none outlives a license it may be opening).
+        let redeemed = self.store.account_licenses(&account.name).await?;
+        let (products, expires) = account_holdings(&account, &redeemed, now());
+        Ok(Holder {
+            subject: format!("account:{}", account.name),
+            license: None,
+            account: Some(account.name),
+            products,
+            expires,
+        })
     }
 }
 
@@ -552,6 +580,17 @@ mod tests {
             assert!(matches!(
                 Credential::from_header(basic(&format!("{user}:{key}")).as_bytes()),
                 Credential::License(k) if k.id == "abcdefghij"
+            ));
+        }
+        // A device credential, the same ways.
+        let device = "tgd_abcdefghij_0123456789012345678901234567890123456789012";
+        for header in [
+            format!("Bearer {device}"),
+            basic(&format!("device:{device}")),
+        ] {
+            assert!(matches!(
+                Credential::from_header(header.as_bytes()),
+                Credential::Device(k) if k.id == "abcdefghij"
             ));
         }
         let huge = basic(&format!("alice:{}", "x".repeat(MAX_CREDENTIAL)));

@@ -254,7 +254,7 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    fn output(&self) -> String {
+    pub fn output(&self) -> String {
         String::from_utf8_lossy(&self.seen.lock().expect("terminal output")).into_owned()
     }
 
@@ -325,15 +325,20 @@ impl Terminal {
             .unwrap_or_else(|e| panic!("typing into `{}`: {e}", self.display));
     }
 
-    /// Answers an interactive `flatpak install` until it ends: yes to every `[Y/n]`, `user` at
-    /// its login's `User:`, and at each `Password:` the next of `passwords` (the last again once
-    /// they run out). Returns how many passwords were asked for.
+    /// Answers an interactive `flatpak install` until it ends: no to opening a browser for a
+    /// web sign-in (so that the authenticator asks at the prompt, as where there is no
+    /// browser), yes to every other `[Y/n]`, `user` at its login's `User:`, and at each
+    /// `Password:` the next of `passwords` (the last again once they run out). Returns how many
+    /// passwords were asked for.
     pub fn answer_flatpak_install(&mut self, user: &str, passwords: &[&str]) -> usize {
         let mut asked = 0;
-        while let Some((prompt, _)) = self.next_of(&["[Y/n]", "User:", "Password:"]) {
+        while let Some((prompt, _)) =
+            self.next_of(&["Open browser? [Y/n]", "[Y/n]", "User:", "Password:"])
+        {
             match prompt {
-                0 => self.send("y"),
-                1 => self.send(user),
+                0 => self.send("n"),
+                1 => self.send("y"),
+                2 => self.send(user),
                 _ => {
                     let password = passwords
                         .get(asked)

@@ -90,6 +90,8 @@ mod signed_repos;
 #[cfg(test)]
 mod token_issuance;
 #[cfg(test)]
+mod web_flow;
+#[cfg(test)]
 mod web_pages;
 #[cfg(test)]
 mod workspace_rules;

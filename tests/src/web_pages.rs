@@ -11,7 +11,7 @@ use crate::gated_repo::{APP, GatedRepo, gated_repo};
 use crate::http::{self, Response};
 use crate::service::{PASSWORD, Service, account_for_paid, basic, license_for_paid};
 
-fn started(fx: &Fixture, config: &str, entitlements: &str) -> (GatedRepo, Service) {
+pub(crate) fn started(fx: &Fixture, config: &str, entitlements: &str) -> (GatedRepo, Service) {
     let g = gated_repo(fx);
     let s = Service::start_on(
         fx,
@@ -26,12 +26,12 @@ fn started(fx: &Fixture, config: &str, entitlements: &str) -> (GatedRepo, Servic
     (g, s)
 }
 
-fn text(r: &Response) -> String {
+pub(crate) fn text(r: &Response) -> String {
     String::from_utf8_lossy(&r.body).into_owned()
 }
 
 /// The value of the cookie `name` that an answer sets, and the whole `Set-Cookie` line.
-fn set_cookie(r: &Response, name: &str) -> Option<(String, String)> {
+pub(crate) fn set_cookie(r: &Response, name: &str) -> Option<(String, String)> {
     r.headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
@@ -44,7 +44,7 @@ fn set_cookie(r: &Response, name: &str) -> Option<(String, String)> {
 
 /// What a browser holds after opening the sign-in page: its form cookie, which is also the
 /// form's CSRF token.
-fn form_token(s: &Service) -> String {
+pub(crate) fn form_token(s: &Service) -> String {
     let r = http::get(s.server.addr, "/account/sign-in");
     assert_eq!(r.status, 200, "{}", text(&r));
     let (token, _) = set_cookie(&r, "tollgate_form").expect("a form cookie");
@@ -56,7 +56,7 @@ fn form_token(s: &Service) -> String {
     token
 }
 
-fn post_form(s: &Service, path: &str, cookie: &str, body: &str) -> Response {
+pub(crate) fn post_form(s: &Service, path: &str, cookie: &str, body: &str) -> Response {
     http::request_with_body(
         s.server.addr,
         "POST",
@@ -70,7 +70,7 @@ fn post_form(s: &Service, path: &str, cookie: &str, body: &str) -> Response {
 }
 
 /// Opens the sign-in page and posts its form for `name` and `password`, as a browser would.
-fn sign_in(s: &Service, name: &str, password: &str) -> Response {
+pub(crate) fn sign_in(s: &Service, name: &str, password: &str) -> Response {
     let token = form_token(s);
     post_form(
         s,
@@ -84,7 +84,7 @@ fn sign_in(s: &Service, name: &str, password: &str) -> Response {
 }
 
 /// Signs in as `name` over plain HTTP: the session cookie's value.
-fn signed_in(s: &Service, name: &str, password: &str) -> String {
+pub(crate) fn signed_in(s: &Service, name: &str, password: &str) -> String {
     let r = sign_in(s, name, password);
     assert_eq!(r.status, 303, "{}", text(&r));
     assert_eq!(r.header("location"), Some("/account/"));
@@ -93,7 +93,7 @@ fn signed_in(s: &Service, name: &str, password: &str) -> String {
         .0
 }
 
-fn portal(s: &Service, session: &str) -> Response {
+pub(crate) fn portal(s: &Service, session: &str) -> Response {
     http::request(
         s.server.addr,
         "GET",
@@ -442,7 +442,7 @@ fn the_pages_answer_bad_input_with_a_page_and_never_5xx() {
 }
 
 /// The portal's own CSRF token, from its page.
-fn portal_csrf(s: &Service, session: &str) -> String {
+pub(crate) fn portal_csrf(s: &Service, session: &str) -> String {
     let page = text(&portal(s, session));
     page.split("name=\"csrf\" value=\"")
         .nth(1)

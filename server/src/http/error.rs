@@ -36,6 +36,9 @@ pub(crate) enum HttpError {
     CredentialsRefused(Refusal),
     /// Too many failed attempts; try again after this many seconds.
     TooManyFailures(u64),
+    /// A sign-in code that is unknown, used, expired, or presented with the wrong verifier or
+    /// return address.
+    InvalidGrant,
     /// No repository served by that name.
     UnknownRepo,
     /// None of the refs asked for exists.
@@ -79,7 +82,7 @@ impl HttpError {
             HttpError::MetricsRefused {
                 token_configured: false,
             } => StatusCode::FORBIDDEN,
-            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::BadRequest(_) | HttpError::InvalidGrant => StatusCode::BAD_REQUEST,
             HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             HttpError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -104,6 +107,7 @@ impl HttpError {
             HttpError::InvalidCredentials => "invalid-credentials",
             HttpError::CredentialsRefused(refusal) => refusal.error_type(),
             HttpError::TooManyFailures(_) => "too-many-failures",
+            HttpError::InvalidGrant => "invalid-grant",
             HttpError::UnknownRepo => "unknown-repo",
             HttpError::UnknownRefs => "unknown-refs",
             HttpError::Conflict(_) => "conflict",
@@ -150,6 +154,9 @@ impl HttpError {
             HttpError::TooManyFailures(secs) => {
                 format!("too many failed attempts: try again in {secs} seconds")
             }
+            HttpError::InvalidGrant => "the sign-in code is not valid: it was used already, is \
+                over a minute old, or was given for another request; sign in again"
+                .to_owned(),
             HttpError::UnknownRepo => "no repository is served under that name".to_owned(),
             HttpError::AdminDisabled => "the admin API is off: give the server an admin token \
                 (TOLLGATE_ADMIN_TOKEN, or admin-token-file in the configuration)"
@@ -252,6 +259,7 @@ mod tests {
             HttpError::CredentialsRequired,
             HttpError::InvalidCredentials,
             HttpError::TooManyFailures(7),
+            HttpError::InvalidGrant,
             HttpError::UnknownRepo,
             HttpError::UnknownRefs,
             HttpError::AdminDisabled,
@@ -283,6 +291,7 @@ mod tests {
                 | HttpError::InvalidCredentials
                 | HttpError::CredentialsRefused(_)
                 | HttpError::TooManyFailures(_)
+                | HttpError::InvalidGrant
                 | HttpError::UnknownRepo
                 | HttpError::UnknownRefs
                 | HttpError::AdminDisabled

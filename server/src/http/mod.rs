@@ -15,6 +15,7 @@ mod gate;
 pub(crate) mod listener;
 mod pages;
 mod stall;
+mod webflow;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -253,7 +254,7 @@ async fn route(
         && (rest.is_empty() || rest.starts_with('/'))
     {
         let answer = Box::pin(pages::handle(
-            state, &method, rest, &headers, client.ip, body,
+            state, &method, rest, query, &headers, client.ip, body,
         ));
         return (Route::Pages, Ok(answer.await));
     }
@@ -272,6 +273,13 @@ async fn route(
         "/api/v1/token_subset" => (
             Route::Api,
             Box::pin(api::token_subset(state, &method, &headers, body)).await,
+        ),
+        // GET: that the web flow is here (webflow.rs).
+        "/api/v1/sign-in" => (Route::Api, webflow::discovery(&method)),
+        // POST: a sign-in code of the web flow in, a device credential out.
+        "/api/v1/device-credentials" => (
+            Route::Api,
+            Box::pin(webflow::exchange(state, &method, body)).await,
         ),
         // GET: the public keys of the signing keys.
         "/.well-known/jwks.json" => (Route::Api, api::jwks(state, &method).await),

@@ -1,7 +1,8 @@
 //! The web pages under `/account/`, for customers in a browser: sign in with an account, the
 //! portal that shows what it holds (its products, the licenses redeemed into it, its recent
-//! downloads) and redeems a license key into it, then sign out; and, where `[web] sign-up` is
-//! on, make an account.
+//! downloads, its devices) and redeems a license key into it or revokes a device, then sign
+//! out; where `[web] sign-up` is on, make an account; and, for the web flow of tollgate's
+//! authenticator, allow a device to sign in (see webflow.rs).
 //!
 //! Server-rendered HTML from templates checked at compile time (`server/templates/`, askama,
 //! which escapes every value), plain forms, no JavaScript, one stylesheet. A session is a
@@ -14,7 +15,9 @@
 //!
 //! ```text
 //! GET            /account/            the portal (or to the sign-in page)
-//! GET, POST      /account/sign-in     the form; name, password, csrf
+//! GET, POST      /account/sign-in     the form; name, password, csrf (next: an authorize page)
+//! GET, POST      /account/authorize   the web flow's page (webflow.rs): allow a device, or not
+//! POST           /account/devices/revoke  csrf, id
 //! GET, POST      /account/create      with sign-up on: name, password, again, csrf
 //! POST           /account/redeem      csrf, key
 //! POST           /account/sign-out    csrf
@@ -31,6 +34,7 @@ use warp::reply::Response;
 use super::AppState;
 use super::HttpError;
 use super::api::{Body, read_body};
+use super::webflow::AuthorizeRequest;
 use crate::entitlements::{Credential, IssueError};
 use crate::secrets::Secret;
 use crate::store::{
@@ -56,6 +60,19 @@ struct SignIn<'a> {
     name: &'a str,
     problem: Option<&'a str>,
     sign_up: bool,
+    /// The authorize page to go on to, and the device it is for.
+    next: Option<&'a str>,
+    device: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "authorize.html")]
+struct Authorize<'a> {
+    base: &'a str,
+    csrf: &'a str,
+    account: &'a str,
+    device: &'a str,
+    request: &'a AuthorizeRequest,
 }
 
 #[derive(Template)]
@@ -77,7 +94,14 @@ struct Portal<'a> {
     problem: Option<&'a str>,
     products: Vec<ProductView>,
     licenses: Vec<LicenseView>,
+    devices: Vec<DeviceView>,
     downloads: Vec<DownloadView>,
+}
+
+struct DeviceView {
+    id: String,
+    name: String,
+    since: String,
 }
 
 struct LicenseView {
@@ -181,6 +205,7 @@ pub(super) async fn handle(
     state: &AppState,
     method: &Method,
     rest: &str,
+    query: &str,
     headers: &HeaderMap,
     client: IpAddr,
     body: Body,
@@ -189,7 +214,14 @@ pub(super) async fn handle(
     let answer = match (rest, method) {
         ("", _) => Ok(see_other(&format!("{base}{PREFIX}/"))),
         ("/", &Method::GET | &Method::HEAD) => portal(state, &base, headers).await,
-        ("/sign-in", &Method::GET | &Method::HEAD) => sign_in_form(state, &base, headers).await,
+        ("/sign-in", &Method::GET | &Method::HEAD) => {
+            sign_in_form(state, &base, query, headers).await
+        }
+        ("/authorize", &Method::GET | &Method::HEAD) => {
+            authorize_page(state, &base, query, headers).await
+        }
+        ("/authorize", &Method::POST) => authorize(state, &base, headers, body).await,
+        ("/devices/revoke", &Method::POST) => revoke_device(state, &base, headers, body).await,
         ("/sign-in", &Method::POST) => sign_in(state, &base, headers, client, body).await,
         ("/sign-out", &Method::POST) => sign_out(state, &base, headers, body).await,
         ("/redeem", &Method::POST) => redeem(state, &base, headers, client, body).await,
@@ -203,8 +235,8 @@ pub(super) async fn handle(
         ("/create", _) => Err(not_allowed("GET, POST")),
         ("/style.css", &Method::GET | &Method::HEAD) => Ok(style()),
         ("/" | "/style.css", _) => Err(not_allowed("GET")),
-        ("/sign-in", _) => Err(not_allowed("GET, POST")),
-        ("/sign-out" | "/redeem", _) => Err(not_allowed("POST")),
+        ("/sign-in" | "/authorize", _) => Err(not_allowed("GET, POST")),
+        ("/sign-out" | "/redeem" | "/devices/revoke", _) => Err(not_allowed("POST")),
         _ => Err(PageError::new(
             StatusCode::NOT_FOUND,
             "No such page",
@@ -274,8 +306,14 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// A page: HTML, never cached, never framed, only our own stylesheet.
+/// A page: HTML, never cached, never framed, only our own stylesheet, forms posted only here.
 fn page(status: StatusCode, html: String) -> Response {
+    page_posting_to(status, html, "")
+}
+
+/// A page whose forms may also lead to `origin` (the web flow's return address, where the
+/// page's answer redirects: browsers hold a redirect after a form to the `form-action` too).
+fn page_posting_to(status: StatusCode, html: String, origin: &str) -> Response {
     let mut response = Response::new(html.into());
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -284,12 +322,15 @@ fn page(status: StatusCode, html: String) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let policy = format!(
+        "default-src 'none'; style-src 'self'; form-action 'self'{}{origin}; frame-ancestors \
+         'none'; base-uri 'none'",
+        if origin.is_empty() { "" } else { " " }
+    );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; \
-             base-uri 'none'",
-        ),
+        HeaderValue::from_str(&policy)
+            .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -402,15 +443,39 @@ fn stale_form() -> PageError {
     )
 }
 
+/// The authorize page a sign-in goes on to (`next`, of the query or the form), checked and
+/// rebuilt from what was checked: sign-in leads nowhere else.
+fn next_request(next: &str, base: &str) -> Option<AuthorizeRequest> {
+    let query = next.strip_prefix(&format!("{base}{PREFIX}/authorize?"))?;
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    AuthorizeRequest::from_pairs(&pairs).ok()
+}
+
 async fn sign_in_form(
     state: &AppState,
     base: &str,
+    query: &str,
     headers: &HeaderMap,
 ) -> Result<Response, PageError> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let next = next_request(field(&pairs, "next"), base);
     if session(state, headers).await?.is_some() {
-        return Ok(see_other(&format!("{base}{PREFIX}/")));
+        let to = next.map_or_else(|| format!("{base}{PREFIX}/"), |n| n.page_path(base));
+        return Ok(see_other(&to));
     }
-    sign_in_page(state, base, headers, StatusCode::OK, "", None)
+    sign_in_page(
+        state,
+        base,
+        headers,
+        StatusCode::OK,
+        "",
+        None,
+        next.as_ref(),
+    )
 }
 
 /// The sign-in form, with its CSRF cookie (the one the browser has, else a new one).
@@ -421,7 +486,9 @@ fn sign_in_page(
     status: StatusCode,
     name: &str,
     problem: Option<&str>,
+    next: Option<&AuthorizeRequest>,
 ) -> Result<Response, PageError> {
+    let next_path = next.map(|n| n.page_path(base));
     form_page(state, headers, status, |csrf| {
         render(&SignIn {
             base,
@@ -429,6 +496,8 @@ fn sign_in_page(
             name,
             problem,
             sign_up: state.web.sign_up,
+            next: next_path.as_deref(),
+            device: next.map(|n| n.device.as_str()),
         })
     })
 }
@@ -445,14 +514,22 @@ async fn sign_in(
         return Err(stale_form());
     }
     let (name, password) = (field(&fields, "name"), field(&fields, "password"));
-    if name.is_empty() || password.is_empty() {
-        return sign_in_page(
+    let next = next_request(field(&fields, "next"), base);
+    let again = |status, problem: &str| {
+        sign_in_page(
             state,
             base,
             headers,
-            StatusCode::BAD_REQUEST,
+            status,
             name,
-            Some("Give your account name and password."),
+            Some(problem),
+            next.as_ref(),
+        )
+    };
+    if name.is_empty() || password.is_empty() {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "Give your account name and password.",
         );
     }
     let credential = Credential::Account {
@@ -462,25 +539,10 @@ async fn sign_in(
     let entitled = match state.entitlements.entitled(Some(credential), client).await {
         Ok(entitled) => entitled,
         Err(IssueError::InvalidCredentials) => {
-            return sign_in_page(
-                state,
-                base,
-                headers,
-                StatusCode::UNAUTHORIZED,
-                name,
-                Some("Wrong account name or password."),
-            );
+            return again(StatusCode::UNAUTHORIZED, "Wrong account name or password.");
         }
         Err(IssueError::Refused(refusal)) => {
-            let message = capitalised(refusal.message());
-            return sign_in_page(
-                state,
-                base,
-                headers,
-                StatusCode::FORBIDDEN,
-                name,
-                Some(&message),
-            );
+            return again(StatusCode::FORBIDDEN, &capitalised(refusal.message()));
         }
         Err(IssueError::TooManyFailures(left)) => return Err(too_many(left)),
         Err(e) => return Err(PageError::internal("signing in", e)),
@@ -492,12 +554,14 @@ async fn sign_in(
         .session_add(&account, state.web.session_ttl)
         .await
         .map_err(|e| PageError::internal("making a web session", e))?;
-    Ok(signed_in_answer(state, base, &cookie))
+    let to = next.map(|n| n.page_path(base));
+    Ok(signed_in_answer(state, base, &cookie, to.as_deref()))
 }
 
-/// To the portal, with the session's cookie.
-fn signed_in_answer(state: &AppState, base: &str, cookie: &str) -> Response {
-    let mut response = see_other(&format!("{base}{PREFIX}/"));
+/// To the portal (or `to`), with the session's cookie.
+fn signed_in_answer(state: &AppState, base: &str, cookie: &str, to: Option<&str>) -> Response {
+    let portal = format!("{base}{PREFIX}/");
+    let mut response = see_other(to.unwrap_or(&portal));
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(state, SESSION_COOKIE, cookie, Some(state.web.session_ttl)),
@@ -597,7 +661,7 @@ async fn create(
         .session_add(name, state.web.session_ttl)
         .await
         .map_err(|e| PageError::internal("making a web session", e))?;
-    Ok(signed_in_answer(state, base, &cookie))
+    Ok(signed_in_answer(state, base, &cookie, None))
 }
 
 /// A message of the service's (lowercase, no full stop) as a sentence.
@@ -669,6 +733,17 @@ async fn portal_page(
             },
         })
         .collect();
+    let devices = store
+        .devices_of(&account.name)
+        .await
+        .map_err(failed("reading an account's devices"))?
+        .into_iter()
+        .map(|d| DeviceView {
+            id: d.id,
+            name: d.name,
+            since: crate::times::time(d.created),
+        })
+        .collect();
     let downloads = store
         .downloads(&AuditFilter {
             subject: Some(format!("account:{}", account.name)),
@@ -699,6 +774,7 @@ async fn portal_page(
             })
             .collect(),
         licenses,
+        devices,
         downloads,
     })?;
     Ok(page(status, html))
@@ -774,6 +850,123 @@ async fn redeem(
         Err(StoreError::Conflict(why)) => again(StatusCode::CONFLICT, &capitalised(&why)).await,
         Err(e) => Err(PageError::internal("redeeming a license", e)),
     }
+}
+
+/// The page of a web flow's request whose parameters are wrong: said, and sent nowhere.
+fn bad_authorize(why: &str) -> PageError {
+    PageError::new(
+        StatusCode::BAD_REQUEST,
+        "This sign-in link is not right",
+        format!(
+            "{}. Start again from flatpak or the installer that opened this page.",
+            capitalised(why).trim_end_matches('.')
+        ),
+    )
+}
+
+/// The web flow's page: with a session, asks whether to sign the device in; without one, to
+/// the sign-in page, which comes back here.
+async fn authorize_page(
+    state: &AppState,
+    base: &str,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<Response, PageError> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let request = AuthorizeRequest::from_pairs(&pairs).map_err(|why| bad_authorize(&why))?;
+    let Some(session) = session(state, headers).await? else {
+        let next = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", &request.page_path(base))
+            .finish();
+        return Ok(see_other(&format!("{base}{PREFIX}/sign-in?{next}")));
+    };
+    let html = render(&Authorize {
+        base,
+        csrf: &session.csrf,
+        account: &session.account,
+        device: &request.device,
+        request: &request,
+    })?;
+    Ok(page_posting_to(
+        StatusCode::OK,
+        html,
+        &request.redirect_origin(),
+    ))
+}
+
+/// The answer to the web flow's page: to the return address with a one-time code (allowed)
+/// or `error=access_denied` (not).
+async fn authorize(
+    state: &AppState,
+    base: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, PageError> {
+    let fields = form(headers, body).await?;
+    let request = AuthorizeRequest::from_pairs(&fields).map_err(|why| bad_authorize(&why))?;
+    let Some(session) = session(state, headers).await? else {
+        // The session ended while the page was open: sign in again, then the page again.
+        let next = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", &request.page_path(base))
+            .finish();
+        return Ok(see_other(&format!("{base}{PREFIX}/sign-in?{next}")));
+    };
+    if !equal(&session.csrf, field(&fields, "csrf")) {
+        return Err(stale_form());
+    }
+    if field(&fields, "decision") != "allow" {
+        return Ok(see_other(&request.redirect(&[("error", "access_denied")])));
+    }
+    let code = state
+        .entitlements
+        .store()
+        .device_code_add(
+            &session.account,
+            &request.device,
+            &request.code_challenge,
+            &request.redirect_uri,
+        )
+        .await
+        .map_err(|e| PageError::internal("making a sign-in code", e))?;
+    Ok(see_other(&request.redirect(&[("code", &code)])))
+}
+
+/// Revokes one of the session's account's devices: its credential opens nothing from now on.
+async fn revoke_device(
+    state: &AppState,
+    base: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, PageError> {
+    let fields = form(headers, body).await?;
+    let Some(session) = session(state, headers).await? else {
+        return Ok(see_other(&format!("{base}{PREFIX}/sign-in")));
+    };
+    if !equal(&session.csrf, field(&fields, "csrf")) {
+        return Err(stale_form());
+    }
+    let removed = state
+        .entitlements
+        .store()
+        .device_remove(&session.account, field(&fields, "id"))
+        .await
+        .map_err(|e| PageError::internal("revoking a device", e))?;
+    let (status, notice, problem) = if removed {
+        (
+            StatusCode::OK,
+            Some("The device is signed out: its credential opens nothing any more."),
+            None,
+        )
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            None,
+            Some("No such device is signed in with this account."),
+        )
+    };
+    portal_page(state, base, &session, status, notice, problem).await
 }
 
 fn too_many(left: std::time::Duration) -> PageError {
@@ -861,6 +1054,11 @@ mod tests {
             notice: None,
             problem: Some("<i>no</i>"),
             licenses: vec![],
+            devices: vec![DeviceView {
+                id: "i".to_owned(),
+                name: "<em>laptop</em>".to_owned(),
+                since: String::new(),
+            }],
             products: vec![ProductView {
                 name: "<script>alert(1)</script>".to_owned(),
                 refs: vec!["app/\"x\"/*".to_owned()],
@@ -873,6 +1071,7 @@ mod tests {
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&#60;script&#62;"), "{html}");
         assert!(!html.contains("<b>bob"), "{html}");
+        assert!(!html.contains("<em>laptop"), "{html}");
         assert!(html.contains("(withdrawn)"), "{html}");
     }
 }

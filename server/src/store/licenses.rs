@@ -68,22 +68,25 @@ impl std::fmt::Debug for LicenseKey {
 impl LicenseKey {
     /// Parses `tg_<id>_<secret>`; `None` for anything else, without saying why.
     pub(crate) fn parse(key: &str) -> Option<LicenseKey> {
-        let rest = key.strip_prefix(KEY_PREFIX)?;
-        let (id, secret) = rest.split_once('_')?;
-        let id_ok = id.len() == ID_LEN && id.bytes().all(|b| ID_ALPHABET.contains(&b));
-        let secret_ok = (32..=128).contains(&secret.len())
-            && secret
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        (id_ok && secret_ok).then(|| LicenseKey {
-            id: id.to_owned(),
-            secret: secret.to_owned(),
-        })
+        let (id, secret) = parse_key(KEY_PREFIX, key)?;
+        Some(LicenseKey { id, secret })
     }
 
     fn hash(&self) -> [u8; 32] {
         sha256(self.secret.as_bytes())
     }
+}
+
+/// The id and secret of `<prefix><id>_<secret>`, a key of the form [`new_key`] makes.
+pub(super) fn parse_key(prefix: &str, key: &str) -> Option<(String, String)> {
+    let rest = key.strip_prefix(prefix)?;
+    let (id, secret) = rest.split_once('_')?;
+    let id_ok = id.len() == ID_LEN && id.bytes().all(|b| ID_ALPHABET.contains(&b));
+    let secret_ok = (32..=128).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    (id_ok && secret_ok).then(|| (id.to_owned(), secret.to_owned()))
 }
 
 pub(super) fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -101,7 +104,7 @@ pub(super) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
 }
 
 /// A new key: a 10-character base32 id (50 bits, unique per license) and a 256-bit secret.
-fn new_key() -> Result<(String, String)> {
+pub(super) fn new_key() -> Result<(String, String)> {
     let id_bytes = random_bytes::<ID_LEN>()?;
     let id: String = id_bytes
         .iter()

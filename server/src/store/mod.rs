@@ -9,6 +9,7 @@
 //! passwords with Argon2id.
 
 mod audit;
+mod devices;
 mod keys;
 mod licenses;
 mod products;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{
 };
 
 pub(crate) use audit::{AuditFilter, DownloadRow, IssuedToken};
+pub(crate) use devices::{DeviceKey, MAX_DEVICE_NAME};
 pub(crate) use licenses::{
     Account, License, LicenseKey, NewLicense, account_holdings, is_account_name,
 };

@@ -399,6 +399,42 @@ async fn scenario(store: &Store) {
         Some("alice")
     );
 
+    // The web flow's codes: taken once, with what they were given for.
+    let code = store
+        .device_code_add("alice", "laptop", "challenge", "http://127.0.0.1:9/done")
+        .await
+        .unwrap();
+    let taken = store.device_code_take(&code).await.unwrap().unwrap();
+    assert_eq!(
+        (taken.account.as_str(), taken.device.as_str()),
+        ("alice", "laptop")
+    );
+    assert_eq!(taken.challenge, "challenge");
+    assert_eq!(taken.redirect_uri, "http://127.0.0.1:9/done");
+    assert!(taken.expires > now() && taken.expires <= now() + 60);
+    assert!(store.device_code_take(&code).await.unwrap().is_none());
+    // Devices: the credential verifies to its account until revoked, by its account only.
+    let (device, key) = store.device_add("alice", "laptop").await.unwrap();
+    let parsed = DeviceKey::parse(&key).unwrap();
+    assert_eq!(parsed.id, device.id);
+    assert_eq!(
+        store.device_verify(&parsed).await.unwrap().as_deref(),
+        Some("alice")
+    );
+    let wrong = DeviceKey::parse(&format!("{}x", &key[..key.len() - 1])).unwrap();
+    assert!(store.device_verify(&wrong).await.unwrap().is_none());
+    assert_eq!(
+        store.devices_of("alice").await.unwrap(),
+        vec![device.clone()]
+    );
+    assert!(!store.device_remove("bob", &device.id).await.unwrap());
+    let before = store.entitlement_epoch().await.unwrap();
+    assert!(store.device_remove("alice", &device.id).await.unwrap());
+    assert_ne!(store.entitlement_epoch().await.unwrap(), before);
+    assert!(store.device_verify(&parsed).await.unwrap().is_none());
+    assert!(store.devices_of("alice").await.unwrap().is_empty());
+    let (_, kept_device) = store.device_add("alice", "desktop").await.unwrap();
+
     // Keys: published once, retired, and still valid within the overlap.
     store.key_publish("k1", &[1; 32], 100).await.unwrap();
     store.key_publish("k1", &[9; 32], 999).await.unwrap();
@@ -427,6 +463,14 @@ async fn scenario(store: &Store) {
     assert!(
         store.session_get(&kept).await.unwrap().is_none(),
         "a removed account's session"
+    );
+    assert!(
+        store
+            .device_verify(&DeviceKey::parse(&kept_device).unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "a removed account's device"
     );
     store.product_remove("pro").await.unwrap();
     assert!(matches!(
