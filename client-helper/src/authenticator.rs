@@ -40,6 +40,7 @@ use crate::config::Config;
 use crate::service::Want;
 use crate::tokens::{Failure, Helper, RefTokens, grouped};
 use crate::trust::check;
+use crate::webflow::Answer;
 
 /// The authenticator's bus name: what `xa.authenticator-name` says.
 pub(crate) const BUS_NAME: &str = "org.tollgate.Authenticator";
@@ -349,17 +350,19 @@ async fn work_out(
     let (found, asked) = helper.stored_credential(&url, work.interactive).await;
     let mut previous_error = None;
     match found {
-        Some((provider, credential)) => match helper.issue(&want, &credential).await {
-            Ok(tokens) => return Outcome::Tokens(tokens),
-            Err(Failure::Service { error, .. })
-                if error.is_bad_credential() && work.interactive =>
-            {
-                previous_error = Some(format!(
-                    "The credential stored in {provider} was refused; enter the right one."
-                ));
+        Some((provider, credential)) => {
+            match issue_or_buy(helper, emitter, work, &want, &credential, replies).await {
+                Ok(tokens) => return Outcome::Tokens(tokens),
+                Err(Failure::Service { error, .. })
+                    if error.is_bad_credential() && work.interactive =>
+                {
+                    previous_error = Some(format!(
+                        "The credential stored in {provider} was refused; enter the right one."
+                    ));
+                }
+                Err(failure) => return Outcome::Failed(failure.explain()),
             }
-            Err(failure) => return Outcome::Failed(failure.explain()),
-        },
+        }
         None if !work.interactive => {
             return Outcome::Failed(format!(
                 "{} (not asking, since flatpak runs without interaction)",
@@ -370,7 +373,7 @@ async fn work_out(
     }
     match web_sign_in(helper, emitter, work, &url, replies).await {
         Web::Credential(credential) => {
-            return match helper.issue(&want, &credential).await {
+            return match issue_or_buy(helper, emitter, work, &want, &credential, replies).await {
                 Ok(tokens) => Outcome::Tokens(tokens),
                 Err(failure) => Outcome::Failed(failure.explain()),
             };
@@ -402,7 +405,7 @@ async fn work_out(
                 continue;
             }
         };
-        match helper.issue(&want, &credential).await {
+        match issue_or_buy(helper, emitter, work, &want, &credential, replies).await {
             Ok(tokens) => {
                 match helper.store_credential(&url, credential, true).await {
                     Ok(provider) => {
@@ -469,43 +472,20 @@ async fn web_sign_in(
         }
     };
     let page = flow.page(&ends, &crate::webflow::device_name(&work.remote));
-    if let Err(e) = RequestObject::webflow(emitter, &page, HashMap::new()).await {
-        return Web::Failed(format!("cannot ask flatpak to open the browser: {e}"));
-    }
-    let limit = webflow_limit();
-    let answer = loop {
-        tokio::select! {
-            reply = replies.recv() => match reply {
-                // flatpak opened no browser, or the person closed it: no WebflowDone now
-                // (flatpak would abort), and the prompt instead.
-                Some(Reply::Close) | None => return Web::NotHere,
-                Some(Reply::BasicAuth { .. }) => continue,
-            },
-            answer = flow.answer() => break Some(answer),
-            () = tokio::time::sleep(limit) => break None,
-        }
-    };
-    let done = |web: Web| async move {
-        if let Err(e) = RequestObject::webflow_done(emitter, HashMap::new()).await {
-            log(&format!("cannot tell flatpak the browser is done: {e}"));
-        }
-        web
-    };
-    let code = match answer {
-        Some(crate::webflow::Answer::Code(code)) => code,
-        Some(crate::webflow::Answer::Denied) => return done(Web::Cancelled).await,
-        None => {
-            return done(Web::Failed(format!(
-                "the sign-in in the browser did not finish within {} seconds; run the command \
-                 again to sign in",
-                limit.as_secs()
-            )))
-            .await;
+    let code = match browse(emitter, &flow, &page, replies).await {
+        Browsed::Closed => return Web::NotHere,
+        Browsed::Failed(message) => return Web::Failed(message),
+        Browsed::Done(Answer::Code(code)) => code,
+        Browsed::Done(Answer::Denied) => return Web::Cancelled,
+        Browsed::Done(Answer::Back) => {
+            return Web::Failed(format!(
+                "{url}'s sign-in page came back without signing in; run the command again"
+            ));
         }
     };
     let credential = match flow.exchange(&helper.client, &ends, &code).await {
         Ok(credential) => credential,
-        Err(why) => return done(Web::Failed(why)).await,
+        Err(why) => return Web::Failed(why),
     };
     match helper.store_credential(url, credential.clone(), true).await {
         Ok(provider) => log(&format!(
@@ -516,7 +496,89 @@ async fn web_sign_in(
             why.join("; ")
         )),
     }
-    done(Web::Credential(credential)).await
+    Web::Credential(credential)
+}
+
+/// How a page opened through flatpak ended.
+enum Browsed {
+    /// flatpak opened no browser, or the person closed it: no `WebflowDone` was sent.
+    Closed,
+    /// It came back (`WebflowDone` sent).
+    Done(Answer),
+    /// It could not be opened, or did not come back in time (`WebflowDone` sent if flatpak
+    /// had it open).
+    Failed(String),
+}
+
+/// Has flatpak open `page` (`Webflow`), and waits for the browser to come back to `flow`'s
+/// port, flatpak to close the request, or the time to run out; `WebflowDone` once it is over,
+/// unless flatpak closed it (it would abort on one then).
+async fn browse(
+    emitter: &SignalEmitter<'_>,
+    flow: &crate::webflow::Flow,
+    page: &str,
+    replies: &mut mpsc::Receiver<Reply>,
+) -> Browsed {
+    if let Err(e) = RequestObject::webflow(emitter, page, HashMap::new()).await {
+        return Browsed::Failed(format!("cannot ask flatpak to open the browser: {e}"));
+    }
+    let limit = webflow_limit();
+    let answer = loop {
+        tokio::select! {
+            reply = replies.recv() => match reply {
+                Some(Reply::Close) | None => return Browsed::Closed,
+                Some(Reply::BasicAuth { .. }) => continue,
+            },
+            answer = flow.answer() => break Some(answer),
+            () = tokio::time::sleep(limit) => break None,
+        }
+    };
+    if let Err(e) = RequestObject::webflow_done(emitter, HashMap::new()).await {
+        log(&format!("cannot tell flatpak the browser is done: {e}"));
+    }
+    match answer {
+        Some(answer) => Browsed::Done(answer),
+        None => Browsed::Failed(format!(
+            "the page in the browser was not finished within {} seconds; run the command again",
+            limit.as_secs()
+        )),
+    }
+}
+
+/// Tokens for `want` with `credential`. Where refs are denied that a product on sale covers
+/// and a person is there, the service's buy page first (through the browser), then again; a
+/// purchase not made leaves the first answer, which says where to buy.
+async fn issue_or_buy(
+    helper: &Helper,
+    emitter: &SignalEmitter<'_>,
+    work: &Work,
+    want: &Want,
+    credential: &Credential,
+    replies: &mut mpsc::Receiver<Reply>,
+) -> Result<RefTokens, Failure> {
+    let first = helper.issue(want, credential).await;
+    let Err(Failure::Denied { for_sale, .. }) = &first else {
+        return first;
+    };
+    let Some(slug) = for_sale.values().next().filter(|_| work.interactive) else {
+        return first;
+    };
+    let flow = match crate::webflow::Flow::start().await {
+        Ok(flow) => flow,
+        Err(e) => {
+            log(&format!("cannot offer the buy page: {e:#}"));
+            return first;
+        }
+    };
+    let page = flow.buy_page(&want.url, slug);
+    match browse(emitter, &flow, &page, replies).await {
+        Browsed::Done(Answer::Back) => helper.issue(want, credential).await,
+        Browsed::Failed(message) => {
+            log(&message);
+            first
+        }
+        Browsed::Closed | Browsed::Done(_) => first,
+    }
 }
 
 /// Seconds idle before exiting.

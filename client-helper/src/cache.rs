@@ -175,6 +175,7 @@ mod tests {
                 .map(|(t, refs)| (t.to_string(), refs.iter().map(|r| r.to_string()).collect()))
                 .collect(),
             denied: BTreeMap::new(),
+            for_sale: BTreeMap::new(),
             expires_in,
         }
     }

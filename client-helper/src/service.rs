@@ -25,6 +25,9 @@ pub(crate) struct Issued {
     pub tokens: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub denied: BTreeMap<String, String>,
+    /// Of the refs denied `not-licensed`, those a product on sale covers: ref → product slug.
+    #[serde(default, rename = "for-sale")]
+    pub for_sale: BTreeMap<String, String>,
     pub expires_in: u64,
 }
 

@@ -22,10 +22,12 @@ pub(crate) enum Failure {
     NoCredential { url: String, asked: Vec<String> },
     /// The service refused or could not be reached.
     Service { url: String, error: ServiceError },
-    /// The credential is good, but these refs (ref → reason) are not for it.
+    /// The credential is good, but these refs (ref → reason) are not for it; of them, those
+    /// on sale (ref → product slug).
     Denied {
         url: String,
         denied: BTreeMap<String, String>,
+        for_sale: BTreeMap<String, String>,
     },
 }
 
@@ -43,15 +45,32 @@ impl Failure {
                 }
             ),
             Failure::Service { url, error } => error.explain(url),
-            Failure::Denied { url, denied } => {
+            Failure::Denied {
+                url,
+                denied,
+                for_sale,
+            } => {
                 let refs: Vec<String> = denied
                     .iter()
                     .map(|(r, why)| {
-                        let why = match why.as_str() {
-                            "not-licensed" => "your license does not include it",
-                            "product-inactive" => "the vendor has withdrawn it",
-                            "unknown-ref" => "the server does not have it",
-                            other => other,
+                        let buy;
+                        let why = match (why.as_str(), for_sale.get(r)) {
+                            ("not-licensed", Some(slug)) => {
+                                buy = format!(
+                                    "your license does not include it; buy it at \
+                                     {url}/account/buy?product={slug}"
+                                );
+                                buy.as_str()
+                            }
+                            ("not-licensed", None) => {
+                                "your license does not include it, and nothing is on sale \
+                                 for it here: ask the vendor"
+                            }
+                            (why, _) => match why {
+                                "product-inactive" => "the vendor has withdrawn it",
+                                "unknown-ref" => "the server does not have it",
+                                other => other,
+                            },
                         };
                         format!("{r} ({why})")
                     })
@@ -166,6 +185,7 @@ impl Helper {
             return Err(Failure::Denied {
                 url: want.url.clone(),
                 denied,
+                for_sale: issued.for_sale.clone(),
             });
         }
         Ok(tokens)

@@ -98,6 +98,8 @@ pub(crate) enum Answer {
     Code(String),
     /// The person said no in the browser.
     Denied,
+    /// Back without a code, nor a no: a buy page saying the account holds the product now.
+    Back,
 }
 
 impl Flow {
@@ -125,6 +127,16 @@ impl Flow {
             .append_pair("device", device)
             .finish();
         format!("{}?{query}", ends.authorize)
+    }
+
+    /// The service's buy page for the product `slug`, coming back here.
+    pub(crate) fn buy_page(&self, url: &str, slug: &str) -> String {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("product", slug)
+            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("state", &self.state)
+            .finish();
+        format!("{url}/account/buy?{query}")
     }
 
     /// Waits for the browser to come back with this flow's state. Requests that do not carry
@@ -183,13 +195,17 @@ impl Flow {
             .await;
             return Some(Answer::Code(code.to_owned()));
         }
+        if value("error").is_some() {
+            let _ = reply(&mut stream, "200 OK", "Cancelled. You can close this page.").await;
+            return Some(Answer::Denied);
+        }
         let _ = reply(
             &mut stream,
             "200 OK",
-            "Sign-in cancelled. You can close this page.",
+            "Done. You can close this page and go back to flatpak.",
         )
         .await;
-        Some(Answer::Denied)
+        Some(Answer::Back)
     }
 
     /// Exchanges `code` for a device credential.

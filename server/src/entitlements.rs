@@ -121,11 +121,15 @@ pub(crate) enum RefKind {
 }
 
 /// The answer, in the shape the Flatpak authenticator hands to flatpak: token → refs (`""` for
-/// refs that need no token), and the refs denied, with why.
+/// refs that need no token), and the refs denied, with why; of the refs denied `not-licensed`,
+/// those a product on sale covers, with that product's slug (its buy page is
+/// `/account/buy?product=SLUG`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Answer {
     pub tokens: BTreeMap<String, Vec<String>>,
     pub denied: BTreeMap<String, &'static str>,
+    #[serde(rename = "for-sale", skip_serializing_if = "BTreeMap::is_empty")]
+    pub for_sale: BTreeMap<String, String>,
     pub expires_in: u64,
 }
 
@@ -434,6 +438,7 @@ impl Entitlements {
         let mut answer = Answer {
             tokens: BTreeMap::new(),
             denied: BTreeMap::new(),
+            for_sale: BTreeMap::new(),
             expires_in: ttl,
         };
         let mut granted = Vec::new();
@@ -456,6 +461,27 @@ impl Entitlements {
                 }
                 RefKind::Unknown => {
                     answer.denied.insert(name.clone(), "unknown-ref");
+                }
+            }
+        }
+        // What is on sale of what is not licensed: looked at only once a ref is denied.
+        let unlicensed: Vec<String> = answer
+            .denied
+            .iter()
+            .filter(|(_, why)| **why == "not-licensed")
+            .map(|(r, _)| r.clone())
+            .collect();
+        if !unlicensed.is_empty() {
+            let products = self.store.products_all().await?;
+            for r in unlicensed {
+                let on_sale = products.iter().find(|p| {
+                    p.active
+                        && p.purchase_url.is_some()
+                        && p.in_repo(repo, sole_repo)
+                        && p.covers(&r)
+                });
+                if let Some(product) = on_sale {
+                    answer.for_sale.insert(r, product.slug.clone());
                 }
             }
         }

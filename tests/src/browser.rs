@@ -223,6 +223,18 @@ impl Browser {
         });
     }
 
+    /// Follows the link that says `text`.
+    pub fn follow(&self, text: &str) {
+        self.runtime.block_on(async {
+            let link = self
+                .client()
+                .find(Locator::LinkText(text))
+                .await
+                .unwrap_or_else(|e| panic!("no link {text:?} on the page: {e}"));
+            link.click().await.expect("clicking a link");
+        });
+    }
+
     /// Every input a person types into (not hidden ones) and whether a label names it:
     /// `(id, labelled)`.
     pub fn inputs(&self) -> Vec<(String, bool)> {

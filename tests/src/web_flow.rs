@@ -13,7 +13,7 @@ use crate::customer::Setup;
 use crate::fixture::Fixture;
 use crate::gated_repo::APP;
 use crate::http::{self, Response};
-use crate::service::{PASSWORD, Service, account_for_paid, basic, bearer};
+use crate::service::{ADMIN_TOKEN, PASSWORD, Service, account_for_paid, basic, bearer};
 use crate::web_pages::{post_form, set_cookie, signed_in, started, text};
 
 /// RFC 7636, appendix B: a verifier and its S256 challenge.
@@ -119,7 +119,7 @@ fn the_web_flow_gives_a_device_credential_once_per_code_and_sends_browsers_only_
             assert_eq!(r.status, 400, "{bad}: {}", text(&r));
             assert_eq!(r.header("location"), None, "{bad}");
             assert!(
-                text(&r).contains("This sign-in link is not right"),
+                text(&r).contains("This link is not right"),
                 "{bad}: {}",
                 text(&r)
             );
@@ -498,4 +498,200 @@ fn flatpak_install_signs_in_through_the_browser_and_a_revoked_device_signs_in_ag
         "flatpak install failed ({status}):\n{output}"
     );
     assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
+}
+
+/// A vendor's shop, as small as one can be: `GET /buy?product=&account=&return=` "sells" the
+/// product by making a license redeemed into the account through the admin API, and sends the
+/// browser back to `return`. It serves until the test ends.
+fn shop(service: std::net::SocketAddr) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the shop");
+    let url = format!("http://{}/buy", listener.local_addr().expect("its address"));
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut line = String::new();
+            let mut reader = std::io::BufReader::new(&stream);
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let target = line.split(' ').nth(1).unwrap_or_default().to_owned();
+            let asked: std::collections::HashMap<String, String> =
+                url::Url::parse(&format!("http://shop{target}"))
+                    .map(|u| u.query_pairs().into_owned().collect())
+                    .unwrap_or_default();
+            let (status, made) = http::json(
+                service,
+                "POST",
+                "/api/v1/admin/licenses",
+                Some(&bearer(ADMIN_TOKEN)),
+                Some(&json!({
+                    "products": [asked.get("product").cloned().unwrap_or_default()],
+                    "account": asked.get("account").cloned().unwrap_or_default(),
+                    "note": "sold by the shop",
+                })),
+            );
+            let answer = if status == 201 {
+                format!(
+                    "HTTP/1.1 303 See Other\r\nLocation: {}\r\nContent-Length: 0\r\n\
+                     Connection: close\r\n\r\n",
+                    asked.get("return").cloned().unwrap_or_default()
+                )
+            } else {
+                let body = format!("the shop could not sell: {made}");
+                format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            };
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn a_customer_without_the_app_buys_it_in_the_shop_and_the_install_goes_on() {
+    let t = Setup::start();
+    let s = &t.s;
+    s.admin_ok(
+        201,
+        "POST",
+        "products",
+        Some(json!({"slug": "other", "name": "Other", "refs": ["app/org.example.Other/*"]})),
+    );
+    s.admin_ok(
+        201,
+        "POST",
+        "accounts",
+        Some(json!({"name": "carol", "password": PASSWORD, "products": ["other"]})),
+    );
+    let ask = json!({"refs": [t.g.app_ref]});
+    let carol = basic("carol", PASSWORD);
+
+    // Not on sale: denied, and nothing says where to buy it; its buy page says so.
+    let (status, answer) = s.tokens(Some(&carol), &ask);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["denied"][&t.g.app_ref], "not-licensed");
+    assert!(answer.get("for-sale").is_none(), "{answer}");
+    let session = signed_in(s, "carol", PASSWORD);
+    let cookie = format!("tollgate_session={session}");
+    let buy = |query: &str| {
+        http::request(
+            s.server.addr,
+            "GET",
+            &format!("/account/buy?{query}"),
+            &[("Cookie", &cookie)],
+        )
+    };
+    let r = buy("product=paid");
+    assert_eq!(r.status, 404, "{}", text(&r));
+    assert!(
+        text(&r).contains("Nothing is on sale here for this app"),
+        "{}",
+        text(&r)
+    );
+
+    // On sale: the answer names the product; a bad shop address is refused.
+    let shop_url = shop(s.server.addr);
+    let (status, refused) = http::json(
+        s.server.addr,
+        "PATCH",
+        "/api/v1/admin/products/paid",
+        Some(&bearer(ADMIN_TOKEN)),
+        Some(&json!({"purchase-url": "javascript:alert(1)"})),
+    );
+    assert_eq!(status, 400, "{refused}");
+    let product = s.admin_ok(
+        200,
+        "PATCH",
+        "products/paid",
+        Some(json!({"purchase-url": shop_url})),
+    );
+    assert_eq!(product["purchase-url"], json!(shop_url));
+    let (_, answer) = s.tokens(Some(&carol), &ask);
+    assert_eq!(answer["for-sale"][&t.g.app_ref], "paid", "{answer}");
+    // The buy page goes back only to loopback, and links to the configured shop.
+    let r = buy("product=paid&redirect_uri=https%3A%2F%2Fevil.example%2F&state=s");
+    assert_eq!(r.status, 400, "{}", text(&r));
+    assert_eq!(r.header("location"), None);
+    let r = buy("product=paid");
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert!(
+        text(&r).contains(&format!(
+            "href=\"{shop_url}?product=paid&#38;account=carol&#38;return="
+        )),
+        "{}",
+        text(&r)
+    );
+    let r = http::request(
+        s.server.addr,
+        "GET",
+        "/account/buy/done?product=paid",
+        &[("Cookie", &cookie)],
+    );
+    assert!(
+        text(&r).contains("The shop has not added Paid to this account yet"),
+        "{}",
+        text(&r)
+    );
+
+    // With flatpak: signed in through the browser, carol holds nothing for the app; the buy
+    // page opens, the shop sells it, and the install goes on.
+    let url = s.server.url();
+    let url = url.trim_end_matches('/').to_owned();
+    t.flatpak()
+        .args(["--user", "remote-add", "shop"])
+        .arg(format!("{url}/repo.flatpakrepo"))
+        .run();
+    let opened = t.fx.join("browser-opened");
+    let program = browser_program(&t.fx, &opened);
+    let browser = Browser::start(&t.fx);
+    let mut terminal = t
+        .flatpak()
+        .env("BROWSER", &program)
+        .args(["--user", "install", "shop", APP])
+        .in_terminal();
+    let page = page_opened(&mut terminal, &opened, 1);
+    browser.goto(&page);
+    browser.wait_for_text("Account name");
+    browser.fill("Account name", "carol");
+    browser.fill("Password", PASSWORD);
+    browser.press("Sign in");
+    browser.wait_for_text("Sign in a device");
+    browser.press("Allow");
+    browser.wait_for_text("Signed in.");
+    let page = page_opened(&mut terminal, &opened, 2);
+    assert!(
+        page.starts_with(&format!("{url}/account/buy?product=paid&")),
+        "{page}"
+    );
+    browser.goto(&page);
+    browser.wait_for_text("Buy Paid");
+    browser.screenshot("buy");
+    browser.follow("Buy Paid in the shop");
+    browser.wait_for_text("Done.");
+    terminal.answer_flatpak_install("", &[]);
+    let (status, output) = terminal.finish();
+    assert!(
+        status.success(),
+        "flatpak install failed ({status}):\n{output}"
+    );
+    assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
+    // The license the shop made is carol's, in her portal.
+    let licenses = s.admin_ok(200, "GET", "licenses", None);
+    let sold = licenses
+        .as_array()
+        .expect("licenses")
+        .iter()
+        .find(|l| l["note"] == "sold by the shop")
+        .expect("the shop's license");
+    assert_eq!(sold["account"], "carol");
+    let portal = crate::web_pages::portal(s, &session);
+    assert!(
+        text(&portal).contains(sold["id"].as_str().expect("an id")),
+        "{}",
+        text(&portal)
+    );
 }

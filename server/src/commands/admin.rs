@@ -11,7 +11,9 @@ use serde_json::json;
 use super::{DataDirArg, DatabaseArg};
 use crate::datadir::prepare_data_dir;
 use crate::output::{print_json, print_line, print_table};
-use crate::store::{Account, AuditFilter, License, Location, NewLicense, Product, Store};
+use crate::store::{
+    Account, AuditFilter, License, Location, NewLicense, Product, Store, check_purchase_url,
+};
 use crate::times::{parse_rfc3339, parse_time, time};
 
 #[derive(Debug, Args)]
@@ -58,6 +60,10 @@ pub(super) enum ProductCommand {
         /// product covers the only repository served (and nothing while several are).
         #[arg(long, value_name = "NAME")]
         repo: Option<String>,
+        /// Where it is sold (the vendor's shop, https://...): the web flow sends customers
+        /// whose license does not cover it there.
+        #[arg(long, value_name = "URL")]
+        purchase_url: Option<String>,
     },
     List,
     Show {
@@ -74,6 +80,9 @@ pub(super) enum ProductCommand {
         /// Moves it to this repository (NAME, or '' for the one served at `/`).
         #[arg(long, value_name = "NAME")]
         repo: Option<String>,
+        /// Where it is sold ('' for nowhere).
+        #[arg(long, value_name = "URL")]
+        purchase_url: Option<String>,
     },
     /// Withdraw a product: it opens nothing, whoever holds it, until activated again (tokens
     /// already issued run out within minutes).
@@ -101,6 +110,10 @@ pub(super) enum LicenseCommand {
         expires: Option<String>,
         #[arg(long, default_value = "")]
         note: String,
+        /// The account it is redeemed into from the start (as a shop does for a customer who
+        /// bought it signed in).
+        #[arg(long, value_name = "NAME")]
+        account: Option<String>,
     },
     List,
     Show {
@@ -218,12 +231,18 @@ async fn product(store: &Store, json: bool, command: ProductCommand) -> anyhow::
             name,
             refs,
             repo,
+            purchase_url,
         } => {
-            vec![
-                store
-                    .product_add(&slug, &name, &refs, repo.as_deref())
-                    .await?,
-            ]
+            if let Some(url) = &purchase_url {
+                check_purchase_url(url)?;
+            }
+            let mut product = store
+                .product_add(&slug, &name, &refs, repo.as_deref())
+                .await?;
+            if let Some(url) = &purchase_url {
+                product = store.product_set_purchase_url(&slug, Some(url)).await?;
+            }
+            vec![product]
         }
         ProductCommand::List => store.product_list().await?,
         ProductCommand::Show { slug } => vec![store.product_get(&slug).await?],
@@ -232,19 +251,26 @@ async fn product(store: &Store, json: bool, command: ProductCommand) -> anyhow::
             name,
             refs,
             repo,
+            purchase_url,
         } => {
             let refs = (!refs.is_empty()).then_some(refs.as_slice());
-            vec![
-                store
-                    .product_update(
-                        &slug,
-                        name.as_deref(),
-                        refs,
-                        None,
-                        repo.as_deref().map(Some),
-                    )
-                    .await?,
-            ]
+            if let Some(url) = purchase_url.as_deref().filter(|u| !u.is_empty()) {
+                check_purchase_url(url)?;
+            }
+            let mut product = store
+                .product_update(
+                    &slug,
+                    name.as_deref(),
+                    refs,
+                    None,
+                    repo.as_deref().map(Some),
+                )
+                .await?;
+            if let Some(url) = &purchase_url {
+                let url = Some(url.as_str()).filter(|u| !u.is_empty());
+                product = store.product_set_purchase_url(&slug, url).await?;
+            }
+            vec![product]
         }
         ProductCommand::Deactivate { slug } => {
             vec![
@@ -299,6 +325,7 @@ async fn license(store: &Store, json: bool, command: LicenseCommand) -> anyhow::
             products,
             expires,
             note,
+            account,
         } => {
             let expires = expires.as_deref().map(parse_rfc3339).transpose()?;
             let (license, key) = store
@@ -306,6 +333,7 @@ async fn license(store: &Store, json: bool, command: LicenseCommand) -> anyhow::
                     products,
                     expires,
                     note,
+                    account,
                 })
                 .await?;
             if json {

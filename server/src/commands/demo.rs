@@ -256,6 +256,7 @@ fn demo_license(database: &Location, pattern: &str) -> anyhow::Result<String> {
                     products: vec![PRODUCT.to_owned()],
                     expires: None,
                     note: LICENSE_NOTE.to_owned(),
+                    account: None,
                 })
                 .await?;
             anyhow::Ok(key)

@@ -9,9 +9,9 @@
 //! everything.
 //!
 //! ```text
-//! GET, POST            /api/v1/admin/products            POST: {"slug", "name", "refs", "repo"?}
-//! GET, PATCH, DELETE   /api/v1/admin/products/SLUG       PATCH: {"name"?, "refs"?, "active"?, "repo"?}
-//! GET, POST            /api/v1/admin/licenses            POST: {"products", "expires"?, "note"?}
+//! GET, POST            /api/v1/admin/products            POST: {"slug", "name", "refs", "repo"?, "purchase-url"?}
+//! GET, PATCH, DELETE   /api/v1/admin/products/SLUG       PATCH: {"name"?, "refs"?, "active"?, "repo"?, "purchase-url"?}
+//! GET, POST            /api/v1/admin/licenses            POST: {"products", "expires"?, "note"?, "account"?}
 //! GET, PATCH, DELETE   /api/v1/admin/licenses/ID         PATCH: {"products"?, "active"?, "expires"?, "note"?}
 //! GET, POST            /api/v1/admin/accounts            POST: {"name", "password", "products"}
 //! GET, PATCH, DELETE   /api/v1/admin/accounts/NAME       PATCH: {"products"?, "active"?, "password"?}
@@ -32,7 +32,7 @@ use warp::reply::Response;
 use super::api::{Body, json, quote, read_body};
 use super::{AppState, HttpError};
 use crate::clients::Client;
-use crate::store::{AuditFilter, NewLicense, StoreError};
+use crate::store::{AuditFilter, NewLicense, StoreError, check_purchase_url};
 
 /// Admin requests are small too.
 const MAX_ADMIN_REQUEST: usize = 256 * 1024;
@@ -67,11 +67,18 @@ pub(super) async fn handle(
         (&Method::POST, ["products"]) => {
             let new: ProductNew = parse(body).await?;
             served_repo(state, new.repo.as_deref(), true)?;
-            created(
-                store
-                    .product_add(&new.slug, &new.name, &new.refs, new.repo.as_deref())
-                    .await,
-            )
+            if let Some(url) = &new.purchase_url {
+                check_purchase_url(url).map_err(store_error)?;
+            }
+            let added = store
+                .product_add(&new.slug, &new.name, &new.refs, new.repo.as_deref())
+                .await;
+            match (added, &new.purchase_url) {
+                (Ok(_), Some(url)) => {
+                    created(store.product_set_purchase_url(&new.slug, Some(url)).await)
+                }
+                (added, _) => created(added),
+            }
         }
         (&Method::GET, ["products", slug]) => ok(store.product_get(slug).await),
         (&Method::PATCH, ["products", slug]) => {
@@ -79,7 +86,10 @@ pub(super) async fn handle(
             if let Some(repo) = &change.repo {
                 served_repo(state, repo.as_deref(), false)?;
             }
-            ok(store
+            if let Some(Some(url)) = &change.purchase_url {
+                check_purchase_url(url).map_err(store_error)?;
+            }
+            let updated = store
                 .product_update(
                     slug,
                     change.name.as_deref(),
@@ -87,7 +97,13 @@ pub(super) async fn handle(
                     change.active,
                     change.repo.as_ref().map(Option::as_deref),
                 )
-                .await)
+                .await;
+            match (updated, &change.purchase_url) {
+                (Ok(_), Some(url)) => {
+                    ok(store.product_set_purchase_url(slug, url.as_deref()).await)
+                }
+                (updated, _) => ok(updated),
+            }
         }
         (&Method::DELETE, ["products", slug]) => removed(store.product_remove(slug).await),
 
@@ -98,6 +114,7 @@ pub(super) async fn handle(
                 products: new.products,
                 expires: new.expires.map(|t| t.seconds()).transpose()?,
                 note: new.note.unwrap_or_default(),
+                account: new.account,
             };
             match store.license_add(&license).await {
                 Ok((license, key)) => {
@@ -307,6 +324,8 @@ struct ProductNew {
     refs: Vec<String>,
     /// The repository's name in tokens (`""` for the one at `/`); left out: the only one.
     repo: Option<String>,
+    #[serde(rename = "purchase-url")]
+    purchase_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,6 +337,9 @@ struct ProductChange {
     /// `null`: no repository, the only one served.
     #[serde(default, deserialize_with = "double_option")]
     repo: Option<Option<String>>,
+    /// `null`: not on sale.
+    #[serde(default, deserialize_with = "double_option", rename = "purchase-url")]
+    purchase_url: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,6 +348,8 @@ struct LicenseNew {
     products: Vec<String>,
     expires: Option<Time>,
     note: Option<String>,
+    /// Redeemed into this account from the start.
+    account: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

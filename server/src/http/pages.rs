@@ -15,8 +15,10 @@
 //!
 //! ```text
 //! GET            /account/            the portal (or to the sign-in page)
-//! GET, POST      /account/sign-in     the form; name, password, csrf (next: an authorize page)
+//! GET, POST      /account/sign-in     the form; name, password, csrf (next: an authorize or buy page)
 //! GET, POST      /account/authorize   the web flow's page (webflow.rs): allow a device, or not
+//! GET            /account/buy         ?product=[&redirect_uri=&state=]: to the product's shop
+//! GET            /account/buy/done    where the shop comes back to: on to redirect_uri once held
 //! POST           /account/devices/revoke  csrf, id
 //! GET, POST      /account/create      with sign-up on: name, password, again, csrf
 //! POST           /account/redeem      csrf, key
@@ -34,7 +36,7 @@ use warp::reply::Response;
 use super::AppState;
 use super::HttpError;
 use super::api::{Body, read_body};
-use super::webflow::AuthorizeRequest;
+use super::webflow::{AuthorizeRequest, BuyRequest};
 use crate::entitlements::{Credential, IssueError};
 use crate::secrets::Secret;
 use crate::store::{
@@ -63,6 +65,20 @@ struct SignIn<'a> {
     /// The authorize page to go on to, and the device it is for.
     next: Option<&'a str>,
     device: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "buy.html")]
+struct Buy<'a> {
+    base: &'a str,
+    account: &'a str,
+    product: &'a str,
+    shop: &'a str,
+    problem: Option<&'a str>,
+    /// This page again (after the shop), to look again.
+    again: Option<&'a str>,
+    /// Back to the program that opened the page, saying no.
+    cancel: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -222,6 +238,12 @@ pub(super) async fn handle(
         }
         ("/authorize", &Method::POST) => authorize(state, &base, headers, body).await,
         ("/devices/revoke", &Method::POST) => revoke_device(state, &base, headers, body).await,
+        ("/buy", &Method::GET | &Method::HEAD) => {
+            buy_page(state, &base, query, headers, false).await
+        }
+        ("/buy/done", &Method::GET | &Method::HEAD) => {
+            buy_page(state, &base, query, headers, true).await
+        }
         ("/sign-in", &Method::POST) => sign_in(state, &base, headers, client, body).await,
         ("/sign-out", &Method::POST) => sign_out(state, &base, headers, body).await,
         ("/redeem", &Method::POST) => redeem(state, &base, headers, client, body).await,
@@ -234,7 +256,7 @@ pub(super) async fn handle(
         ("/create", &Method::POST) => create(state, &base, headers, client, body).await,
         ("/create", _) => Err(not_allowed("GET, POST")),
         ("/style.css", &Method::GET | &Method::HEAD) => Ok(style()),
-        ("/" | "/style.css", _) => Err(not_allowed("GET")),
+        ("/" | "/style.css" | "/buy" | "/buy/done", _) => Err(not_allowed("GET")),
         ("/sign-in" | "/authorize", _) => Err(not_allowed("GET, POST")),
         ("/sign-out" | "/redeem" | "/devices/revoke", _) => Err(not_allowed("POST")),
         _ => Err(PageError::new(
@@ -443,14 +465,60 @@ fn stale_form() -> PageError {
     )
 }
 
-/// The authorize page a sign-in goes on to (`next`, of the query or the form), checked and
-/// rebuilt from what was checked: sign-in leads nowhere else.
-fn next_request(next: &str, base: &str) -> Option<AuthorizeRequest> {
-    let query = next.strip_prefix(&format!("{base}{PREFIX}/authorize?"))?;
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+/// The pairs of a query string or form body.
+fn pairs(query: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
-        .collect();
-    AuthorizeRequest::from_pairs(&pairs).ok()
+        .collect()
+}
+
+/// A page sign-in goes on to: the web flow's authorize page, or a buy page (`true`: the one
+/// the shop comes back to).
+enum Next {
+    Authorize(AuthorizeRequest),
+    Buy(BuyRequest, bool),
+}
+
+impl Next {
+    fn path(&self, base: &str) -> String {
+        match self {
+            Next::Authorize(request) => request.page_path(base),
+            Next::Buy(request, done) => request.page_path(base, *done),
+        }
+    }
+
+    fn device(&self) -> Option<&str> {
+        match self {
+            Next::Authorize(request) => Some(&request.device),
+            Next::Buy(..) => None,
+        }
+    }
+}
+
+/// The page a sign-in goes on to (`next`, of the query or the form), checked and rebuilt from
+/// what was checked: sign-in leads nowhere else.
+fn next_request(next: &str, base: &str) -> Option<Next> {
+    let page = |name: &str| next.strip_prefix(&format!("{base}{PREFIX}/{name}?"));
+    if let Some(query) = page("authorize") {
+        return AuthorizeRequest::from_pairs(&pairs(query))
+            .ok()
+            .map(Next::Authorize);
+    }
+    let (query, done) = match page("buy/done") {
+        Some(query) => (query, true),
+        None => (page("buy")?, false),
+    };
+    BuyRequest::from_pairs(&pairs(query))
+        .ok()
+        .map(|request| Next::Buy(request, done))
+}
+
+/// To the sign-in page, which goes on to `next` (a path [`next_request`] takes).
+fn to_sign_in(base: &str, next: &str) -> Response {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("next", next)
+        .finish();
+    see_other(&format!("{base}{PREFIX}/sign-in?{query}"))
 }
 
 async fn sign_in_form(
@@ -459,12 +527,9 @@ async fn sign_in_form(
     query: &str,
     headers: &HeaderMap,
 ) -> Result<Response, PageError> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let next = next_request(field(&pairs, "next"), base);
+    let next = next_request(field(&pairs(query), "next"), base);
     if session(state, headers).await?.is_some() {
-        let to = next.map_or_else(|| format!("{base}{PREFIX}/"), |n| n.page_path(base));
+        let to = next.map_or_else(|| format!("{base}{PREFIX}/"), |n| n.path(base));
         return Ok(see_other(&to));
     }
     sign_in_page(
@@ -486,9 +551,9 @@ fn sign_in_page(
     status: StatusCode,
     name: &str,
     problem: Option<&str>,
-    next: Option<&AuthorizeRequest>,
+    next: Option<&Next>,
 ) -> Result<Response, PageError> {
-    let next_path = next.map(|n| n.page_path(base));
+    let next_path = next.map(|n| n.path(base));
     form_page(state, headers, status, |csrf| {
         render(&SignIn {
             base,
@@ -497,7 +562,7 @@ fn sign_in_page(
             problem,
             sign_up: state.web.sign_up,
             next: next_path.as_deref(),
-            device: next.map(|n| n.device.as_str()),
+            device: next.and_then(Next::device),
         })
     })
 }
@@ -554,7 +619,7 @@ async fn sign_in(
         .session_add(&account, state.web.session_ttl)
         .await
         .map_err(|e| PageError::internal("making a web session", e))?;
-    let to = next.map(|n| n.page_path(base));
+    let to = next.map(|n| n.path(base));
     Ok(signed_in_answer(state, base, &cookie, to.as_deref()))
 }
 
@@ -853,10 +918,10 @@ async fn redeem(
 }
 
 /// The page of a web flow's request whose parameters are wrong: said, and sent nowhere.
-fn bad_authorize(why: &str) -> PageError {
+fn bad_link(why: &str) -> PageError {
     PageError::new(
         StatusCode::BAD_REQUEST,
-        "This sign-in link is not right",
+        "This link is not right",
         format!(
             "{}. Start again from flatpak or the installer that opened this page.",
             capitalised(why).trim_end_matches('.')
@@ -872,15 +937,9 @@ async fn authorize_page(
     query: &str,
     headers: &HeaderMap,
 ) -> Result<Response, PageError> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let request = AuthorizeRequest::from_pairs(&pairs).map_err(|why| bad_authorize(&why))?;
+    let request = AuthorizeRequest::from_pairs(&pairs(query)).map_err(|why| bad_link(&why))?;
     let Some(session) = session(state, headers).await? else {
-        let next = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("next", &request.page_path(base))
-            .finish();
-        return Ok(see_other(&format!("{base}{PREFIX}/sign-in?{next}")));
+        return Ok(to_sign_in(base, &request.page_path(base)));
     };
     let html = render(&Authorize {
         base,
@@ -892,7 +951,7 @@ async fn authorize_page(
     Ok(page_posting_to(
         StatusCode::OK,
         html,
-        &request.redirect_origin(),
+        &request.back.origin(),
     ))
 }
 
@@ -905,19 +964,18 @@ async fn authorize(
     body: Body,
 ) -> Result<Response, PageError> {
     let fields = form(headers, body).await?;
-    let request = AuthorizeRequest::from_pairs(&fields).map_err(|why| bad_authorize(&why))?;
+    let request = AuthorizeRequest::from_pairs(&fields).map_err(|why| bad_link(&why))?;
     let Some(session) = session(state, headers).await? else {
         // The session ended while the page was open: sign in again, then the page again.
-        let next = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("next", &request.page_path(base))
-            .finish();
-        return Ok(see_other(&format!("{base}{PREFIX}/sign-in?{next}")));
+        return Ok(to_sign_in(base, &request.page_path(base)));
     };
     if !equal(&session.csrf, field(&fields, "csrf")) {
         return Err(stale_form());
     }
     if field(&fields, "decision") != "allow" {
-        return Ok(see_other(&request.redirect(&[("error", "access_denied")])));
+        return Ok(see_other(
+            &request.back.redirect(&[("error", "access_denied")]),
+        ));
     }
     let code = state
         .entitlements
@@ -926,11 +984,11 @@ async fn authorize(
             &session.account,
             &request.device,
             &request.code_challenge,
-            &request.redirect_uri,
+            &request.back.redirect_uri,
         )
         .await
         .map_err(|e| PageError::internal("making a sign-in code", e))?;
-    Ok(see_other(&request.redirect(&[("code", &code)])))
+    Ok(see_other(&request.back.redirect(&[("code", &code)])))
 }
 
 /// Revokes one of the session's account's devices: its credential opens nothing from now on.
@@ -967,6 +1025,118 @@ async fn revoke_device(
         )
     };
     portal_page(state, base, &session, status, notice, problem).await
+}
+
+/// The server's origin as the browser reaches it: `public-url`'s, else the request's `Host`
+/// (the browser's own, which only it could change), else loopback.
+fn origin(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = state
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+    {
+        return url.origin().ascii_serialization();
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .map_or_else(
+            || "http://localhost".to_owned(),
+            |host| format!("http://{host}"),
+        )
+}
+
+/// The shop's address for `product`, with what it needs to sell it to `account` and send the
+/// browser back to `back`.
+fn shop_link(purchase_url: &str, product: &str, account: &str, back: &str) -> Option<String> {
+    let mut url = url::Url::parse(purchase_url).ok()?;
+    url.query_pairs_mut()
+        .append_pair("product", product)
+        .append_pair("account", account)
+        .append_pair("return", back);
+    Some(url.to_string())
+}
+
+/// A product's buy page: signed in, to the shop with the account and the way back; once the
+/// account holds the product (`done`: the shop came back), back to the program that opened
+/// the page, or the portal. A product that is not on sale here says so.
+async fn buy_page(
+    state: &AppState,
+    base: &str,
+    query: &str,
+    headers: &HeaderMap,
+    done: bool,
+) -> Result<Response, PageError> {
+    let request = BuyRequest::from_pairs(&pairs(query)).map_err(|why| bad_link(&why))?;
+    let store = state.entitlements.store();
+    let nothing_on_sale = || {
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            "Nothing on sale",
+            "Nothing is on sale here for this app: ask the vendor how to get it.",
+        )
+    };
+    let product = match store.product_get(&request.product).await {
+        Ok(product) if product.active => product,
+        Ok(_) | Err(StoreError::NotFound(_)) => return Err(nothing_on_sale()),
+        Err(e) => return Err(PageError::internal("reading a product", e)),
+    };
+    let Some(purchase_url) = product.purchase_url.clone() else {
+        return Err(nothing_on_sale());
+    };
+    let here = request.page_path(base, done);
+    let Some(session) = session(state, headers).await? else {
+        return Ok(to_sign_in(base, &here));
+    };
+    let failed = |doing: &'static str| move |e: StoreError| PageError::internal(doing, e);
+    let account = store
+        .account_get(&session.account)
+        .await
+        .map_err(failed("reading an account"))?;
+    let redeemed = store
+        .account_licenses(&account.name)
+        .await
+        .map_err(failed("reading an account's licenses"))?;
+    let (held, _) = account_holdings(&account, &redeemed, now());
+    if held.contains(&product.slug) {
+        if let Some(back) = &request.back {
+            let result = if done { "bought" } else { "held" };
+            return Ok(see_other(&back.redirect(&[("result", result)])));
+        }
+        let notice = format!("{} is this account's: install it again.", product.name);
+        return portal_page(state, base, &session, StatusCode::OK, Some(&notice), None).await;
+    }
+    let back = format!(
+        "{}{}",
+        origin(state, headers),
+        request.page_path(base, true)
+    );
+    let shop = shop_link(&purchase_url, &product.slug, &account.name, &back)
+        .ok_or_else(|| PageError::internal("linking to the shop", "a stored URL did not parse"))?;
+    let problem = format!(
+        "The shop has not added {} to this account yet. When it has, look again.",
+        product.name
+    );
+    let cancel = request
+        .back
+        .as_ref()
+        .map(|b| b.redirect(&[("error", "access_denied")]));
+    let html = render(&Buy {
+        base,
+        account: &account.name,
+        product: &product.name,
+        shop: &shop,
+        problem: done.then_some(problem.as_str()),
+        again: done.then_some(here.as_str()),
+        cancel: cancel.as_deref(),
+    })?;
+    Ok(page(StatusCode::OK, html))
 }
 
 fn too_many(left: std::time::Duration) -> PageError {

@@ -33,13 +33,28 @@ const MAX_STATE: usize = 128;
 /// An exchange is three short strings.
 const MAX_EXCHANGE: usize = 4096;
 
+/// Where a page of the flow sends the browser back to: a loopback address and the state the
+/// program that listens there gave, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Return {
+    pub redirect_uri: String,
+    pub state: String,
+}
+
 /// What `/account/authorize` is asked for, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct AuthorizeRequest {
-    pub redirect_uri: String,
-    pub state: String,
+    pub back: Return,
     pub code_challenge: String,
     pub device: String,
+}
+
+/// What `/account/buy` (and `/account/buy/done`) is asked for, checked: a product, and where
+/// to go back when the account holds it (none: the page says so itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BuyRequest {
+    pub product: String,
+    pub back: Option<Return>,
 }
 
 fn value<'p>(pairs: &'p [(String, String)], name: &str) -> Option<&'p str> {
@@ -88,10 +103,9 @@ pub(super) fn loopback_redirect(uri: &str) -> Result<url::Url, String> {
     }
 }
 
-impl AuthorizeRequest {
-    /// Reads and checks the parameters (of the page's query, or of its form); the error says
-    /// what is wrong, for the page.
-    pub(super) fn from_pairs(pairs: &[(String, String)]) -> Result<AuthorizeRequest, String> {
+impl Return {
+    /// `redirect_uri` and `state` of the parameters, checked.
+    pub(super) fn from_pairs(pairs: &[(String, String)]) -> Result<Return, String> {
         let redirect_uri = value(pairs, "redirect_uri").unwrap_or_default();
         loopback_redirect(redirect_uri)?;
         let state = value(pairs, "state").unwrap_or_default();
@@ -100,6 +114,83 @@ impl AuthorizeRequest {
                 "the request's state is missing or not of the form it must have".to_owned(),
             );
         }
+        Ok(Return {
+            redirect_uri: redirect_uri.to_owned(),
+            state: state.to_owned(),
+        })
+    }
+
+    fn append(&self, query: &mut url::form_urlencoded::Serializer<'_, String>) {
+        query
+            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("state", &self.state);
+    }
+
+    /// The return address with `params` and the state added.
+    pub(super) fn redirect(&self, params: &[(&str, &str)]) -> String {
+        let mut url = loopback_redirect(&self.redirect_uri)
+            .unwrap_or_else(|_| unreachable!("checked when it was read"));
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in params {
+                query.append_pair(name, value);
+            }
+            query.append_pair("state", &self.state);
+        }
+        url.to_string()
+    }
+
+    /// The return address's origin, which a page's form may lead to.
+    pub(super) fn origin(&self) -> String {
+        loopback_redirect(&self.redirect_uri)
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_default()
+    }
+}
+
+impl BuyRequest {
+    /// Reads and checks the parameters: a product slug, and a return address with its state
+    /// or neither.
+    pub(super) fn from_pairs(pairs: &[(String, String)]) -> Result<BuyRequest, String> {
+        let product = value(pairs, "product").unwrap_or_default();
+        let slug_ok = (1..=64).contains(&product.len())
+            && product
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !slug_ok {
+            return Err("the request names no product".to_owned());
+        }
+        let back = match (value(pairs, "redirect_uri"), value(pairs, "state")) {
+            (None, None) => None,
+            _ => Some(Return::from_pairs(pairs)?),
+        };
+        Ok(BuyRequest {
+            product: product.to_owned(),
+            back,
+        })
+    }
+
+    /// The buy page (`done`: the page the shop comes back to) for this request, under `base`.
+    pub(super) fn page_path(&self, base: &str, done: bool) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("product", &self.product);
+        if let Some(back) = &self.back {
+            back.append(&mut query);
+        }
+        format!(
+            "{base}{}/buy{}?{}",
+            super::pages::PREFIX,
+            if done { "/done" } else { "" },
+            query.finish()
+        )
+    }
+}
+
+impl AuthorizeRequest {
+    /// Reads and checks the parameters (of the page's query, or of its form); the error says
+    /// what is wrong, for the page.
+    pub(super) fn from_pairs(pairs: &[(String, String)]) -> Result<AuthorizeRequest, String> {
+        let back = Return::from_pairs(pairs)?;
         if value(pairs, "code_challenge_method") != Some("S256") {
             return Err("the request must use code_challenge_method=S256".to_owned());
         }
@@ -121,8 +212,7 @@ impl AuthorizeRequest {
             ));
         }
         Ok(AuthorizeRequest {
-            redirect_uri: redirect_uri.to_owned(),
-            state: state.to_owned(),
+            back,
             code_challenge: code_challenge.to_owned(),
             device: device.to_owned(),
         })
@@ -130,35 +220,17 @@ impl AuthorizeRequest {
 
     /// The authorize page for this request, under `base`: what sign-in goes on to.
     pub(super) fn page_path(&self, base: &str) -> String {
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("redirect_uri", &self.redirect_uri)
-            .append_pair("state", &self.state)
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        self.back.append(&mut query);
+        query
             .append_pair("code_challenge", &self.code_challenge)
             .append_pair("code_challenge_method", "S256")
-            .append_pair("device", &self.device)
-            .finish();
-        format!("{base}{}/authorize?{query}", super::pages::PREFIX)
-    }
-
-    /// The return address with `params` and the state added.
-    pub(super) fn redirect(&self, params: &[(&str, &str)]) -> String {
-        let mut url = loopback_redirect(&self.redirect_uri)
-            .unwrap_or_else(|_| unreachable!("checked when it was read"));
-        {
-            let mut query = url.query_pairs_mut();
-            for (name, value) in params {
-                query.append_pair(name, value);
-            }
-            query.append_pair("state", &self.state);
-        }
-        url.to_string()
-    }
-
-    /// The return address's origin, which the page's form may lead to.
-    pub(super) fn redirect_origin(&self) -> String {
-        loopback_redirect(&self.redirect_uri)
-            .map(|url| url.origin().ascii_serialization())
-            .unwrap_or_default()
+            .append_pair("device", &self.device);
+        format!(
+            "{base}{}/authorize?{}",
+            super::pages::PREFIX,
+            query.finish()
+        )
     }
 }
 
@@ -255,7 +327,7 @@ fn internal(doing: &str, e: impl std::fmt::Display) -> HttpError {
 mod tests {
     use super::*;
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn pairs_of(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
             .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
             .collect()
@@ -264,7 +336,7 @@ mod tests {
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
     fn asked(redirect: &str) -> Vec<(String, String)> {
-        pairs(&[
+        pairs_of(&[
             ("redirect_uri", redirect),
             ("state", "s-1"),
             ("code_challenge", CHALLENGE),
@@ -309,10 +381,30 @@ mod tests {
         let pairs: Vec<(String, String)> = again.query_pairs().into_owned().collect();
         assert_eq!(AuthorizeRequest::from_pairs(&pairs).unwrap(), request);
         assert_eq!(
-            request.redirect(&[("code", "abc")]),
+            request.back.redirect(&[("code", "abc")]),
             "http://127.0.0.1:4711/done?code=abc&state=s-1"
         );
-        assert_eq!(request.redirect_origin(), "http://127.0.0.1:4711");
+        assert_eq!(request.back.origin(), "http://127.0.0.1:4711");
+
+        // A buy page: a product, and a return address with its state or neither.
+        let buy = BuyRequest::from_pairs(&pairs_of(&[("product", "pro")])).unwrap();
+        assert_eq!(buy.back, None);
+        assert_eq!(buy.page_path("", true), "/account/buy/done?product=pro");
+        let mut with_back = asked("http://127.0.0.1:4711/done");
+        with_back.push(("product".to_owned(), "pro".to_owned()));
+        let buy = BuyRequest::from_pairs(&with_back).unwrap();
+        assert_eq!(buy.back.as_ref(), Some(&request.back));
+        for bad in [
+            pairs_of(&[("product", "Pro!")]),
+            pairs_of(&[("product", "pro"), ("state", "s")]),
+            pairs_of(&[
+                ("product", "pro"),
+                ("redirect_uri", "https://evil.example/"),
+                ("state", "s"),
+            ]),
+        ] {
+            assert!(BuyRequest::from_pairs(&bad).is_err(), "{bad:?}");
+        }
 
         let mut wrong = asked("http://127.0.0.1:4711/done");
         wrong[3].1 = "plain".to_owned();

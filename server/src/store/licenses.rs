@@ -40,6 +40,9 @@ pub(crate) struct NewLicense {
     pub products: Vec<String>,
     pub expires: Option<i64>,
     pub note: String,
+    /// The account it is redeemed into from the start (a shop selling to a signed-in
+    /// customer), if any.
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -250,6 +253,11 @@ impl Store {
         check_note(&new.note)?;
         check_expires(new.expires)?;
         self.products_exist(&new.products).await?;
+        if let Some(account) = &new.account
+            && self.account_row(account).await?.is_none()
+        {
+            return Err(StoreError::NotFound(format!("account {account:?}")));
+        }
         let products = product_set(&new.products);
         let (id, secret) = new_key()?;
         let key = format!("{KEY_PREFIX}{id}_{secret}");
@@ -258,8 +266,8 @@ impl Store {
         on_pool!(self, change, pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
-                "INSERT INTO licenses (id, key_hash, active, expires, note, created) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO licenses (id, key_hash, active, expires, note, created, account) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&id)
             .bind(&hash)
@@ -267,6 +275,7 @@ impl Store {
             .bind(new.expires)
             .bind(&new.note)
             .bind(created)
+            .bind(&new.account)
             .execute(&mut *tx)
             .await?;
             insert_rows!(
@@ -284,7 +293,7 @@ impl Store {
             expires: new.expires,
             note: new.note.clone(),
             created,
-            account: None,
+            account: new.account.clone(),
         };
         Ok((license, key))
     }

@@ -30,7 +30,7 @@ pub(crate) use devices::{DeviceKey, MAX_DEVICE_NAME};
 pub(crate) use licenses::{
     Account, License, LicenseKey, NewLicense, account_holdings, is_account_name,
 };
-pub(crate) use products::Product;
+pub(crate) use products::{Product, check_purchase_url};
 pub(crate) use sessions::{Session, random_token};
 
 /// How long a writer waits for SQLite's lock before giving up.

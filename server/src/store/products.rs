@@ -17,6 +17,9 @@ pub(crate) struct Product {
     /// The repository whose refs it covers, by its name in tokens (`""` for the one served at
     /// `/`); `None`: the only repository served, and none while several are served.
     pub repo: Option<String>,
+    /// Where it is sold (the vendor's shop), if it is.
+    #[serde(rename = "purchase-url")]
+    pub purchase_url: Option<String>,
 }
 
 impl Product {
@@ -66,6 +69,23 @@ pub(super) fn check_slug(slug: &str) -> Result<()> {
              with a letter)"
         )))
     }
+}
+
+/// A shop's address: an absolute `https://` (or `http://`) URL without user information.
+pub(crate) fn check_purchase_url(url: &str) -> Result<()> {
+    let parsed = url::Url::parse(url).ok().filter(|u| {
+        matches!(u.scheme(), "https" | "http")
+            && u.host().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
+    });
+    if parsed.is_none() || url.len() > 2000 || url.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "{:?} is not a shop's address: give an absolute https:// URL (at most 2000 characters)",
+            url.chars().take(100).collect::<String>()
+        )));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -142,17 +162,18 @@ impl Store {
             active: true,
             created,
             repo: repo.map(str::to_owned),
+            purchase_url: None,
         })
     }
 
     pub(crate) async fn product_list(&self) -> Result<Vec<Product>> {
         type Rows = (
-            Vec<(String, String, bool, i64, Option<String>)>,
+            Vec<(String, String, bool, i64, Option<String>, Option<String>)>,
             Vec<(String, String)>,
         );
         let (products, refs): Rows = on_pool!(self, read, pool => {
             let products = sqlx::query_as(
-                "SELECT slug, name, active, created, repo FROM products ORDER BY slug",
+                "SELECT slug, name, active, created, repo, purchase_url FROM products ORDER BY slug",
             )
             .fetch_all(pool)
             .await?;
@@ -165,7 +186,7 @@ impl Store {
         });
         Ok(products
             .into_iter()
-            .map(|(slug, name, active, created, repo)| {
+            .map(|(slug, name, active, created, repo, purchase_url)| {
                 let refs = refs
                     .iter()
                     .filter(|(p, _)| *p == slug)
@@ -178,16 +199,18 @@ impl Store {
                     active,
                     created,
                     repo,
+                    purchase_url,
                 }
             })
             .collect())
     }
 
     pub(crate) async fn product_get(&self, slug: &str) -> Result<Product> {
-        type Rows = (Option<(String, bool, i64, Option<String>)>, Vec<(String,)>);
+        type Row = (String, bool, i64, Option<String>, Option<String>);
+        type Rows = (Option<Row>, Vec<(String,)>);
         let (row, refs): Rows = on_pool!(self, read, pool => {
             let row = sqlx::query_as(
-                "SELECT name, active, created, repo FROM products WHERE slug = $1",
+                "SELECT name, active, created, repo, purchase_url FROM products WHERE slug = $1",
             )
                 .bind(slug)
                 .fetch_optional(pool)
@@ -200,7 +223,7 @@ impl Store {
             .await?;
             (row, refs)
         });
-        let (name, active, created, repo) =
+        let (name, active, created, repo, purchase_url) =
             row.ok_or_else(|| StoreError::NotFound(format!("product {slug:?}")))?;
         Ok(Product {
             slug: slug.to_owned(),
@@ -209,7 +232,31 @@ impl Store {
             active,
             created,
             repo,
+            purchase_url,
         })
+    }
+
+    /// Sets where a product is sold (`None`: nowhere).
+    pub(crate) async fn product_set_purchase_url(
+        &self,
+        slug: &str,
+        purchase_url: Option<&str>,
+    ) -> Result<Product> {
+        if let Some(url) = purchase_url {
+            check_purchase_url(url)?;
+        }
+        let changed = on_pool!(self, change, pool => {
+            sqlx::query("UPDATE products SET purchase_url = $1 WHERE slug = $2")
+                .bind(purchase_url)
+                .bind(slug)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("product {slug:?}")));
+        }
+        self.product_get(slug).await
     }
 
     /// Changes a product's name, patterns, whether it is active, or its repository

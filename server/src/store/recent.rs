@@ -165,6 +165,18 @@ impl Store {
             .collect()
     }
 
+    /// Every product, from memory when it is fresh, in slug order.
+    pub(crate) async fn products_all(&self) -> Result<Vec<Product>> {
+        self.recent_checked().await?;
+        let all = match self.recent.products.load_full() {
+            Some(all) => all,
+            None => self.products_read().await?,
+        };
+        let mut products: Vec<Product> = all.values().cloned().collect();
+        products.sort_by(|a, b| a.slug.cmp(&b.slug));
+        Ok(products)
+    }
+
     async fn products_read(&self) -> Result<Arc<HashMap<String, Product>>> {
         let epoch = self.recent.epoch.load(Ordering::SeqCst);
         let all: Arc<HashMap<String, Product>> = Arc::new(

@@ -106,6 +106,7 @@ async fn scenario(store: &Store) {
             products: vec!["pro".into()],
             expires: None,
             note: "for tests".into(),
+            account: None,
         })
         .await
         .unwrap();
