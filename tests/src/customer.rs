@@ -37,6 +37,15 @@ impl Setup {
     /// As [`Setup::start`], with the repository served as `--repo NAME=PATH` (at `/NAME/`) when
     /// `name` is given.
     pub fn serving_as(name: Option<&str>) -> Setup {
+        Setup::build(name, &[])
+    }
+
+    /// As [`Setup::start`], with `authenticator_env` set for the authenticator D-Bus starts.
+    pub fn with_authenticator_env(authenticator_env: &[(&str, &str)]) -> Setup {
+        Setup::build(None, authenticator_env)
+    }
+
+    fn build(name: Option<&str>, authenticator_env: &[(&str, &str)]) -> Setup {
         let fx = Fixture::new();
         let g = gated_repo(&fx);
         let s = match name {
@@ -82,7 +91,27 @@ impl Setup {
         let library = "libtollgate_provider_secret_service.so";
         std::os::unix::fs::symlink(workspace_bin(library), providers.join(library))
             .expect("installing the provider");
-        let authenticator = workspace_bin("tollgate-authenticator");
+        let mut authenticator = workspace_bin("tollgate-authenticator");
+        if !authenticator_env.is_empty() {
+            // D-Bus starts it with the bus's environment: a wrapper adds to it.
+            let exports: String = authenticator_env
+                .iter()
+                .map(|(k, v)| format!("export {k}='{v}'\n"))
+                .collect();
+            let wrapper = fx.join("tollgate-authenticator-with-env");
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\n{exports}exec '{}' \"$@\"\n",
+                    authenticator.display()
+                ),
+            )
+            .expect("writing the wrapper");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod the wrapper");
+            authenticator = wrapper;
+        }
         let bus = SessionBus::start(&fx, &[(AUTHENTICATOR, authenticator.as_path())]);
         let keyring = Keyring::start(&fx, &bus, "login-password");
         Setup {

@@ -695,3 +695,62 @@ fn a_customer_without_the_app_buys_it_in_the_shop_and_the_install_goes_on() {
         text(&portal)
     );
 }
+
+#[test]
+fn a_sign_in_left_unfinished_or_cancelled_ends_the_install_saying_so() {
+    let t = Setup::with_authenticator_env(&[("TOLLGATE_WEBFLOW_TIMEOUT", "3")]);
+    account_for_paid(&t.s);
+    let url = t.s.server.url();
+    let url = url.trim_end_matches('/').to_owned();
+    t.flatpak()
+        .args(["--user", "remote-add", "shop"])
+        .arg(format!("{url}/repo.flatpakrepo"))
+        .run();
+    let opened = t.fx.join("browser-opened");
+    let program = browser_program(&t.fx, &opened);
+    let install = || {
+        t.flatpak()
+            .env("BROWSER", &program)
+            .args(["--user", "install", "shop", APP])
+            .in_terminal()
+    };
+    // Nobody signs in: the authenticator gives up by itself (flatpak would wait for ever),
+    // ends the browser's part first (flatpak aborts otherwise), and says what happened.
+    let mut terminal = install();
+    page_opened(&mut terminal, &opened, 1);
+    let (status, output) = terminal.finish();
+    assert!(!status.success(), "{output}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "flatpak did not exit by itself:\n{output}"
+    );
+    assert!(output.contains("Browser done"), "{output}");
+    assert!(
+        output.contains("was not finished within 3 seconds; run the command again"),
+        "{output}"
+    );
+    assert_eq!(t.installed_app(), "", "installed without a sign-in");
+
+    // Cancelled in the browser: the install ends as cancelled, and nothing is stored.
+    let browser = Browser::start(&t.fx);
+    let mut terminal = install();
+    let page = page_opened(&mut terminal, &opened, 2);
+    browser.goto(&page);
+    browser.wait_for_text("Account name");
+    browser.fill("Account name", "bob");
+    browser.fill("Password", PASSWORD);
+    browser.press("Sign in");
+    browser.wait_for_text("Sign in a device");
+    browser.press("Cancel");
+    browser.wait_for_text("Cancelled.");
+    let (status, output) = terminal.finish();
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains("Browser done"), "{output}");
+    assert!(output.to_lowercase().contains("cancelled"), "{output}");
+    let found = t.helper().args(["credential", &url]).output();
+    assert!(
+        !found.status.success(),
+        "a credential was stored: {found:?}"
+    );
+}
