@@ -340,7 +340,24 @@ fn revoked_licenses_uncovered_refs_and_an_unreachable_service_each_fail_clearly(
     let err = install();
     assert!(
         err.contains(&format!(
-            "{url} gives no download token for {} (your license does not include it)",
+            "{url} gives no download token for {} (your license does not include it, and \
+             nothing is on sale for it here: ask the vendor)",
+            t.g.app_ref
+        )),
+        "{err}"
+    );
+    // On sale, the message says where to buy it (no browser opens without interaction).
+    t.s.admin_ok(
+        200,
+        "PATCH",
+        "products/paid",
+        Some(serde_json::json!({"purchase-url": "https://shop.example/buy"})),
+    );
+    let err = install();
+    assert!(
+        err.contains(&format!(
+            "{url} gives no download token for {} (your license does not include it; buy it \
+             at {url}/account/buy?product=paid)",
             t.g.app_ref
         )),
         "{err}"

@@ -346,6 +346,28 @@ fn sign_in_failures_count_towards_the_limit() {
 }
 
 #[test]
+fn wrong_keys_typed_into_the_redeem_form_count_towards_the_limit() {
+    let fx = Fixture::new();
+    let (_g, s) = started(&fx, "", "max-failures = 2\nfailure-window = 60");
+    let key = s.admin_ok(201, "POST", "licenses", Some(json!({"products": ["paid"]})))["key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    let session = signed_in(&s, "bob", PASSWORD);
+    for wrong in [wrong_secret(&key), "not-a-key".to_owned()] {
+        let r = redeem(&s, &session, &wrong);
+        assert_eq!(r.status, 400, "{}", text(&r));
+    }
+    // The right key is refused now, from this address, and is still free to redeem later.
+    let r = redeem(&s, &session, &key);
+    assert_eq!(r.status, 429, "{}", text(&r));
+    assert!(text(&r).contains("try again in"), "{}", text(&r));
+    let id = key.split('_').nth(1).expect("a license id");
+    let license = s.admin_ok(200, "GET", &format!("licenses/{id}"), None);
+    assert_eq!(license["account"], serde_json::Value::Null, "{license}");
+}
+
+#[test]
 fn the_pages_answer_bad_input_with_a_page_and_never_5xx() {
     let fx = Fixture::new();
     let (_g, s) = started(&fx, "", "");
