@@ -291,13 +291,14 @@ fn the_web_flow_gives_a_device_credential_once_per_code_and_sends_browsers_only_
 }
 
 #[test]
-fn an_expired_session_signs_in_again_before_a_device_is_allowed() {
+fn an_expired_session_signs_in_again_and_a_code_is_good_for_a_minute_only() {
     let fx = Fixture::new();
     let (_g, s) = started(&fx, "[web]\nsession-ttl = 2\n", "");
     let session = signed_in(&s, "bob", PASSWORD);
     let page = authorize_page(&s, Some(&session), RETURN, "st");
     assert_eq!(page.status, 200, "{}", text(&page));
     let csrf = page_csrf(&page);
+    let code = code_of(&decide(&s, &session, Some(&csrf), "allow", "st"), "st");
     std::thread::sleep(Duration::from_secs(3));
     let r = decide(&s, &session, Some(&csrf), "allow", "st");
     assert_eq!(r.status, 303, "{}", text(&r));
@@ -305,6 +306,14 @@ fn an_expired_session_signs_in_again_before_a_device_is_allowed() {
     assert!(
         location.starts_with("/account/sign-in?next=%2Faccount%2Fauthorize%3F"),
         "an expired session was let through to {location}"
+    );
+    // The code given before is no good after a minute, verifier and address right or not.
+    std::thread::sleep(Duration::from_secs(59));
+    let (status, answer) = exchange(&s, &code, VERIFIER, RETURN);
+    assert_eq!(
+        (status, answer["error-type"].clone()),
+        (400, json!("invalid-grant")),
+        "{answer}"
     );
 }
 
