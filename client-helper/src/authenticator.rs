@@ -464,7 +464,7 @@ async fn web_sign_in(
     let Some(ends) = crate::webflow::discover(&helper.client, url).await else {
         return Web::NotHere;
     };
-    let flow = match crate::webflow::Flow::start().await {
+    let flow = match crate::webflow::Flow::start(url).await {
         Ok(flow) => flow,
         Err(e) => {
             log(&format!("no web sign-in: {e:#}"));
@@ -482,6 +482,7 @@ async fn web_sign_in(
                 "{url}'s sign-in page came back without signing in; run the command again"
             ));
         }
+        Browsed::Done(Answer::Refused(why)) => return Web::Failed(why),
     };
     let credential = match flow.exchange(&helper.client, &ends, &code).await {
         Ok(credential) => credential,
@@ -523,16 +524,25 @@ async fn browse(
         return Browsed::Failed(format!("cannot ask flatpak to open the browser: {e}"));
     }
     let limit = webflow_limit();
+    let deadline = tokio::time::Instant::now() + limit;
     let answer = loop {
         tokio::select! {
+            // flatpak's Close first: after it, a WebflowDone would make flatpak abort.
+            biased;
             reply = replies.recv() => match reply {
                 Some(Reply::Close) | None => return Browsed::Closed,
                 Some(Reply::BasicAuth { .. }) => continue,
             },
             answer = flow.answer() => break Some(answer),
-            () = tokio::time::sleep(limit) => break None,
+            () = tokio::time::sleep_until(deadline) => break None,
         }
     };
+    // A Close that came while the answer did.
+    while let Ok(reply) = replies.try_recv() {
+        if matches!(reply, Reply::Close) {
+            return Browsed::Closed;
+        }
+    }
     if let Err(e) = RequestObject::webflow_done(emitter, HashMap::new()).await {
         log(&format!("cannot tell flatpak the browser is done: {e}"));
     }
@@ -563,7 +573,7 @@ async fn issue_or_buy(
     let Some(slug) = for_sale.values().next().filter(|_| work.interactive) else {
         return first;
     };
-    let flow = match crate::webflow::Flow::start().await {
+    let flow = match crate::webflow::Flow::start(&want.url).await {
         Ok(flow) => flow,
         Err(e) => {
             log(&format!("cannot offer the buy page: {e:#}"));

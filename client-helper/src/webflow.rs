@@ -7,7 +7,10 @@
 //!
 //! Only an answer carrying this flow's `state` is taken; any other request to the port gets a
 //! page saying so and changes nothing, so a page elsewhere that guesses the port cannot finish
-//! the flow with a code of its own.
+//! the flow with a code of its own. The answer must also name the service it started with as
+//! its issuer (`iss`, RFC 9207): a look-alike service that sends the browser on to the real
+//! one's pages, to have the real code exchanged with it, gets an answer naming the real one,
+//! which is refused, so the code never reaches it.
 
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+use tollgate_plugin_api::url::normalise;
 use tollgate_plugin_api::{Credential, Secret};
 
 /// The path the browser comes back to.
@@ -86,6 +90,8 @@ fn equal(a: &str, b: &str) -> bool {
 /// One sign-in under way: the port it listens on and its secrets.
 pub(crate) struct Flow {
     listener: TcpListener,
+    /// The service the flow is with, normalised: what the answer's `iss` must be.
+    issuer: String,
     redirect_uri: String,
     state: String,
     verifier: zeroize::Zeroizing<String>,
@@ -100,17 +106,21 @@ pub(crate) enum Answer {
     Denied,
     /// Back without a code, nor a no: a buy page saying the account holds the product now.
     Back,
+    /// The answer names another issuer than the service (or none): refused, with why.
+    Refused(String),
 }
 
 impl Flow {
-    /// Listens on a port of 127.0.0.1 the system picks.
-    pub(crate) async fn start() -> anyhow::Result<Flow> {
+    /// Listens on a port of 127.0.0.1 the system picks, for a flow with the service `url`
+    /// (normalised).
+    pub(crate) async fn start(url: &str) -> anyhow::Result<Flow> {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on a loopback port: {e}"))?;
         let port = listener.local_addr()?.port();
         Ok(Flow {
             listener,
+            issuer: url.to_owned(),
             redirect_uri: format!("http://127.0.0.1:{port}{RETURN_PATH}"),
             state: random_text()?,
             verifier: zeroize::Zeroizing::new(random_text()?),
@@ -185,6 +195,26 @@ impl Flow {
             )
             .await;
             return None;
+        }
+        let issuer = value("iss").unwrap_or_default();
+        if normalise(issuer).ok().as_deref() != Some(self.issuer.as_str()) {
+            let _ = reply(
+                &mut stream,
+                "400 Bad Request",
+                "This answer comes from another server than the one flatpak asked: it was \
+                 refused, and nothing was signed in.",
+            )
+            .await;
+            return Some(Answer::Refused(format!(
+                "the browser came back from {}, not from {}: refused (a remote may be posing \
+                 as this vendor's); nothing was signed in",
+                if issuer.is_empty() {
+                    "a server that does not say which it is"
+                } else {
+                    issuer
+                },
+                self.issuer
+            )));
         }
         if let Some(code) = value("code").filter(|c| !c.is_empty()) {
             let _ = reply(
@@ -348,7 +378,7 @@ mod tests {
     /// and the flow goes on waiting; the right one ends it with its code.
     #[tokio::test]
     async fn only_the_answer_with_the_flows_state_is_taken() {
-        let flow = Flow::start().await.unwrap();
+        let flow = Flow::start("http://127.0.0.1:9").await.unwrap();
         let ends = Ends {
             authorize: "http://127.0.0.1:9/account/authorize".to_owned(),
             exchange: String::new(),
@@ -379,9 +409,36 @@ mod tests {
         let none = get(format!("{redirect}?code=evil")).await;
         assert!(none.starts_with("HTTP/1.1 400"), "{none}");
         assert!(!waiting.is_finished());
-        let right = get(format!("{redirect}?code=good&state={state}")).await;
+        let right = get(format!(
+            "{redirect}?code=good&state={state}&iss=http%3A%2F%2F127.0.0.1%3A9%2F"
+        ))
+        .await;
         assert!(right.contains("Signed in."), "{right}");
         assert_eq!(waiting.await.unwrap(), Answer::Code("good".to_owned()));
+    }
+
+    /// An answer with the right state that names another issuer, or none, ends the flow
+    /// refused: its code is never exchanged.
+    #[tokio::test]
+    async fn an_answer_from_another_issuer_is_refused() {
+        for iss in ["&iss=http%3A%2F%2Freal.example%2F", ""] {
+            let flow = Flow::start("http://look-alike.example").await.unwrap();
+            let redirect = flow.redirect_uri.clone();
+            let target = format!("/done?code=real&state={}{iss}", flow.state);
+            let waiting = tokio::spawn(async move { flow.answer().await });
+            let mut stream = TcpStream::connect(redirect_addr(&redirect)).await.unwrap();
+            stream
+                .write_all(format!("GET {target} HTTP/1.1\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+            match waiting.await.unwrap() {
+                Answer::Refused(why) => assert!(why.contains("not from"), "{why}"),
+                other => panic!("{iss}: {other:?}"),
+            }
+        }
     }
 
     fn redirect_addr(url: &str) -> std::net::SocketAddr {

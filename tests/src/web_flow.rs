@@ -67,7 +67,8 @@ fn decide(s: &Service, session: &str, csrf: Option<&str>, decision: &str, state:
     )
 }
 
-/// The code a redirect to the return address carries (and checks the state came back).
+/// The code a redirect to the return address carries (and checks the state came back, and
+/// the server named itself as the issuer).
 fn code_of(r: &Response, state: &str) -> String {
     assert_eq!(r.status, 303, "{}", text(r));
     let location = r.header("location").expect("a Location");
@@ -78,6 +79,11 @@ fn code_of(r: &Response, state: &str) -> String {
     );
     let pairs: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(pairs.get("state").map(String::as_str), Some(state));
+    let issuer = pairs.get("iss").expect("an issuer");
+    assert!(
+        issuer.starts_with("http://127.0.0.1:") && issuer.ends_with('/'),
+        "{issuer}"
+    );
     pairs.get("code").expect("a code").clone()
 }
 
@@ -195,9 +201,10 @@ fn the_web_flow_gives_a_device_credential_once_per_code_and_sends_browsers_only_
     // Cancel: back with access_denied and no code.
     let r = decide(&s, &session, Some(&csrf), "deny", "st-1");
     assert_eq!(r.status, 303);
+    let issuer: String = url::form_urlencoded::byte_serialize(s.server.url().as_bytes()).collect();
     assert_eq!(
         r.header("location"),
-        Some(format!("{RETURN}?error=access_denied&state=st-1").as_str())
+        Some(format!("{RETURN}?error=access_denied&state=st-1&iss={issuer}").as_str())
     );
 
     // A code is taken once: a wrong verifier uses it up, as does the right one after.

@@ -973,9 +973,10 @@ async fn authorize(
         return Err(stale_form());
     }
     if field(&fields, "decision") != "allow" {
-        return Ok(see_other(
-            &request.back.redirect(&[("error", "access_denied")]),
-        ));
+        return Ok(see_other(&request.back.redirect(
+            &issuer(state, headers, base),
+            &[("error", "access_denied")],
+        )));
     }
     let code = state
         .entitlements
@@ -988,7 +989,10 @@ async fn authorize(
         )
         .await
         .map_err(|e| PageError::internal("making a sign-in code", e))?;
-    Ok(see_other(&request.back.redirect(&[("code", &code)])))
+    Ok(see_other(&request.back.redirect(
+        &issuer(state, headers, base),
+        &[("code", &code)],
+    )))
 }
 
 /// Revokes one of the session's account's devices: its credential opens nothing from now on.
@@ -1052,6 +1056,12 @@ fn origin(state: &AppState, headers: &HeaderMap) -> String {
         )
 }
 
+/// This server as the web flow's issuer (RFC 9207): its origin and path, as the service URL
+/// a client knows it by.
+fn issuer(state: &AppState, headers: &HeaderMap, base: &str) -> String {
+    format!("{}{base}/", origin(state, headers))
+}
+
 /// The shop's address for `product`, with what it needs to sell it to `account` and send the
 /// browser back to `back`.
 fn shop_link(purchase_url: &str, product: &str, account: &str, back: &str) -> Option<String> {
@@ -1107,7 +1117,9 @@ async fn buy_page(
     if held.contains(&product.slug) {
         if let Some(back) = &request.back {
             let result = if done { "bought" } else { "held" };
-            return Ok(see_other(&back.redirect(&[("result", result)])));
+            return Ok(see_other(
+                &back.redirect(&issuer(state, headers, base), &[("result", result)]),
+            ));
         }
         let notice = format!("{} is this account's: install it again.", product.name);
         return portal_page(state, base, &session, StatusCode::OK, Some(&notice), None).await;
@@ -1126,7 +1138,7 @@ async fn buy_page(
     let cancel = request
         .back
         .as_ref()
-        .map(|b| b.redirect(&[("error", "access_denied")]));
+        .map(|b| b.redirect(&issuer(state, headers, base), &[("error", "access_denied")]));
     let html = render(&Buy {
         base,
         account: &account.name,

@@ -70,6 +70,23 @@ fn unreserved(text: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
+/// Whether `c` is a format character that changes how text around it shows (bidirectional
+/// overrides and isolates, zero-width characters, the soft hyphen): a device names itself, so
+/// its name may not make the page say something else than it does.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
 /// A redirect address the pages may send a browser to: `http://` on a loopback IP, with a
 /// port, and nothing that could carry it elsewhere.
 pub(super) fn loopback_redirect(uri: &str) -> Result<url::Url, String> {
@@ -126,8 +143,10 @@ impl Return {
             .append_pair("state", &self.state);
     }
 
-    /// The return address with `params` and the state added.
-    pub(super) fn redirect(&self, params: &[(&str, &str)]) -> String {
+    /// The return address with `params`, the state and the issuer added: `iss` (RFC 9207)
+    /// names this server, so that a program that started the flow with another server (one
+    /// that sent the browser on here, to have the code sent to it) refuses the answer.
+    pub(super) fn redirect(&self, issuer: &str, params: &[(&str, &str)]) -> String {
         let mut url = loopback_redirect(&self.redirect_uri)
             .unwrap_or_else(|_| unreachable!("checked when it was read"));
         {
@@ -135,7 +154,9 @@ impl Return {
             for (name, value) in params {
                 query.append_pair(name, value);
             }
-            query.append_pair("state", &self.state);
+            query
+                .append_pair("state", &self.state)
+                .append_pair("iss", issuer);
         }
         url.to_string()
     }
@@ -205,7 +226,7 @@ impl AuthorizeRequest {
         let device = value(pairs, "device").unwrap_or_default().trim();
         if device.is_empty()
             || device.chars().count() > MAX_DEVICE_NAME
-            || device.chars().any(char::is_control)
+            || device.chars().any(|c| c.is_control() || invisible(c))
         {
             return Err(format!(
                 "the request must name the device in 1 to {MAX_DEVICE_NAME} characters"
@@ -303,10 +324,11 @@ pub(super) async fn exchange(
             crate::entitlements::Refusal::AccountInactive,
         ));
     }
-    let (device, credential) = store
-        .device_add(&account.name, &taken.device)
-        .await
-        .map_err(|e| internal("signing a device in", e))?;
+    let (device, credential) = match store.device_add(&account.name, &taken.device).await {
+        Ok(made) => made,
+        Err(crate::store::StoreError::Conflict(why)) => return Err(HttpError::Conflict(why)),
+        Err(e) => return Err(internal("signing a device in", e)),
+    };
     tracing::info!(account = %account.name, device = %device.id, "signed a device in");
     Ok(json(
         StatusCode::OK,
@@ -381,8 +403,10 @@ mod tests {
         let pairs: Vec<(String, String)> = again.query_pairs().into_owned().collect();
         assert_eq!(AuthorizeRequest::from_pairs(&pairs).unwrap(), request);
         assert_eq!(
-            request.back.redirect(&[("code", "abc")]),
-            "http://127.0.0.1:4711/done?code=abc&state=s-1"
+            request
+                .back
+                .redirect("http://shop.example", &[("code", "abc")]),
+            "http://127.0.0.1:4711/done?code=abc&state=s-1&iss=http%3A%2F%2Fshop.example"
         );
         assert_eq!(request.back.origin(), "http://127.0.0.1:4711");
 
@@ -412,9 +436,11 @@ mod tests {
         let mut wrong = asked("http://127.0.0.1:4711/done");
         wrong[1].1 = "a b".to_owned();
         assert!(AuthorizeRequest::from_pairs(&wrong).is_err());
-        let mut wrong = asked("http://127.0.0.1:4711/done");
-        wrong[4].1 = "new\nline".to_owned();
-        assert!(AuthorizeRequest::from_pairs(&wrong).is_err());
+        for name in ["new\nline", "evil\u{202E}gnp.exe", "zero\u{200B}width"] {
+            let mut wrong = asked("http://127.0.0.1:4711/done");
+            wrong[4].1 = name.to_owned();
+            assert!(AuthorizeRequest::from_pairs(&wrong).is_err(), "{name:?}");
+        }
         assert!(AuthorizeRequest::from_pairs(&asked("http://evil.example:1/")).is_err());
     }
 

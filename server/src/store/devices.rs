@@ -12,11 +12,13 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use super::licenses::{new_key, parse_key, sha256};
-use super::{Result, Store, now, on_pool, random_token};
+use super::{BeginWrite, Result, Store, StoreError, now, on_pool, random_token};
 
 const DEVICE_PREFIX: &str = "tgd_";
 /// Seconds a code of the web flow may be exchanged in.
 const CODE_TTL: i64 = 60;
+/// Devices one account may have signed in at once.
+pub(crate) const MAX_DEVICES: i64 = 50;
 /// The longest name a device may give itself.
 pub(crate) const MAX_DEVICE_NAME: usize = 100;
 
@@ -119,11 +121,24 @@ impl Store {
         ))
     }
 
-    /// Signs a device in for `account`: the device and its credential, shown this once.
+    /// Signs a device in for `account`: the device and its credential, shown this once. An
+    /// account has at most [`MAX_DEVICES`]: past them, one must be revoked first.
     pub(crate) async fn device_add(&self, account: &str, name: &str) -> Result<(Device, String)> {
         let (id, secret) = new_key()?;
         let created = now();
         on_pool!(self, write, pool => {
+            let mut tx = pool.begin_write().await?;
+            let (signed_in,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM devices WHERE account = $1")
+                    .bind(account)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if signed_in >= MAX_DEVICES {
+                return Err(StoreError::Conflict(format!(
+                    "the account {account:?} has {signed_in} devices signed in, the most it may \
+                     have: revoke one in the portal first"
+                )));
+            }
             sqlx::query(
                 "INSERT INTO devices (id, account, name, secret_hash, created) \
                  VALUES ($1, $2, $3, $4, $5)",
@@ -133,8 +148,9 @@ impl Store {
             .bind(name)
             .bind(&sha256(secret.as_bytes())[..])
             .bind(created)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
         });
         let key = format!("{DEVICE_PREFIX}{id}_{secret}");
         let device = Device {

@@ -435,6 +435,14 @@ async fn scenario(store: &Store) {
     assert!(store.device_verify(&parsed).await.unwrap().is_none());
     assert!(store.devices_of("alice").await.unwrap().is_empty());
     let (_, kept_device) = store.device_add("alice", "desktop").await.unwrap();
+    // At most MAX_DEVICES per account.
+    for _ in 1..devices::MAX_DEVICES {
+        store.device_add("alice", "another").await.unwrap();
+    }
+    assert!(matches!(
+        store.device_add("alice", "one too many").await,
+        Err(StoreError::Conflict(_))
+    ));
 
     // Keys: published once, retired, and still valid within the overlap.
     store.key_publish("k1", &[1; 32], 100).await.unwrap();
