@@ -20,6 +20,7 @@ pub mod gpg;
 pub mod http;
 pub mod keyring;
 pub mod model;
+pub mod pages;
 pub mod postgres;
 pub mod s3;
 pub mod server;

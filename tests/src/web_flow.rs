@@ -13,8 +13,8 @@ use crate::customer::Setup;
 use crate::fixture::Fixture;
 use crate::gated_repo::APP;
 use crate::http::{self, Response};
+use crate::pages::{portal, portal_csrf, post_form, set_cookie, signed_in, started, text};
 use crate::service::{ADMIN_TOKEN, PASSWORD, Service, account_for_paid, basic, bearer};
-use crate::web_pages::{post_form, set_cookie, signed_in, started, text};
 
 /// RFC 7636, appendix B: a verifier and its S256 challenge.
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -265,7 +265,7 @@ fn the_web_flow_gives_a_device_credential_once_per_code_and_sends_browsers_only_
     assert_eq!(with_basic(), 200);
 
     // The portal lists it; a revocation needs the portal's token, and then it opens nothing.
-    let portal = crate::web_pages::portal(&s, &session);
+    let portal = portal(&s, &session);
     assert!(text(&portal).contains(DEVICE), "{}", text(&portal));
     let id = made["device"].as_str().expect("a device id");
     let revoke = |csrf: &str| {
@@ -278,7 +278,7 @@ fn the_web_flow_gives_a_device_credential_once_per_code_and_sends_browsers_only_
     };
     assert_eq!(revoke(&"y".repeat(43)).status, 403);
     assert_eq!(with_basic(), 200);
-    let r = revoke(&crate::web_pages::portal_csrf(&s, &session));
+    let r = revoke(&portal_csrf(&s, &session));
     assert_eq!(r.status, 200, "{}", text(&r));
     assert!(
         text(&r).contains("The device is signed out"),
@@ -293,7 +293,7 @@ fn the_web_flow_gives_a_device_credential_once_per_code_and_sends_browsers_only_
     );
     assert_eq!(with_basic(), 401);
     // Another account cannot revoke what is not its own; an unknown id is 404.
-    let r = revoke(&crate::web_pages::portal_csrf(&s, &session));
+    let r = revoke(&portal_csrf(&s, &session));
     assert_eq!(r.status, 404, "{}", text(&r));
 }
 
@@ -704,7 +704,7 @@ fn a_customer_without_the_app_buys_it_in_the_shop_and_the_install_goes_on() {
         .find(|l| l["note"] == "sold by the shop")
         .expect("the shop's license");
     assert_eq!(sold["account"], "carol");
-    let portal = crate::web_pages::portal(s, &session);
+    let portal = portal(s, &session);
     assert!(
         text(&portal).contains(sold["id"].as_str().expect("an id")),
         "{}",
@@ -769,4 +769,120 @@ fn a_sign_in_left_unfinished_or_cancelled_ends_the_install_saying_so() {
         !found.status.success(),
         "a credential was stored: {found:?}"
     );
+}
+
+#[test]
+fn the_flows_pages_and_exchange_answer_bad_input_without_5xx_or_a_redirect_elsewhere() {
+    let fx = Fixture::new();
+    let (_g, s) = started(&fx, "", "");
+    s.admin_ok(
+        200,
+        "PATCH",
+        "products/paid",
+        Some(json!({"name": "<b>Paid</b> & \"more\"", "purchase-url": "https://shop.example/buy"})),
+    );
+    let session = signed_in(&s, "bob", PASSWORD);
+    let signed = format!("tollgate_session={session}");
+    // Queries of every shape, signed in and not: a page or a redirect here, never a failure
+    // and never a Location elsewhere.
+    let long = "x".repeat(5000);
+    let queries = [
+        "",
+        "redirect_uri",
+        "redirect_uri=&state=&code_challenge=&device=",
+        "redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2F&state=%ff&code_challenge_method=S256",
+        "product=paid&redirect_uri=http%3A%2F%2Fevil.example%3A1%2F&state=s",
+        "product=%00&state=s",
+        "product=paid&product=other",
+        "%%%&&&===",
+        long.as_str(),
+    ];
+    for path in ["/account/authorize", "/account/buy", "/account/buy/done"] {
+        for query in queries {
+            for cookie in ["", signed.as_str()] {
+                let headers: Vec<(&str, &str)> = if cookie.is_empty() {
+                    vec![]
+                } else {
+                    vec![("Cookie", cookie)]
+                };
+                let r = http::request(s.server.addr, "GET", &format!("{path}?{query}"), &headers);
+                assert!(r.status < 500, "{path}?{query:.60}: {}", r.status);
+                if let Some(to) = r.header("location") {
+                    assert!(to.starts_with("/account/"), "{path}?{query:.60} -> {to}");
+                }
+            }
+        }
+    }
+    // What users set is escaped on the buy page too.
+    let r = http::request(
+        s.server.addr,
+        "GET",
+        "/account/buy?product=paid",
+        &[("Cookie", &signed)],
+    );
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert!(!text(&r).contains("<b>Paid"), "{}", text(&r));
+    assert!(
+        text(&r).contains("&#60;b&#62;Paid&#60;/b&#62; &#38; &#34;more&#34;"),
+        "{}",
+        text(&r)
+    );
+    // Forms: over the limit 413, not a form 415, garbage a page.
+    let big = format!("csrf=x&device={}", "d".repeat(20_000));
+    for path in ["/account/authorize", "/account/devices/revoke"] {
+        let r = post_form(&s, path, &signed, &big);
+        assert_eq!(r.status, 413, "{path}: {}", text(&r));
+        let r = http::request_with_body(
+            s.server.addr,
+            "POST",
+            path,
+            &[("Cookie", &signed), ("Content-Type", "application/json")],
+            b"{}",
+        );
+        assert_eq!(r.status, 415, "{path}: {}", text(&r));
+        for body in ["", "%%%&&&===", "csrf=&id=&decision=allow", "csrf=\u{e9}"] {
+            let r = post_form(&s, path, &signed, body);
+            assert!(r.status < 500, "{path} {body:?}: {}", r.status);
+            assert!(
+                r.header("location")
+                    .is_none_or(|to| to.starts_with("/account/")),
+                "{path} {body:?}"
+            );
+        }
+    }
+    // The exchange: JSON only, small, and errors that say what is wrong.
+    let exchange_raw = |method: &str, body: &[u8]| {
+        http::request_with_body(
+            s.server.addr,
+            method,
+            "/api/v1/device-credentials",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+    };
+    for (body, status) in [
+        (&b"not json"[..], 400),
+        (b"{}", 400),
+        (
+            b"{\"code\": 1, \"code_verifier\": [], \"redirect_uri\": null}",
+            400,
+        ),
+        (
+            b"{\"code\": \"c\", \"code_verifier\": \"v\", \"redirect_uri\": \"r\", \"more\": 1}",
+            400,
+        ),
+    ] {
+        let r = exchange_raw("POST", body);
+        assert_eq!(r.status, status, "{body:?}: {}", text(&r));
+        assert!(text(&r).contains("error-type"), "{}", text(&r));
+    }
+    let r = exchange_raw("POST", "x".repeat(10_000).as_bytes());
+    assert_eq!(r.status, 413);
+    assert_eq!(exchange_raw("GET", b"").status, 405);
+    assert_eq!(
+        exchange_raw("POST", b"{}").header("cache-control"),
+        Some("no-store")
+    );
+    let r = http::request(s.server.addr, "POST", "/api/v1/sign-in", &[]);
+    assert_eq!(r.status, 405);
 }
