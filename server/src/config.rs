@@ -62,6 +62,8 @@ pub(crate) struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub web: WebConfig,
+    #[serde(default)]
+    pub hooks: HooksConfig,
     /// The address clients reach this server at, when it is not `http://` and the request's
     /// `Host` (behind a TLS proxy, say): written into the `.flatpakrepo` files served.
     pub public_url: Option<String>,
@@ -121,6 +123,15 @@ impl Default for WebConfig {
             session_ttl: default_session_ttl(),
         }
     }
+}
+
+/// The hooks a shop calls (`[hooks]`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct HooksConfig {
+    /// A file (readable by its owner only) holding the secret orders are signed with, at
+    /// least 32 characters; without one, `POST /api/v1/hooks/orders` is off.
+    pub order_secret_file: Option<PathBuf>,
 }
 
 /// How many connections the server keeps open.
@@ -340,6 +351,7 @@ impl Config {
             .iter_mut()
             .for_each(resolve);
         config.metrics.token_file.iter_mut().for_each(resolve);
+        config.hooks.order_secret_file.iter_mut().for_each(resolve);
         config
             .storage
             .secret_access_key_file
@@ -471,6 +483,23 @@ impl Config {
             }
             other => Ok(other.map(Secret::new)),
         }
+    }
+
+    /// The secret order hooks are signed with, from `[hooks] order-secret-file`; `None`: the
+    /// hook is off.
+    pub(crate) fn order_secret(&self) -> anyhow::Result<Option<Secret>> {
+        let Some(path) = &self.hooks.order_secret_file else {
+            return Ok(None);
+        };
+        let secret = crate::secrets::read_private(path, "the order hook's secret")?;
+        if secret.len() < 32 {
+            anyhow::bail!(
+                "the order hook's secret in {} is too short: use at least 32 characters (openssl \
+                 rand -hex 32 makes one)",
+                path.display()
+            );
+        }
+        Ok(Some(Secret::new(secret)))
     }
 
     /// The token `/metrics` asks for, from `[metrics] token-file`; `None`: loopback only.

@@ -93,6 +93,7 @@ pub(crate) fn run(
         .local_addr()
         .context("reading the listening address")?;
     let admin_token = config.admin_token()?;
+    let order_secret = config.order_secret()?;
     let metrics_token = config.metrics_token()?;
     raise_file_limit(config.limits.max_connections);
     let config = Arc::new(config);
@@ -202,7 +203,8 @@ pub(crate) fn run(
             )
             .with_body_timeout(Duration::from_secs(config.limits.stall_timeout))
             .with_proxies(config.proxies())
-            .with_web(config.web),
+            .with_web(config.web)
+            .with_order_secret(order_secret),
         );
         let refresher = tokio::spawn(follow_rotations(Arc::clone(&state), keys, trusted, ttl));
         tracing::info!("listening on http://{addr}/");

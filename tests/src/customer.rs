@@ -37,20 +37,44 @@ impl Setup {
     /// As [`Setup::start`], with the repository served as `--repo NAME=PATH` (at `/NAME/`) when
     /// `name` is given.
     pub fn serving_as(name: Option<&str>) -> Setup {
-        Setup::build(name, &[])
+        Setup::build(name, &[], None)
     }
 
     /// As [`Setup::start`], with `authenticator_env` set for the authenticator D-Bus starts.
     pub fn with_authenticator_env(authenticator_env: &[(&str, &str)]) -> Setup {
-        Setup::build(None, authenticator_env)
+        Setup::build(None, authenticator_env, None)
     }
 
-    fn build(name: Option<&str>, authenticator_env: &[(&str, &str)]) -> Setup {
+    /// As [`Setup::start`], with `config` added to the server's configuration and `prepare`
+    /// run in the fixture before the server starts (to write a file the configuration names).
+    pub fn with_config(config: &str, prepare: impl FnOnce(&Fixture)) -> Setup {
+        Setup::build(None, &[], Some((config, Box::new(prepare))))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn build(
+        name: Option<&str>,
+        authenticator_env: &[(&str, &str)],
+        config: Option<(&str, Box<dyn FnOnce(&Fixture) + '_>)>,
+    ) -> Setup {
         let fx = Fixture::new();
         let g = gated_repo(&fx);
-        let s = match name {
-            None => Service::start(&fx, &g, None, ""),
-            Some(name) => Service::start_on(
+        let s = match (name, config) {
+            (None, Some((config, prepare))) => {
+                prepare(&fx);
+                Service::start_on(
+                    &fx,
+                    &g.repo,
+                    &g.data,
+                    &format!(
+                        "[tokens]\nflat-manager-secret-file = \"flat-manager-secret\"\n{config}\n"
+                    ),
+                    None,
+                    "",
+                )
+            }
+            (None, None) => Service::start(&fx, &g, None, ""),
+            (Some(name), _) => Service::start_on(
                 &fx,
                 Path::new(&format!("{name}={}", g.repo.display())),
                 &g.data,

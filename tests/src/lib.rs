@@ -65,6 +65,8 @@ mod one_service;
 #[cfg(test)]
 mod operator_checks;
 #[cfg(test)]
+mod order_hook;
+#[cfg(test)]
 mod ostree_pull;
 #[cfg(test)]
 mod p2p;

@@ -39,6 +39,8 @@ pub(crate) enum HttpError {
     /// A sign-in code that is unknown, used, expired, or presented with the wrong verifier or
     /// return address.
     InvalidGrant,
+    /// An order hook that is unsigned, signed wrongly, or signed too long ago: why.
+    BadSignature(String),
     /// No repository served by that name.
     UnknownRepo,
     /// None of the refs asked for exists.
@@ -73,7 +75,8 @@ impl HttpError {
             | HttpError::InvalidToken
             | HttpError::CredentialsRequired
             | HttpError::InvalidCredentials
-            | HttpError::CredentialsRefused(_) => StatusCode::UNAUTHORIZED,
+            | HttpError::CredentialsRefused(_)
+            | HttpError::BadSignature(_) => StatusCode::UNAUTHORIZED,
             HttpError::NotEntitled | HttpError::AdminDisabled => StatusCode::FORBIDDEN,
             HttpError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             HttpError::MetricsRefused {
@@ -108,6 +111,7 @@ impl HttpError {
             HttpError::CredentialsRefused(refusal) => refusal.error_type(),
             HttpError::TooManyFailures(_) => "too-many-failures",
             HttpError::InvalidGrant => "invalid-grant",
+            HttpError::BadSignature(_) => "invalid-signature",
             HttpError::UnknownRepo => "unknown-repo",
             HttpError::UnknownRefs => "unknown-refs",
             HttpError::Conflict(_) => "conflict",
@@ -137,7 +141,10 @@ impl HttpError {
                 for this server): get a new one"
                 .to_owned(),
             HttpError::NotEntitled => "the download token does not cover this content".to_owned(),
-            HttpError::BadRequest(why) | HttpError::Missing(why) | HttpError::Conflict(why) => {
+            HttpError::BadRequest(why)
+            | HttpError::Missing(why)
+            | HttpError::Conflict(why)
+            | HttpError::BadSignature(why) => {
                 why.clone()
             }
             HttpError::PayloadTooLarge => "the request body is too large".to_owned(),
@@ -260,6 +267,7 @@ mod tests {
             HttpError::InvalidCredentials,
             HttpError::TooManyFailures(7),
             HttpError::InvalidGrant,
+            HttpError::BadSignature("why".to_owned()),
             HttpError::UnknownRepo,
             HttpError::UnknownRefs,
             HttpError::AdminDisabled,
@@ -292,6 +300,7 @@ mod tests {
                 | HttpError::CredentialsRefused(_)
                 | HttpError::TooManyFailures(_)
                 | HttpError::InvalidGrant
+                | HttpError::BadSignature(_)
                 | HttpError::UnknownRepo
                 | HttpError::UnknownRefs
                 | HttpError::AdminDisabled

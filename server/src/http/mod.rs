@@ -12,6 +12,7 @@ mod error;
 mod files;
 mod flatpakrepo;
 mod gate;
+mod hooks;
 pub(crate) mod listener;
 mod pages;
 mod stall;
@@ -113,6 +114,8 @@ pub(crate) struct AppState {
     pub(crate) proxies: Proxies,
     /// The web pages' settings.
     web: crate::config::WebConfig,
+    /// The secret order hooks are signed with; `None`: the hook is off.
+    order_secret: Option<Secret>,
 }
 
 impl AppState {
@@ -136,7 +139,14 @@ impl AppState {
             body_timeout: Duration::from_secs(crate::config::default_stall_timeout()),
             proxies: Proxies::default(),
             web: crate::config::WebConfig::default(),
+            order_secret: None,
         }
+    }
+
+    /// The order hook's secret (`[hooks] order-secret-file`).
+    pub(crate) fn with_order_secret(mut self, secret: Option<Secret>) -> AppState {
+        self.order_secret = secret;
+        self
     }
 
     /// Believes the forwarding header of `proxies` (`trusted-proxies`).
@@ -273,6 +283,11 @@ async fn route(
         "/api/v1/token_subset" => (
             Route::Api,
             Box::pin(api::token_subset(state, &method, &headers, body)).await,
+        ),
+        // POST: a shop's signed order in, a license made or extended out (hooks.rs).
+        "/api/v1/hooks/orders" => (
+            Route::Api,
+            Box::pin(hooks::orders(state, &method, &headers, body)).await,
         ),
         // GET: that the web flow is here (webflow.rs).
         "/api/v1/sign-in" => (Route::Api, webflow::discovery(&method)),

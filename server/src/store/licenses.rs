@@ -537,7 +537,7 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("account {name:?}")))
     }
 
-    async fn account_row(&self, name: &str) -> Result<Option<(String, Account)>> {
+    pub(super) async fn account_row(&self, name: &str) -> Result<Option<(String, Account)>> {
         type Row = (String, bool, i64);
         let (row, products): (Option<Row>, Vec<(String,)>) = on_pool!(self, read, pool => {
             let row = sqlx::query_as(

@@ -12,6 +12,7 @@ mod audit;
 mod devices;
 mod keys;
 mod licenses;
+mod orders;
 mod products;
 mod recent;
 mod sessions;
@@ -30,6 +31,7 @@ pub(crate) use devices::{DeviceKey, MAX_DEVICE_NAME};
 pub(crate) use licenses::{
     Account, License, LicenseKey, NewLicense, account_holdings, is_account_name,
 };
+pub(crate) use orders::{Order, OrderOutcome};
 pub(crate) use products::{Product, check_purchase_url};
 pub(crate) use sessions::{Session, random_token};
 

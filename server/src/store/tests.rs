@@ -444,6 +444,47 @@ async fn scenario(store: &Store) {
         Err(StoreError::Conflict(_))
     ));
 
+    // Orders: an id once; the same customer's same products again extend the license.
+    let order = Order {
+        id: "ord_1".to_owned(),
+        email: "erin@example.com".to_owned(),
+        products: vec!["pro".to_owned()],
+        days: Some(10),
+        account: None,
+    };
+    let OrderOutcome::Created(made, key) = store.order_apply(&order).await.unwrap() else {
+        panic!("the first order made no license");
+    };
+    assert!(LicenseKey::parse(&key).is_some());
+    assert!(matches!(
+        store.order_apply(&order).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let again = Order {
+        id: "ord_2".to_owned(),
+        ..order.clone()
+    };
+    let OrderOutcome::Extended(extended) = store.order_apply(&again).await.unwrap() else {
+        panic!("the second order did not extend");
+    };
+    assert_eq!(extended.id, made.id);
+    assert_eq!(extended.expires, made.expires.map(|e| e + 10 * 86_400));
+    let wrong = Order {
+        id: "ord_3".to_owned(),
+        products: vec!["nope".to_owned()],
+        ..order.clone()
+    };
+    assert!(store.order_apply(&wrong).await.is_err());
+    let fixed = Order {
+        id: "ord_3".to_owned(),
+        ..order.clone()
+    };
+    assert!(
+        store.order_apply(&fixed).await.is_ok(),
+        "a failed order's id stays free"
+    );
+    store.license_remove(&made.id).await.unwrap();
+
     // Keys: published once, retired, and still valid within the overlap.
     store.key_publish("k1", &[1; 32], 100).await.unwrap();
     store.key_publish("k1", &[9; 32], 999).await.unwrap();
