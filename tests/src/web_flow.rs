@@ -686,6 +686,10 @@ fn a_customer_without_the_app_buys_it_in_the_shop_and_the_install_goes_on() {
     browser.goto(&page);
     browser.wait_for_text("Buy Paid");
     browser.screenshot("buy");
+    // Back from the shop before it sold: the page says so, and leads to the shop again.
+    browser.goto(&page.replace("/account/buy?", "/account/buy/done?"));
+    browser.wait_for_text("The shop has not added Paid to this account yet");
+    browser.screenshot("buy-not-yet");
     browser.follow("Buy Paid in the shop");
     browser.wait_for_text("Done.");
     terminal.answer_flatpak_install("", &[]);

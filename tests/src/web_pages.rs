@@ -643,3 +643,36 @@ fn without_sign_up_accounts_are_the_vendors_and_sessions_end() {
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/account/sign-in"));
 }
+
+#[test]
+fn an_account_is_made_in_chromium_and_a_problem_shows_as_a_page() {
+    let fx = Fixture::new();
+    let (_g, s) = started(&fx, "[web]\nsign-up = true", "");
+    let browser = Browser::start(&fx);
+    let root = s.server.url();
+    browser.goto(&format!("{root}account/sign-in"));
+    browser.wait_for_text("Create one");
+    browser.follow("Create one");
+    browser.wait_for_url("/account/create");
+    let inputs = browser.inputs();
+    assert_eq!(inputs.len(), 3, "{inputs:?}");
+    assert!(inputs.iter().all(|(_, labelled)| *labelled), "{inputs:?}");
+    browser.screenshot("create");
+    browser.fill("Account name", "fern");
+    browser.fill("Password (8 characters or more)", "long-enough-1");
+    browser.fill("Password again", "long-enough-2");
+    browser.press("Create the account");
+    browser.wait_for_text("The two passwords differ.");
+    browser.screenshot("create-passwords-differ");
+    browser.fill("Password (8 characters or more)", "long-enough-1");
+    browser.fill("Password again", "long-enough-1");
+    browser.press("Create the account");
+    browser.wait_for_url("/account/");
+    browser.wait_for_text("This account holds no product yet.");
+    assert!(browser.text().contains("fern"), "{}", browser.text());
+    browser.screenshot("portal-new-account");
+    // A problem is a page of its own, with a way on.
+    browser.goto(&format!("{root}account/buy?product=nope"));
+    browser.wait_for_text("Nothing is on sale here for this app");
+    browser.screenshot("nothing-on-sale");
+}
