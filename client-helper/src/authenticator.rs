@@ -16,7 +16,7 @@
 //! or the service has no web flow, it asks through flatpak's `BasicAuth` prompt, retries
 //! with `previous-error` when the server refuses what was typed, and stores what the server
 //! accepted. flatpak waits for an answer without end and aborts on signals out of order, so
-//! the web flow ends by itself after [`DEFAULT_WEBFLOW_SECS`], a `WebflowDone` always comes
+//! the web flow ends by itself after [`crate::webflow::DEFAULT_WEBFLOW_SECS`], a `WebflowDone` always comes
 //! before the `Response` of a web flow flatpak started, and none after flatpak closed it. The answer is the `Response` signal: 0 with
 //! `tokens` (token → refs, `""` for refs that need none), 1 when the user cancelled, 2 with an
 //! `error-message` saying what to do. It exits when idle, and when its bus goes away.
@@ -51,8 +51,6 @@ pub(crate) const OBJECT_PATH: &str = "/org/freedesktop/Flatpak/Authenticator";
 pub(crate) const DEFAULT_IDLE_SECS: u64 = 60;
 /// How many times one request asks the user before giving up.
 const MAX_PROMPTS: usize = 5;
-/// Seconds a sign-in in the browser may take; `TOLLGATE_WEBFLOW_TIMEOUT` overrides it.
-pub(crate) const DEFAULT_WEBFLOW_SECS: u64 = 600;
 
 fn log(text: &str) {
     let _ = writeln!(std::io::stderr(), "tollgate-authenticator: {text}");
@@ -443,16 +441,6 @@ enum Web {
     Failed(String),
 }
 
-/// Seconds a sign-in in the browser may take.
-fn webflow_limit() -> Duration {
-    let secs = std::env::var("TOLLGATE_WEBFLOW_TIMEOUT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|s| *s > 0)
-        .unwrap_or(DEFAULT_WEBFLOW_SECS);
-    Duration::from_secs(secs)
-}
-
 /// Signs in through the browser, if the service has the web flow.
 async fn web_sign_in(
     helper: &Helper,
@@ -471,7 +459,11 @@ async fn web_sign_in(
             return Web::NotHere;
         }
     };
-    let page = flow.page(&ends, &crate::webflow::device_name(&work.remote));
+    let detail = format!("remote {}", work.remote);
+    let page = flow.page(
+        &ends,
+        &crate::webflow::device_name("flatpak", Some(&detail)),
+    );
     let code = match browse(emitter, &flow, &page, replies).await {
         Browsed::Closed => return Web::NotHere,
         Browsed::Failed(message) => return Web::Failed(message),
@@ -523,7 +515,7 @@ async fn browse(
     if let Err(e) = RequestObject::webflow(emitter, page, HashMap::new()).await {
         return Browsed::Failed(format!("cannot ask flatpak to open the browser: {e}"));
     }
-    let limit = webflow_limit();
+    let limit = crate::webflow::limit();
     let deadline = tokio::time::Instant::now() + limit;
     let answer = loop {
         tokio::select! {

@@ -325,8 +325,22 @@ async fn reply(stream: &mut TcpStream, status: &str, text: &str) -> std::io::Res
     stream.shutdown().await
 }
 
-/// What the device calls itself at the service: the machine's name and the remote.
-pub(crate) fn device_name(remote: &str) -> String {
+/// Seconds a page in the browser may take; `TOLLGATE_WEBFLOW_TIMEOUT` overrides it.
+pub(crate) const DEFAULT_WEBFLOW_SECS: u64 = 600;
+
+/// How long a page in the browser may take.
+pub(crate) fn limit() -> Duration {
+    let secs = std::env::var("TOLLGATE_WEBFLOW_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_WEBFLOW_SECS);
+    Duration::from_secs(secs)
+}
+
+/// What the device calls itself at the service: the program, the machine's name, and what
+/// for (`detail`).
+pub(crate) fn device_name(program: &str, detail: Option<&str>) -> String {
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()
@@ -336,7 +350,8 @@ pub(crate) fn device_name(remote: &str) -> String {
     } else {
         host
     };
-    let name: String = format!("flatpak on {host} (remote {remote})")
+    let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
+    let name: String = format!("{program} on {host}{detail}")
         .chars()
         .filter(|c| !c.is_control())
         .take(100)

@@ -890,3 +890,68 @@ fn the_flows_pages_and_exchange_answer_bad_input_without_5xx_or_a_redirect_elsew
     let r = http::request(s.server.addr, "POST", "/api/v1/sign-in", &[]);
     assert_eq!(r.status, 405);
 }
+
+#[test]
+fn tollgate_helper_login_signs_in_through_the_browser_for_ostree_and_scripts() {
+    let t = Setup::start();
+    account_for_paid(&t.s);
+    let url = t.s.server.url();
+    let url = url.trim_end_matches('/').to_owned();
+    let opened = t.fx.join("browser-opened");
+    let program = browser_program(&t.fx, &opened);
+    let browser = Browser::start(&t.fx);
+    let mut terminal = t
+        .helper()
+        .env("BROWSER", &program)
+        .args(["login", &url, "--browser"])
+        .in_terminal();
+    terminal.expect("open this page in a browser to sign in");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        if let Some(line) = std::fs::read_to_string(&opened)
+            .unwrap_or_default()
+            .lines()
+            .next()
+        {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "{}", terminal.output());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The page it printed is the one it opened.
+    terminal.expect(&page);
+    browser.goto(&page);
+    browser.wait_for_text("Account name");
+    browser.fill("Account name", "bob");
+    browser.fill("Password", PASSWORD);
+    browser.press("Sign in");
+    browser.wait_for_text("tollgate-helper on");
+    browser.press("Allow");
+    browser.wait_for_text("Signed in.");
+    let (status, output) = terminal.finish();
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains(&format!("{url} accepts the license-key"))
+            && output.contains(&format!(
+                "stored the license-key for {url} with secret-service"
+            )),
+        "{output}"
+    );
+    assert!(
+        !output.contains("tgd_"),
+        "the credential was printed: {output}"
+    );
+    // Stored, it gets tokens for scripts and ostree.
+    let printed = t.helper().args(["token", &url, &t.g.app_ref]).run();
+    assert!(printed.contains("eyJ"), "{printed}");
+    // A service without the flow (or none at all) says so, and stores nothing.
+    let refused = t
+        .helper()
+        .args(["login", "http://127.0.0.1:1", "--browser"])
+        .output();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("offers no sign-in in the browser"),
+        "{refused:?}"
+    );
+}

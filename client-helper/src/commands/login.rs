@@ -1,5 +1,6 @@
 //! `tollgate-helper login URL`: keep a credential with a provider, checked with the service
-//! first unless `--no-check`.
+//! first unless `--no-check`; with `--browser`, a device credential got by signing in through
+//! the browser (the web flow, as the authenticator does it for flatpak).
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use super::{load_chain, note, out, runtime, what};
 use crate::chain::failures;
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("kind").args(["key_stdin", "token_stdin", "password_stdin"])))]
+#[command(group(clap::ArgGroup::new("kind").args(["key_stdin", "token_stdin", "password_stdin", "browser"])))]
 pub(super) struct LoginArgs {
     url: String,
     /// A license key (tg_...), read from stdin.
@@ -35,6 +36,11 @@ pub(super) struct LoginArgs {
     /// Let providers ask the user, e.g. to unlock a keyring.
     #[arg(long)]
     interactive: bool,
+    /// Sign in through the browser: prints the service's sign-in page (and opens it with
+    /// $BROWSER, if set), waits for the browser to come back, and stores the device credential
+    /// the service gives for this computer (revocable in its portal).
+    #[arg(long, conflicts_with = "user")]
+    browser: bool,
     /// Store the credential without first asking the entitlement service whether it is right
     /// (for when it cannot be reached now).
     #[arg(long)]
@@ -86,7 +92,9 @@ fn ask_secret(prompt: &str) -> anyhow::Result<Secret> {
 
 pub(super) fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let url = normalise(&args.url)?;
-    let credential = if args.key_stdin {
+    let credential = if args.browser {
+        runtime()?.block_on(sign_in_in_browser(&url))?
+    } else if args.key_stdin {
         Credential::LicenseKey(read_secret("license key")?)
     } else if args.token_stdin {
         Credential::Token(read_secret("token")?)
@@ -159,6 +167,51 @@ pub(super) fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
                 ""
             }
         ),
+    }
+}
+
+/// The web flow from the command line: the page printed (and opened with `$BROWSER`), the
+/// answer awaited on a loopback port, the code exchanged for a device credential.
+async fn sign_in_in_browser(url: &str) -> anyhow::Result<Credential> {
+    use crate::webflow::{Answer, Flow, device_name, discover, limit};
+    let client = crate::service::client()?;
+    let Some(ends) = discover(&client, url).await else {
+        bail!(
+            "{url} offers no sign-in in the browser (or cannot be reached): store a license key \
+             with --key-stdin, or an account with --user NAME"
+        );
+    };
+    let flow = Flow::start(url).await?;
+    let page = flow.page(&ends, &device_name("tollgate-helper", None));
+    let limit = limit();
+    note(&format!(
+        "open this page in a browser to sign in (waiting {} minutes):\n  {page}",
+        limit.as_secs().div_ceil(60)
+    ));
+    if let Some(browser) = std::env::var_os("BROWSER")
+        && let Err(e) = std::process::Command::new(&browser).arg(&page).spawn()
+    {
+        note(&format!(
+            "could not start the browser {}: {e}",
+            browser.to_string_lossy()
+        ));
+    }
+    let answer = tokio::time::timeout(limit, flow.answer())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "nobody signed in within {} seconds; nothing is stored",
+                limit.as_secs()
+            )
+        })?;
+    match answer {
+        Answer::Code(code) => flow
+            .exchange(&client, &ends, &code)
+            .await
+            .map_err(|why| anyhow::anyhow!("not stored: {why}")),
+        Answer::Denied => bail!("cancelled in the browser; nothing is stored"),
+        Answer::Back => bail!("{url}'s page came back without signing in; nothing is stored"),
+        Answer::Refused(why) => bail!("not stored: {why}"),
     }
 }
 
