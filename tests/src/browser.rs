@@ -49,15 +49,22 @@ impl Browser {
             .enable_all()
             .build()
             .expect("a runtime for the browser");
-        let port = free_port();
-        let mut driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .envs(fx.env().iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting chromedriver");
+        let start_driver = || {
+            // The port is free when picked, and another test may take it before chromedriver
+            // does: then chromedriver exits, and is started again on another.
+            let port = free_port();
+            let driver = Command::new(&chromedriver)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .envs(fx.env().iter().cloned())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting chromedriver");
+            (port, driver)
+        };
+        let (mut port, mut driver) = start_driver();
+        let mut restarts = 0;
         let profile = fx.join("chromium-profile");
         let capabilities = serde_json::json!({
             "goog:chromeOptions": {
@@ -86,7 +93,13 @@ impl Browser {
                 Ok(client) => break client,
                 Err(e) if Instant::now() < deadline => {
                     if let Ok(Some(status)) = driver.try_wait() {
-                        panic!("chromedriver exited ({status}) before it took a session: {e}");
+                        restarts += 1;
+                        assert!(
+                            restarts <= 3,
+                            "chromedriver exited ({status}) before it took a session, {restarts} \
+                             times: {e}"
+                        );
+                        (port, driver) = start_driver();
                     }
                     std::thread::sleep(Duration::from_millis(200));
                 }

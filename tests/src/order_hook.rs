@@ -10,7 +10,7 @@ use crate::customer::Setup;
 use crate::gated_repo::APP;
 use crate::http::{self, Response};
 use crate::pages::{portal, signed_in, text};
-use crate::service::{PASSWORD, Service};
+use crate::service::{PASSWORD, Service, account_holding_other};
 
 const SECRET: &str = "the shop's shared secret, thirty-two characters or more";
 
@@ -64,18 +64,7 @@ fn a_signed_order_makes_a_license_flatpak_installs_with_and_bad_hooks_change_not
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     });
     let s = &t.s;
-    s.admin_ok(
-        201,
-        "POST",
-        "products",
-        Some(json!({"slug": "other", "name": "Other", "refs": ["app/org.example.Other/*"]})),
-    );
-    s.admin_ok(
-        201,
-        "POST",
-        "accounts",
-        Some(json!({"name": "dana", "password": PASSWORD, "products": ["other"]})),
-    );
+    account_holding_other(s, "dana");
     let order =
         json!({"id": "ord_1", "email": "erin@example.com", "products": ["paid"], "days": 30})
             .to_string();

@@ -268,6 +268,23 @@ pub fn account_for_paid(s: &Service) {
     );
 }
 
+/// A product `other` (another app's refs) and an account `name` with the password
+/// [`PASSWORD`] holding only it: a customer who has not bought `paid`.
+pub fn account_holding_other(s: &Service, name: &str) {
+    s.admin_ok(
+        201,
+        "POST",
+        "products",
+        Some(json!({"slug": "other", "name": "Other", "refs": ["app/org.example.Other/*"]})),
+    );
+    s.admin_ok(
+        201,
+        "POST",
+        "accounts",
+        Some(json!({"name": name, "password": PASSWORD, "products": ["other"]})),
+    );
+}
+
 /// A signed token for `ask` with the license `key`.
 pub fn token_for(s: &Service, key: &str, ask: &Value) -> String {
     let (status, answer) = s.tokens(Some(&bearer(key)), ask);

@@ -14,7 +14,9 @@ use crate::fixture::Fixture;
 use crate::gated_repo::APP;
 use crate::http::{self, Response};
 use crate::pages::{portal, portal_csrf, post_form, set_cookie, signed_in, started, text};
-use crate::service::{ADMIN_TOKEN, PASSWORD, Service, account_for_paid, basic, bearer};
+use crate::service::{
+    ADMIN_TOKEN, PASSWORD, Service, account_for_paid, account_holding_other, basic, bearer,
+};
 
 /// RFC 7636, appendix B: a verifier and its S256 challenge.
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -342,6 +344,20 @@ fn browser_program(fx: &Fixture, opened: &Path) -> std::path::PathBuf {
     program
 }
 
+/// Answers the rest of an interactive install (no password asked), which must end installed:
+/// what flatpak printed.
+fn finish_install(t: &Setup, mut terminal: Terminal) -> String {
+    let passwords = terminal.answer_flatpak_install("", &[]);
+    let (status, output) = terminal.finish();
+    assert!(
+        status.success(),
+        "flatpak install failed ({status}):\n{output}"
+    );
+    assert_eq!(passwords, 0, "{output}");
+    assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
+    output
+}
+
 /// Answers yes until flatpak waits for the browser; the `nth` page it opened.
 fn page_opened(terminal: &mut Terminal, opened: &Path, nth: usize) -> String {
     loop {
@@ -448,15 +464,8 @@ fn flatpak_install_signs_in_through_the_browser_and_a_revoked_device_signs_in_ag
     browser.wait_for_text("Signed in.");
     browser.screenshot("webflow-done");
 
-    let passwords = terminal.answer_flatpak_install("", &[]);
-    let (status, output) = terminal.finish();
-    assert!(
-        status.success(),
-        "flatpak install failed ({status}):\n{output}"
-    );
-    assert_eq!(passwords, 0, "{output}");
+    let output = finish_install(&t, terminal);
     assert!(output.contains("Browser done"), "{output}");
-    assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
     // The device credential is kept in the keyring, never printed.
     let found = t.helper().args(["credential", &url]).run();
     assert_eq!(found.trim(), "secret-service: license-key");
@@ -507,13 +516,7 @@ fn flatpak_install_signs_in_through_the_browser_and_a_revoked_device_signs_in_ag
     browser.wait_for_text("Sign in a device");
     browser.press("Allow");
     browser.wait_for_text("Signed in.");
-    terminal.answer_flatpak_install("", &[]);
-    let (status, output) = terminal.finish();
-    assert!(
-        status.success(),
-        "flatpak install failed ({status}):\n{output}"
-    );
-    assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
+    finish_install(&t, terminal);
 }
 
 /// A vendor's shop, as small as one can be: `GET /buy?product=&account=&return=` "sells" the
@@ -571,18 +574,7 @@ fn shop(service: std::net::SocketAddr) -> String {
 fn a_customer_without_the_app_buys_it_in_the_shop_and_the_install_goes_on() {
     let t = Setup::start();
     let s = &t.s;
-    s.admin_ok(
-        201,
-        "POST",
-        "products",
-        Some(json!({"slug": "other", "name": "Other", "refs": ["app/org.example.Other/*"]})),
-    );
-    s.admin_ok(
-        201,
-        "POST",
-        "accounts",
-        Some(json!({"name": "carol", "password": PASSWORD, "products": ["other"]})),
-    );
+    account_holding_other(s, "carol");
     let ask = json!({"refs": [t.g.app_ref]});
     let carol = basic("carol", PASSWORD);
 
@@ -692,13 +684,7 @@ fn a_customer_without_the_app_buys_it_in_the_shop_and_the_install_goes_on() {
     browser.screenshot("buy-not-yet");
     browser.follow("Buy Paid in the shop");
     browser.wait_for_text("Done.");
-    terminal.answer_flatpak_install("", &[]);
-    let (status, output) = terminal.finish();
-    assert!(
-        status.success(),
-        "flatpak install failed ({status}):\n{output}"
-    );
-    assert_eq!(t.installed_app(), format!("#!/bin/sh\necho {APP} 2\n"));
+    finish_install(&t, terminal);
     // The license the shop made is carol's, in her portal.
     let licenses = s.admin_ok(200, "GET", "licenses", None);
     let sold = licenses

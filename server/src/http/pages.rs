@@ -449,6 +449,25 @@ async fn form(headers: &HeaderMap, body: Body) -> Result<Vec<(String, String)>, 
     Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
+/// A form a signed-in page posted: the session and the fields, once the form carries the
+/// session's CSRF token. Without a session, `Err` with what `signed_out` answers (the sign-in
+/// page, say).
+async fn signed_in_post(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    signed_out: impl FnOnce(&[(String, String)]) -> Result<Response, PageError>,
+) -> Result<Result<(Session, Vec<(String, String)>), Response>, PageError> {
+    let fields = form(headers, body).await?;
+    let Some(session) = session(state, headers).await? else {
+        return signed_out(&fields).map(Err);
+    };
+    if !equal(&session.csrf, field(&fields, "csrf")) {
+        return Err(stale_form());
+    }
+    Ok(Ok((session, fields)))
+}
+
 fn field<'f>(fields: &'f [(String, String)], name: &str) -> &'f str {
     fields
         .iter()
@@ -854,13 +873,14 @@ async fn redeem(
     client: IpAddr,
     body: Body,
 ) -> Result<Response, PageError> {
-    let fields = form(headers, body).await?;
-    let Some(session) = session(state, headers).await? else {
-        return Ok(see_other(&format!("{base}{PREFIX}/sign-in")));
+    let (session, fields) = match signed_in_post(state, headers, body, |_| {
+        Ok(see_other(&format!("{base}{PREFIX}/sign-in")))
+    })
+    .await?
+    {
+        Ok(posted) => posted,
+        Err(answer) => return Ok(answer),
     };
-    if !equal(&session.csrf, field(&fields, "csrf")) {
-        return Err(stale_form());
-    }
     let again = |status, problem: &str| {
         let problem = problem.to_owned();
         let session = session.clone();
@@ -963,15 +983,17 @@ async fn authorize(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, PageError> {
-    let fields = form(headers, body).await?;
-    let request = AuthorizeRequest::from_pairs(&fields).map_err(|why| bad_link(&why))?;
-    let Some(session) = session(state, headers).await? else {
+    let (session, fields) = match signed_in_post(state, headers, body, |fields| {
         // The session ended while the page was open: sign in again, then the page again.
-        return Ok(to_sign_in(base, &request.page_path(base)));
+        let request = AuthorizeRequest::from_pairs(fields).map_err(|why| bad_link(&why))?;
+        Ok(to_sign_in(base, &request.page_path(base)))
+    })
+    .await?
+    {
+        Ok(posted) => posted,
+        Err(answer) => return Ok(answer),
     };
-    if !equal(&session.csrf, field(&fields, "csrf")) {
-        return Err(stale_form());
-    }
+    let request = AuthorizeRequest::from_pairs(&fields).map_err(|why| bad_link(&why))?;
     if field(&fields, "decision") != "allow" {
         return Ok(see_other(&request.back.redirect(
             &issuer(state, headers, base),
@@ -1002,13 +1024,14 @@ async fn revoke_device(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, PageError> {
-    let fields = form(headers, body).await?;
-    let Some(session) = session(state, headers).await? else {
-        return Ok(see_other(&format!("{base}{PREFIX}/sign-in")));
+    let (session, fields) = match signed_in_post(state, headers, body, |_| {
+        Ok(see_other(&format!("{base}{PREFIX}/sign-in")))
+    })
+    .await?
+    {
+        Ok(posted) => posted,
+        Err(answer) => return Ok(answer),
     };
-    if !equal(&session.csrf, field(&fields, "csrf")) {
-        return Err(stale_form());
-    }
     let removed = state
         .entitlements
         .store()
@@ -1170,12 +1193,12 @@ async fn sign_out(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, PageError> {
-    let fields = form(headers, body).await?;
-    let Some(session) = session(state, headers).await? else {
-        return Ok(see_other(&format!("{base}{PREFIX}/sign-in")));
-    };
-    if !equal(&session.csrf, field(&fields, "csrf")) {
-        return Err(stale_form());
+    if let Err(answer) = signed_in_post(state, headers, body, |_| {
+        Ok(see_other(&format!("{base}{PREFIX}/sign-in")))
+    })
+    .await?
+    {
+        return Ok(answer);
     }
     if let Some(value) = cookie(headers, SESSION_COOKIE) {
         state
